@@ -1,0 +1,215 @@
+//! The command line: clap definitions, the step from raw flags to validated settings, and
+//! the commands themselves. The only place that prints to stdout or uses `anyhow`.
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use pathdns::config::{AnswerSpec, Config, ConfigError};
+use pathdns::daemon::{self, DaemonError};
+
+/// Exit code for an unusable configuration (sysexits EX_CONFIG; systemd knows it).
+const EXIT_CONFIG: u8 = 78;
+/// Exit code when a listen address cannot be bound (sysexits EX_UNAVAILABLE).
+const EXIT_UNAVAILABLE: u8 = 69;
+/// Any other failure.
+const EXIT_FAILURE: u8 = 1;
+
+const DEFAULT_CONFIG: &str = "/etc/pathdns/pathdns.toml";
+
+/// Node-local DNS and connectivity agent for pulling container images over a private path.
+///
+/// pathdns answers the private names of an Alibaba Cloud Container Registry Enterprise
+/// Edition instance (the registry endpoint, the dockerauth token realm and the OSS blob
+/// storage name) authoritatively, and forwards every other name to the host's previous
+/// resolvers through a cache. It replaces hand-written /etc/hosts lines.
+///
+/// Quick look: `pathdns demo`, then
+/// `dig @127.0.0.1 -p 1053 xxxxxx-registry-vpc.cn-hangzhou.cr.aliyuncs.com`.
+///
+/// Exit codes: 0 success, 1 failure, 2 usage error, 69 a listen address cannot be bound,
+/// 78 the configuration is invalid.
+#[derive(Debug, Parser)]
+#[command(name = "pathdns", version, about, long_about, max_term_width = 100)]
+struct Args {
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive such as
+    /// "pathdns=debug". The PATHDNS_LOG environment variable sets it too.
+    #[arg(long, global = true, value_name = "FILTER")]
+    log_level: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the agent on a config file until SIGTERM or SIGINT.
+    ///
+    /// Binds UDP and TCP on every `server.listen` address before answering anything; if any
+    /// address cannot be bound, nothing is served and the exit code is 69.
+    Run {
+        /// The config file. It must exist: pathdns never falls back to a default config.
+        #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Validate a config file and print the expanded name table.
+    ///
+    /// Exits 0 when the file is valid, 78 with a one-line "FILE:LINE:COLUMN: FIELD: problem"
+    /// message when it is not.
+    Check {
+        #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Run the agent on its embedded example config: the documents' example names on
+    /// 127.0.0.1:1053, every other name forwarded to this host's resolv.conf resolvers.
+    ///
+    /// The example addresses (10.94.205.198, 100.103.7.181, 100.118.28.43) are answered
+    /// but never contacted.
+    Demo {
+        /// Listen here instead of 127.0.0.1:1053 (repeatable; port 0 picks a free port).
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Vec<SocketAddr>,
+        /// Print the embedded config and exit.
+        #[arg(long)]
+        print_config: bool,
+    },
+}
+
+pub fn main() -> anyhow::Result<ExitCode> {
+    let args = Args::parse();
+    init_logging(args.log_level.as_deref());
+    match args.command {
+        Command::Run { config } => {
+            let config = Config::load(&config)?;
+            serve(config)
+        }
+        Command::Check { config } => {
+            let config = Config::load(&config)?;
+            print_table(&config)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo {
+            listen,
+            print_config,
+        } => {
+            if print_config {
+                std::io::stdout().write_all(pathdns::config::DEMO_CONFIG.as_bytes())?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut config = Config::demo()?;
+            if !listen.is_empty() {
+                config.server.listen = listen;
+            }
+            serve(config)
+        }
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("pathdns")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(daemon::run(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Exit codes by error kind, so that systemd and scripts can tell a bad config from a
+/// taken port.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<ConfigError>().is_some() {
+        EXIT_CONFIG
+    } else if matches!(
+        err.downcast_ref::<DaemonError>(),
+        Some(DaemonError::Bind(_))
+    ) {
+        EXIT_UNAVAILABLE
+    } else {
+        EXIT_FAILURE
+    }
+}
+
+fn init_logging(level: Option<&str>) {
+    let filter = level
+        .map(str::to_owned)
+        .or_else(|| std::env::var("PATHDNS_LOG").ok())
+        .unwrap_or_else(|| "info".to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// `pathdns check`'s table: one line per owned name.
+fn print_table(config: &Config) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let listen: Vec<String> = config.server.listen.iter().map(|a| a.to_string()).collect();
+    let upstreams: Vec<String> = config
+        .upstream
+        .servers
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    writeln!(
+        out,
+        "{}: OK: {} owned names; listen {}; forward to {}",
+        config.source,
+        config.names.len(),
+        listen.join(", "),
+        upstreams.join(", ")
+    )?;
+    let width = config
+        .names
+        .iter()
+        .map(|n| display_name(&n.name).len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    writeln!(
+        out,
+        "{:width$}  {:12}  {:>5}  ANSWER",
+        "NAME", "ROLE", "TTL"
+    )?;
+    for name in &config.names {
+        let answer = match &name.answer {
+            AnswerSpec::Targets(targets) => {
+                let mut groups: Vec<u8> = targets.iter().map(|t| t.priority).collect();
+                groups.sort_unstable();
+                groups.dedup();
+                groups
+                    .iter()
+                    .map(|priority| {
+                        let addrs: Vec<String> = targets
+                            .iter()
+                            .filter(|t| t.priority == *priority)
+                            .map(|t| t.addr.to_string())
+                            .collect();
+                        format!("[{priority}] {}", addrs.join(" "))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("  ")
+            }
+            AnswerSpec::Cname(target) => format!("CNAME {}", display_name(target)),
+        };
+        writeln!(
+            out,
+            "{:width$}  {:12}  {:>5}  {answer}",
+            display_name(&name.name),
+            name.role.to_string(),
+            name.ttl,
+        )?;
+    }
+    Ok(())
+}
+
+fn display_name(name: &hickory_proto::rr::Name) -> String {
+    name.to_ascii().trim_end_matches('.').to_owned()
+}

@@ -1,0 +1,175 @@
+//! Configuration: the TOML file, its validation and the registry preset.
+//!
+//! Owns: turning a file (or the embedded demo text) into a validated [`Config`] whose every
+//! name is expanded, lower-cased and checked, or into one [`ConfigError`] that names the
+//! file, line and field. Must not: touch the network (beyond reading resolv.conf for
+//! `"system"` upstreams) or know how answers are served.
+//!
+//! Flow: [`raw`] (serde schema) -> [`validate`] (names, addresses, upstream loops) with
+//! [`preset`] expanding `[[registry]]` -> [`Config`].
+
+mod preset;
+pub mod raw;
+mod validate;
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use hickory_proto::rr::Name;
+use ipnet::IpNet;
+
+pub use preset::{auth_name, oss_name, registry_name};
+
+/// The embedded configuration of `pathdns demo`: the documents' example table on an
+/// unprivileged loopback port. Its addresses are never probed or contacted.
+pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
+
+/// A validated configuration, ready to build an answer table and start listeners from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it came from, for messages.
+    pub source: String,
+    pub server: ServerSettings,
+    pub upstream: UpstreamSettings,
+    /// Every owned name, presets expanded, in file order.
+    pub names: Vec<OwnedName>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: Vec<SocketAddr>,
+    pub allow: Vec<IpNet>,
+    pub max_tcp_connections: usize,
+    pub tcp_idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// Resolved upstream addresses, pathdns's own listen addresses removed.
+    pub servers: Vec<SocketAddr>,
+    pub timeout: Duration,
+    pub cache_size: usize,
+}
+
+/// One name pathdns answers authoritatively.
+#[derive(Debug, Clone)]
+pub struct OwnedName {
+    /// Lower-case, fully qualified. A wildcard is stored with its `*` label.
+    pub name: Name,
+    pub answer: AnswerSpec,
+    pub ttl: u32,
+    pub role: Role,
+    /// Where in the file it came from, e.g. `registry[0].oss` or `name[2]`.
+    pub origin: String,
+}
+
+impl OwnedName {
+    pub fn is_wildcard(&self) -> bool {
+        self.name.is_wildcard()
+    }
+}
+
+/// What an owned name answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnswerSpec {
+    /// A/AAAA records from targets in priority groups (lower is preferred).
+    Targets(Vec<Target>),
+    /// A CNAME to another name (owned or resolved upstream).
+    Cname(Name),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    pub addr: IpAddr,
+    pub priority: u8,
+}
+
+/// Why a name is owned: the preset's three roles, or a plain `[[name]]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Registry,
+    Auth,
+    Oss,
+    OssBucket,
+    OssWildcard,
+    Custom,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Registry => "registry",
+            Role::Auth => "auth",
+            Role::Oss => "oss",
+            Role::OssBucket => "oss-bucket",
+            Role::OssWildcard => "oss-wildcard",
+            Role::Custom => "name",
+        })
+    }
+}
+
+/// A configuration that cannot be used, with enough context to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read config file: {}", io_reason(error))]
+    Read { path: String, error: std::io::Error },
+    #[error("{}", render_invalid(path, *location, field, message))]
+    Invalid {
+        path: String,
+        /// 1-based line and column, where the problem has a place in the file.
+        location: Option<(usize, usize)>,
+        /// The dotted field path, e.g. `registry[0].region`; empty at top level.
+        field: String,
+        message: String,
+    },
+}
+
+/// The OS reason without the "(os error N)" suffix, for a one-line message.
+fn io_reason(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    match text.find(" (os error") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
+}
+
+fn render_invalid(
+    path: &str,
+    location: Option<(usize, usize)>,
+    field: &str,
+    message: &str,
+) -> String {
+    let place = match location {
+        Some((line, column)) => format!("{path}:{line}:{column}"),
+        None => path.to_owned(),
+    };
+    if field.is_empty() {
+        format!("{place}: {message}")
+    } else {
+        format!("{place}: {field}: {message}")
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file. A missing file is an error, never a default.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.display().to_string(),
+            error,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Validates config text; `source` names it in messages.
+    pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
+        let raw = validate::deserialize(text, source)?;
+        validate::validate(raw, text, source)
+    }
+
+    /// The embedded demo configuration.
+    pub fn demo() -> Result<Config, ConfigError> {
+        Self::parse(DEMO_CONFIG, "<embedded demo config>")
+    }
+}

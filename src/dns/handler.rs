@@ -1,0 +1,239 @@
+//! The per-query decision: who may ask, which names are owned, what to answer.
+//!
+//! Owns: the order of checks (parse, allow list, EDNS version, class), the split between
+//! the synchronous path (owned names and cache hits, answered at once from the current
+//! table and cache) and the asynchronous path (upstream forwarding and owned CNAMEs that
+//! leave the table). Must not: block, lock, allocate on the synchronous path beyond the
+//! caller's buffer, or log per query above debug level.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::rdata::CNAME;
+use hickory_proto::rr::{RData, Record};
+use ipnet::IpNet;
+
+use super::cache::KeyRef;
+use super::forward::{name_from_wire, ForwardError, Forwarder, UpstreamAnswer};
+use crate::table::{Answer, LiveTable, UpstreamCname};
+use crate::wire::{
+    self, lowercase_name, parse_query, Parsed, Query, Rcode, ResponseOptions, CLASS_ANY, CLASS_IN,
+};
+
+/// What the synchronous path did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// `out` holds the response.
+    Reply,
+    /// Send nothing (not a query, or malformed from a client we do not serve).
+    Silent,
+    /// The answer needs an upstream: call [`Handler::respond_upstream`] off the hot path.
+    Upstream,
+}
+
+pub struct Handler {
+    table: Arc<LiveTable>,
+    forwarder: Arc<Forwarder>,
+    allow: Vec<IpNet>,
+}
+
+impl Handler {
+    pub fn new(table: Arc<LiveTable>, forwarder: Arc<Forwarder>, allow: Vec<IpNet>) -> Handler {
+        Handler {
+            table,
+            forwarder,
+            allow,
+        }
+    }
+
+    fn allowed(&self, client: IpAddr) -> bool {
+        let client = client.to_canonical();
+        self.allow.iter().any(|net| net.contains(&client))
+    }
+
+    /// Answers what can be answered now, from the current table and the cache.
+    pub fn respond_now(
+        &self,
+        packet: &[u8],
+        client: IpAddr,
+        transport: Transport,
+        out: &mut Vec<u8>,
+    ) -> Step {
+        let query = match parse_query(packet) {
+            Parsed::Drop => return Step::Silent,
+            _ if !self.allowed(client) => {
+                return match parse_query(packet) {
+                    Parsed::Query(query) => {
+                        wire::write_error(&query, Rcode::Refused, false, out);
+                        Step::Reply
+                    }
+                    _ => Step::Silent,
+                };
+            }
+            Parsed::FormErr {
+                id,
+                flags,
+                question,
+            } => {
+                wire::write_header_only(id, flags, Rcode::FormErr, question, out);
+                return Step::Reply;
+            }
+            Parsed::NotImp { id, flags } => {
+                wire::write_header_only(id, flags, Rcode::NotImp, None, out);
+                return Step::Reply;
+            }
+            Parsed::Query(query) => query,
+        };
+        if query.edns.is_some_and(|edns| edns.version > 0) {
+            wire::write_error(&query, Rcode::NoError, true, out);
+            return Step::Reply;
+        }
+        if query.qclass != CLASS_IN && query.qclass != CLASS_ANY {
+            wire::write_error(&query, Rcode::Refused, false, out);
+            return Step::Reply;
+        }
+        let limit = transport.limit(&query);
+        let mut buf = [0u8; 256];
+        let qname = lowercase_name(query.qname, &mut buf);
+        let key = KeyRef {
+            name: qname,
+            qtype: query.qtype,
+            qclass: query.qclass,
+        };
+        let table = self.table.load();
+        let cached = match table
+            .lookup(qname)
+            .map(|answers| answers.for_type(query.qtype))
+        {
+            Some(Answer::Ready(prepared)) => {
+                let options = ResponseOptions {
+                    recursion_available: true,
+                    age: 0,
+                    limit,
+                };
+                wire::write_response(&query, prepared, options, out);
+                return Step::Reply;
+            }
+            Some(Answer::Refused) => {
+                wire::write_error(&query, Rcode::Refused, false, out);
+                return Step::Reply;
+            }
+            // Owned CNAMEs that leave the table are cached under the owned name.
+            Some(Answer::ChaseUpstream(_)) | None => self.forwarder.cached(&key),
+        };
+        match cached {
+            Some((entry, age)) => {
+                let options = ResponseOptions {
+                    recursion_available: true,
+                    age,
+                    limit,
+                };
+                wire::write_response(&query, &entry.prepared, options, out);
+                Step::Reply
+            }
+            None => Step::Upstream,
+        }
+    }
+
+    /// The slow path for a packet that [`Handler::respond_now`] sent upstream: forwards,
+    /// caches and writes the response, or SERVFAIL when no upstream answers in time.
+    pub async fn respond_upstream(&self, packet: &[u8], transport: Transport, out: &mut Vec<u8>) {
+        let Parsed::Query(query) = parse_query(packet) else {
+            return;
+        };
+        let limit = transport.limit(&query);
+        let mut buf = [0u8; 256];
+        let qname = lowercase_name(query.qname, &mut buf);
+        let key = KeyRef {
+            name: qname,
+            qtype: query.qtype,
+            qclass: query.qclass,
+        };
+        let chase = {
+            let table = self.table.load();
+            match table
+                .lookup(qname)
+                .map(|answers| answers.for_type(query.qtype))
+            {
+                Some(Answer::ChaseUpstream(upstream)) => Some(upstream.clone()),
+                _ => None,
+            }
+        };
+        let result = match chase {
+            Some(upstream) => self.chase(&key, &upstream).await,
+            None => self.forwarder.resolve(&key).await,
+        };
+        match result {
+            Ok(entry) => {
+                let options = ResponseOptions {
+                    recursion_available: true,
+                    age: 0,
+                    limit,
+                };
+                wire::write_response(&query, &entry.prepared, options, out);
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "forwarding failed");
+                wire::write_error(&query, Rcode::ServFail, false, out);
+            }
+        }
+    }
+
+    /// An owned CNAME chain, then what upstream says for its target.
+    async fn chase(
+        &self,
+        key: &KeyRef<'_>,
+        upstream: &UpstreamCname,
+    ) -> Result<Arc<super::cache::Cached>, ForwardError> {
+        let question = name_from_wire(key.name)?;
+        let answer = match self
+            .forwarder
+            .fetch(upstream.target.clone(), key.qtype, key.qclass)
+            .await
+        {
+            Ok(answer) => answer,
+            // The chain is ours and still true; say so even when the target cannot be
+            // resolved right now, without caching that.
+            Err(_) => UpstreamAnswer {
+                rcode: ResponseCode::ServFail,
+                answers: Vec::new(),
+                authorities: Vec::new(),
+                additionals: Vec::new(),
+                lifetime: 0,
+            },
+        };
+        let chain_ttl = upstream.links.iter().map(|l| l.ttl).min().unwrap_or(0);
+        let leading = upstream
+            .links
+            .iter()
+            .map(|link| {
+                let owner = link.owner.clone().unwrap_or_else(|| question.clone());
+                Record::from_rdata(owner, link.ttl, RData::CNAME(CNAME(link.target.clone())))
+            })
+            .collect();
+        let answer = UpstreamAnswer {
+            lifetime: answer.lifetime.min(chain_ttl),
+            ..answer
+        };
+        self.forwarder.store(key, &question, answer, leading, true)
+    }
+}
+
+/// How a query arrived: it bounds the response size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    /// UDP answers are limited by what the client said it takes (and 1232 bytes); TCP by
+    /// the two-byte frame length.
+    fn limit(self, query: &Query<'_>) -> usize {
+        match self {
+            Transport::Udp => query.udp_limit(),
+            Transport::Tcp => u16::MAX as usize,
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The DNS server: sockets, the per-query handler and forwarding.
+//!
+//! Owns: [`bind`] (UDP and TCP on each listen address, all or nothing), the UDP and TCP
+//! serving loops, [`handler`] (what to answer), [`forward`] and [`cache`] (names pathdns
+//! does not own). Reads the answer table; never writes it.
+//!
+//! Why our own listener on hickory-proto rather than hickory-server: hickory-server 0.26
+//! spawns a task per UDP query without bound, answers queries on one TCP connection one at
+//! a time, has no connection cap, and retries accept errors at once. Owned answers here are
+//! ready-made wire bytes, so the UDP path answers in the receiving task without spawning.
+
+pub mod cache;
+pub mod forward;
+pub mod handler;
+mod tcp;
+mod udp;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+pub use handler::{Handler, Step, Transport};
+
+/// How many forwarded queries may wait on upstreams at once; more get SERVFAIL at once
+/// rather than queueing without bound.
+pub const MAX_UPSTREAM_IN_FLIGHT: usize = 1024;
+
+/// A listen address that could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} ({transport}): {source}{hint}")]
+pub struct BindError {
+    pub addr: SocketAddr,
+    pub transport: &'static str,
+    #[source]
+    pub source: std::io::Error,
+    hint: &'static str,
+}
+
+impl BindError {
+    fn new(addr: SocketAddr, transport: &'static str, source: std::io::Error) -> BindError {
+        let hint = match source.kind() {
+            std::io::ErrorKind::PermissionDenied => {
+                "; ports below 1024 need root or CAP_NET_BIND_SERVICE"
+            }
+            std::io::ErrorKind::AddrInUse => "; another DNS server may be running there",
+            std::io::ErrorKind::AddrNotAvailable => "; no local interface has that address",
+            _ => "",
+        };
+        BindError {
+            addr,
+            transport,
+            source,
+            hint,
+        }
+    }
+}
+
+/// Bound sockets for one listen address.
+pub struct Listener {
+    pub udp: UdpSocket,
+    pub tcp: TcpListener,
+}
+
+impl Listener {
+    pub fn udp_addr(&self) -> std::io::Result<SocketAddr> {
+        self.udp.local_addr()
+    }
+
+    pub fn tcp_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// Binds UDP and TCP on every address, or fails without serving anything. Port 0 picks one
+/// free port for both.
+pub fn bind(addrs: &[SocketAddr]) -> Result<Vec<Listener>, BindError> {
+    addrs.iter().map(|&addr| bind_one(addr)).collect()
+}
+
+fn bind_one(addr: SocketAddr) -> Result<Listener, BindError> {
+    // With port 0 the UDP port is chosen first; TCP may find it taken, so try a few.
+    let attempts = if addr.port() == 0 { 16 } else { 1 };
+    let mut last_error = None;
+    for _ in 0..attempts {
+        let udp = udp_socket(addr).map_err(|err| BindError::new(addr, "udp", err))?;
+        let udp_addr = udp
+            .local_addr()
+            .map_err(|err| BindError::new(addr, "udp", err))?;
+        match tcp_listener(udp_addr) {
+            Ok(tcp) => return Ok(Listener { udp, tcp }),
+            Err(err) => last_error = Some(BindError::new(udp_addr, "tcp", err)),
+        }
+    }
+    Err(last_error
+        .unwrap_or_else(|| BindError::new(addr, "tcp", std::io::Error::other("no port found"))))
+}
+
+fn udp_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+fn tcp_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    // A restarted daemon rebinds at once, whatever connections are in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Limits for the serving loops.
+#[derive(Debug, Clone)]
+pub struct ServeLimits {
+    pub max_tcp_connections: usize,
+    pub tcp_idle_timeout: Duration,
+}
+
+/// Starts the UDP and TCP loops for every listener on the current runtime.
+pub fn serve(listeners: Vec<Listener>, handler: Arc<Handler>, limits: ServeLimits) -> JoinSet<()> {
+    let mut tasks = JoinSet::new();
+    let upstream_slots = Arc::new(Semaphore::new(MAX_UPSTREAM_IN_FLIGHT));
+    let tcp_slots = Arc::new(Semaphore::new(limits.max_tcp_connections));
+    for listener in listeners {
+        let udp = Arc::new(listener.udp);
+        // One receiving task per core: each answers owned names and cache hits inline.
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        for _ in 0..workers {
+            tasks.spawn(udp::serve(
+                udp.clone(),
+                handler.clone(),
+                upstream_slots.clone(),
+            ));
+        }
+        tasks.spawn(tcp::serve(
+            listener.tcp,
+            handler.clone(),
+            upstream_slots.clone(),
+            tcp_slots.clone(),
+            limits.tcp_idle_timeout,
+        ));
+    }
+    tasks
+}

@@ -1,0 +1,392 @@
+//! The answer table: every owned name's responses, ready-made in wire format.
+//!
+//! Owns: turning owned names and the addresses chosen for them into [`Prepared`] responses
+//! per query type (A, AAAA, ANY, SOA, CNAME, anything else as NODATA with an SOA), CNAME
+//! chains inside the table, wildcard matching (RFC 4592, simplified to "the nearest wildcard
+//! above the name, unless an owned name stands in between"), and the atomically swapped
+//! [`LiveTable`]. Must not: probe, decide health, or do I/O; a table is immutable once
+//! built, and the DNS path reads it without locks.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use hickory_proto::rr::Name;
+
+use crate::config::{AnswerSpec, OwnedName};
+use crate::wire::{
+    parent_suffixes, BodyWriter, Owner, Prepared, RData, Rcode, Section, TYPE_A, TYPE_AAAA,
+    TYPE_ANY, TYPE_AXFR, TYPE_CNAME, TYPE_IXFR, TYPE_SOA,
+};
+
+/// SOA MNAME and RNAME of pathdns's answers (`.invalid` is reserved: RFC 6761).
+const SOA_MNAME: &[u8] = b"\x02ns\x07pathdns\x07invalid\x00";
+const SOA_RNAME: &[u8] = b"\x0ahostmaster\x07pathdns\x07invalid\x00";
+
+/// The answers of one owned name.
+#[derive(Debug)]
+pub struct NameAnswers {
+    a: Prepared,
+    aaaa: Prepared,
+    any: Prepared,
+    soa: Prepared,
+    cname: Prepared,
+    /// Any other type: NODATA (or the CNAME chain with NODATA at its end).
+    other: Prepared,
+    /// Set when the name's CNAME chain leaves the table: the rest comes from upstream.
+    upstream: Option<UpstreamCname>,
+}
+
+/// A CNAME to a name that pathdns does not own, e.g. a PrivateLink endpoint.
+#[derive(Debug, Clone)]
+pub struct UpstreamCname {
+    /// The CNAME chain inside the table, first link first.
+    pub links: Vec<CnameLink>,
+    /// The name to resolve upstream: the last link's target.
+    pub target: Name,
+}
+
+/// One CNAME record of a chain.
+#[derive(Debug, Clone)]
+pub struct CnameLink {
+    /// `None` for the first link, whose owner is the query name (which may match a
+    /// wildcard).
+    pub owner: Option<Name>,
+    pub ttl: u32,
+    pub target: Name,
+}
+
+/// What to answer for a query type.
+#[derive(Debug)]
+pub enum Answer<'t> {
+    Ready(&'t Prepared),
+    /// Answer the chain, then what upstream says for `target` and the same type.
+    ChaseUpstream(&'t UpstreamCname),
+    /// Zone transfers are not offered.
+    Refused,
+}
+
+impl NameAnswers {
+    pub fn for_type(&self, qtype: u16) -> Answer<'_> {
+        if qtype == TYPE_AXFR || qtype == TYPE_IXFR {
+            return Answer::Refused;
+        }
+        if qtype == TYPE_CNAME {
+            return Answer::Ready(&self.cname);
+        }
+        if let Some(upstream) = &self.upstream {
+            return Answer::ChaseUpstream(upstream);
+        }
+        Answer::Ready(match qtype {
+            TYPE_A => &self.a,
+            TYPE_AAAA => &self.aaaa,
+            TYPE_ANY => &self.any,
+            TYPE_SOA => &self.soa,
+            _ => &self.other,
+        })
+    }
+}
+
+/// All owned names. Immutable; replaced whole by [`LiveTable::store`].
+#[derive(Debug, Default)]
+pub struct AnswerTable {
+    /// Keyed by the lower-case wire-form name.
+    exact: HashMap<Box<[u8]>, NameAnswers>,
+    /// Keyed by the wire-form parent of the `*` label.
+    wildcard: HashMap<Box<[u8]>, NameAnswers>,
+}
+
+impl AnswerTable {
+    /// Builds the table answering each name with `addresses(name)`: the targets chosen by
+    /// health and failover, or the primary group before any probe has run.
+    pub fn build(names: &[OwnedName], addresses: impl Fn(&OwnedName) -> Vec<IpAddr>) -> Self {
+        let serial = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs() as u32);
+        let by_name: HashMap<&Name, &OwnedName> = names.iter().map(|n| (&n.name, n)).collect();
+        let mut table = AnswerTable::default();
+        for name in names {
+            let answers = build_answers(name, &by_name, &addresses, serial);
+            if name.is_wildcard() {
+                table
+                    .wildcard
+                    .insert(wire_name(&name.name.base_name()).into(), answers);
+            } else {
+                table.exact.insert(wire_name(&name.name).into(), answers);
+            }
+        }
+        table
+    }
+
+    /// The answers for a lower-case wire-form name, or `None` if pathdns does not own it
+    /// (it is then forwarded, never NXDOMAIN).
+    pub fn lookup(&self, qname: &[u8]) -> Option<&NameAnswers> {
+        if let Some(answers) = self.exact.get(qname) {
+            return Some(answers);
+        }
+        if self.wildcard.is_empty() {
+            return None;
+        }
+        for suffix in parent_suffixes(qname) {
+            if let Some(answers) = self.wildcard.get(suffix) {
+                return Some(answers);
+            }
+            if self.exact.contains_key(suffix) {
+                return None;
+            }
+        }
+        None
+    }
+
+    pub fn len(&self) -> usize {
+        self.exact.len() + self.wildcard.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The primary group: every target of the best (lowest) priority.
+pub fn primary_addresses(name: &OwnedName) -> Vec<IpAddr> {
+    match &name.answer {
+        AnswerSpec::Targets(targets) => {
+            let best = targets.iter().map(|t| t.priority).min();
+            targets
+                .iter()
+                .filter(|t| Some(t.priority) == best)
+                .map(|t| t.addr)
+                .collect()
+        }
+        AnswerSpec::Cname(_) => Vec::new(),
+    }
+}
+
+/// The table the DNS path reads: loaded without locks, replaced atomically.
+#[derive(Debug)]
+pub struct LiveTable(ArcSwap<AnswerTable>);
+
+impl LiveTable {
+    pub fn new(table: AnswerTable) -> Self {
+        LiveTable(ArcSwap::from_pointee(table))
+    }
+
+    /// A snapshot for one query (cheap: no lock, no reference-count traffic in the
+    /// common case).
+    pub fn load(&self) -> arc_swap::Guard<Arc<AnswerTable>> {
+        self.0.load()
+    }
+
+    pub fn store(&self, table: AnswerTable) {
+        self.0.store(Arc::new(table));
+    }
+}
+
+/// One step of an owned name's answer: a CNAME link, then where the chain ends.
+enum ChainEnd<'a> {
+    /// Addresses of an owned name; `owner` is the name they belong to (wire form), `apex`
+    /// the owner of the SOA for NODATA.
+    Addresses {
+        owner: Option<Vec<u8>>,
+        apex: Option<Vec<u8>>,
+        ttl: u32,
+        addresses: Vec<IpAddr>,
+    },
+    Upstream(&'a Name),
+}
+
+fn build_answers(
+    name: &OwnedName,
+    by_name: &HashMap<&Name, &OwnedName>,
+    addresses: &impl Fn(&OwnedName) -> Vec<IpAddr>,
+    serial: u32,
+) -> NameAnswers {
+    // Links: (owner wire or None for the question name, ttl, target wire).
+    let mut links: Vec<(Option<Vec<u8>>, u32, Vec<u8>)> = Vec::new();
+    let mut named_links: Vec<CnameLink> = Vec::new();
+    let mut current = name;
+    let mut current_owner: Option<Vec<u8>> = None;
+    let end = loop {
+        match &current.answer {
+            AnswerSpec::Targets(_) => {
+                let apex = if current_owner.is_none() && !current.is_wildcard() {
+                    None
+                } else if current.is_wildcard() {
+                    Some(wire_name(&current.name.base_name()))
+                } else {
+                    current_owner.clone()
+                };
+                break ChainEnd::Addresses {
+                    owner: current_owner.clone(),
+                    apex,
+                    ttl: current.ttl,
+                    addresses: addresses(current),
+                };
+            }
+            AnswerSpec::Cname(target) => {
+                let target_wire = wire_name(target);
+                links.push((current_owner.clone(), current.ttl, target_wire.clone()));
+                named_links.push(CnameLink {
+                    owner: named_links.last().map(|link| link.target.clone()),
+                    ttl: current.ttl,
+                    target: target.clone(),
+                });
+                // Validation rejected loops, but a bound keeps a bad table finite anyway.
+                match find_owned(target, by_name).filter(|_| links.len() <= 8) {
+                    Some(next) => {
+                        current = next;
+                        current_owner = Some(target_wire);
+                    }
+                    None => break ChainEnd::Upstream(target),
+                }
+            }
+        }
+    };
+
+    let write_links = |writer: &mut BodyWriter| {
+        for (owner, ttl, target) in &links {
+            writer.record(Section::Answer, owner_of(owner), *ttl, RData::Cname(target));
+        }
+    };
+    let cname = {
+        let mut writer = BodyWriter::new();
+        if let Some((owner, ttl, target)) = links.first() {
+            writer.record(Section::Answer, owner_of(owner), *ttl, RData::Cname(target));
+            writer.finish(Rcode::NoError, true)
+        } else {
+            nodata(writer, &end, serial)
+        }
+    };
+    match &end {
+        ChainEnd::Upstream(target) => {
+            let unused = || Prepared::empty(Rcode::ServFail, false);
+            NameAnswers {
+                a: unused(),
+                aaaa: unused(),
+                any: unused(),
+                soa: unused(),
+                other: unused(),
+                cname,
+                upstream: Some(UpstreamCname {
+                    links: named_links,
+                    target: (*target).clone(),
+                }),
+            }
+        }
+        ChainEnd::Addresses { .. } => {
+            let with = |filter: &dyn Fn(&IpAddr) -> bool, soa_in_answer: bool| {
+                let mut writer = BodyWriter::new();
+                write_links(&mut writer);
+                addresses_or_nodata(writer, &end, filter, soa_in_answer, serial)
+            };
+            NameAnswers {
+                a: with(&|ip| ip.is_ipv4(), false),
+                aaaa: with(&|ip| ip.is_ipv6(), false),
+                any: with(&|_| true, false),
+                soa: with(&|_| false, links.is_empty() && !name.is_wildcard()),
+                other: with(&|_| false, false),
+                cname,
+                upstream: None,
+            }
+        }
+    }
+}
+
+/// An owned name by exact name, or the wildcard that covers it.
+fn find_owned<'a>(target: &Name, by_name: &HashMap<&Name, &'a OwnedName>) -> Option<&'a OwnedName> {
+    if let Some(owned) = by_name.get(target) {
+        return Some(owned);
+    }
+    let mut parent = target.base_name();
+    while !parent.is_root() {
+        if let Ok(wildcard) = Name::from_ascii("*").and_then(|star| star.append_domain(&parent)) {
+            if let Some(owned) = by_name.get(&wildcard) {
+                return Some(owned);
+            }
+        }
+        if by_name.contains_key(&parent) {
+            return None;
+        }
+        parent = parent.base_name();
+    }
+    None
+}
+
+fn owner_of(owner: &Option<Vec<u8>>) -> Owner<'_> {
+    match owner {
+        Some(name) => Owner::Name(name),
+        None => Owner::Question,
+    }
+}
+
+fn addresses_or_nodata(
+    mut writer: BodyWriter,
+    end: &ChainEnd<'_>,
+    filter: &dyn Fn(&IpAddr) -> bool,
+    soa_in_answer: bool,
+    serial: u32,
+) -> Prepared {
+    let ChainEnd::Addresses {
+        owner,
+        ttl,
+        addresses,
+        ..
+    } = end
+    else {
+        return writer.finish(Rcode::ServFail, false);
+    };
+    let mut any = false;
+    for addr in addresses.iter().filter(|ip| filter(ip)) {
+        writer.record(
+            Section::Answer,
+            owner_of(owner),
+            *ttl,
+            RData::Address(*addr),
+        );
+        any = true;
+    }
+    if soa_in_answer {
+        write_soa(&mut writer, Section::Answer, end, serial);
+        return writer.finish(Rcode::NoError, true);
+    }
+    if any {
+        writer.finish(Rcode::NoError, true)
+    } else {
+        nodata(writer, end, serial)
+    }
+}
+
+/// NOERROR with no records of the type, and the SOA in the authority section (RFC 2308).
+fn nodata(mut writer: BodyWriter, end: &ChainEnd<'_>, serial: u32) -> Prepared {
+    write_soa(&mut writer, Section::Authority, end, serial);
+    writer.finish(Rcode::NoError, true)
+}
+
+fn write_soa(writer: &mut BodyWriter, section: Section, end: &ChainEnd<'_>, serial: u32) {
+    if let ChainEnd::Addresses { apex, ttl, .. } = end {
+        writer.record(
+            section,
+            owner_of(apex),
+            *ttl,
+            RData::Soa {
+                mname: SOA_MNAME,
+                rname: SOA_RNAME,
+                serial,
+                minimum: *ttl,
+            },
+        );
+    }
+}
+
+/// A name in uncompressed, lower-case wire form.
+pub fn wire_name(name: &Name) -> Vec<u8> {
+    let mut wire = Vec::with_capacity(name.len() + 2);
+    for label in name.iter() {
+        wire.push(label.len() as u8);
+        wire.extend(label.iter().map(u8::to_ascii_lowercase));
+    }
+    wire.push(0);
+    wire
+}

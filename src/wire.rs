@@ -1,0 +1,713 @@
+//! DNS wire format on the hot path: parsing a query, and writing a response around a
+//! ready-made answer body.
+//!
+//! Owns: RFC 1035 header/question parsing without allocation, the EDNS OPT record
+//! (RFC 6891), and [`Prepared`]: the answer, authority and additional sections of a response
+//! already encoded, so that answering costs a header, a copy of the client's question and a
+//! copy of the body. Must not: decide what to answer (the answer table and the handler do),
+//! allocate per query beyond the caller's output buffer, or log.
+//!
+//! A prepared body may compress names only against the question name at offset 12 or against
+//! itself at the absolute offsets it had when it was encoded behind a question of the same
+//! length. Both hold because a response always carries the client's question, which has the
+//! same length as the name the body was built for (DNS names compare case-insensitively).
+
+use std::net::IpAddr;
+
+/// Length of the fixed DNS header.
+pub const HEADER_LEN: usize = 12;
+/// Largest UDP answer we send when the client offers more (the DNS flag day 2020 size).
+pub const MAX_UDP_PAYLOAD: u16 = 1232;
+/// Largest UDP answer to a client without EDNS.
+pub const CLASSIC_UDP_PAYLOAD: u16 = 512;
+
+pub const TYPE_A: u16 = 1;
+pub const TYPE_NS: u16 = 2;
+pub const TYPE_CNAME: u16 = 5;
+pub const TYPE_SOA: u16 = 6;
+pub const TYPE_AAAA: u16 = 28;
+pub const TYPE_OPT: u16 = 41;
+pub const TYPE_IXFR: u16 = 251;
+pub const TYPE_AXFR: u16 = 252;
+pub const TYPE_ANY: u16 = 255;
+pub const CLASS_IN: u16 = 1;
+pub const CLASS_ANY: u16 = 255;
+
+/// Response codes we produce (the low four bits; BADVERS lives in the OPT record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Rcode {
+    NoError = 0,
+    FormErr = 1,
+    ServFail = 2,
+    NxDomain = 3,
+    NotImp = 4,
+    Refused = 5,
+}
+
+impl Rcode {
+    pub fn from_low_bits(bits: u8) -> Rcode {
+        match bits {
+            0 => Rcode::NoError,
+            1 => Rcode::FormErr,
+            3 => Rcode::NxDomain,
+            4 => Rcode::NotImp,
+            5 => Rcode::Refused,
+            _ => Rcode::ServFail,
+        }
+    }
+}
+
+/// EDNS as the client offered it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Edns {
+    pub payload: u16,
+    pub version: u8,
+    pub dnssec_ok: bool,
+}
+
+/// A query that is well-formed enough to answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Query<'a> {
+    pub id: u16,
+    /// The second header word as received (opcode, RD, CD, ...).
+    pub flags: u16,
+    /// The question name in wire form, exactly as received (case preserved).
+    pub qname: &'a [u8],
+    pub qtype: u16,
+    pub qclass: u16,
+    /// The question section (name, type, class) as received, to echo.
+    pub question: &'a [u8],
+    pub edns: Option<Edns>,
+}
+
+impl Query<'_> {
+    pub fn opcode(&self) -> u8 {
+        ((self.flags >> 11) & 0x0f) as u8
+    }
+
+    pub fn recursion_desired(&self) -> bool {
+        self.flags & 0x0100 != 0
+    }
+
+    /// The largest response this client takes over UDP.
+    pub fn udp_limit(&self) -> usize {
+        match self.edns {
+            Some(edns) => edns.payload.clamp(CLASSIC_UDP_PAYLOAD, MAX_UDP_PAYLOAD) as usize,
+            None => CLASSIC_UDP_PAYLOAD as usize,
+        }
+    }
+}
+
+/// What to do with a received packet.
+#[derive(Debug)]
+pub enum Parsed<'a> {
+    /// Not a query we may answer (too short for a header, or a response): stay silent.
+    Drop,
+    /// Malformed: answer FORMERR with this header (and the question, if it parsed).
+    FormErr {
+        id: u16,
+        flags: u16,
+        question: Option<&'a [u8]>,
+    },
+    /// An opcode other than QUERY.
+    NotImp {
+        id: u16,
+        flags: u16,
+    },
+    Query(Query<'a>),
+}
+
+/// Parses a query without allocating. Never panics, whatever the bytes.
+pub fn parse_query(packet: &[u8]) -> Parsed<'_> {
+    if packet.len() < HEADER_LEN {
+        return Parsed::Drop;
+    }
+    let id = u16::from_be_bytes([packet[0], packet[1]]);
+    let flags = u16::from_be_bytes([packet[2], packet[3]]);
+    if flags & 0x8000 != 0 {
+        return Parsed::Drop;
+    }
+    let count = |at: usize| u16::from_be_bytes([packet[at], packet[at + 1]]);
+    let (qdcount, ancount, nscount, arcount) = (count(4), count(6), count(8), count(10));
+    let formerr = |question| Parsed::FormErr {
+        id,
+        flags,
+        question,
+    };
+    if (flags >> 11) & 0x0f != 0 {
+        return Parsed::NotImp { id, flags };
+    }
+    if qdcount != 1 || ancount != 0 || nscount != 0 {
+        return formerr(None);
+    }
+    let Some(name_end) = question_name_end(packet, HEADER_LEN) else {
+        return formerr(None);
+    };
+    let question_end = name_end + 4;
+    let Some(fixed) = packet.get(name_end..question_end) else {
+        return formerr(None);
+    };
+    let question = &packet[HEADER_LEN..question_end];
+    let qtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+    let qclass = u16::from_be_bytes([fixed[2], fixed[3]]);
+    let edns = match parse_additionals(packet, question_end, arcount) {
+        Ok(edns) => edns,
+        Err(()) => return formerr(Some(question)),
+    };
+    Parsed::Query(Query {
+        id,
+        flags,
+        qname: &packet[HEADER_LEN..name_end],
+        qtype,
+        qclass,
+        question,
+        edns,
+    })
+}
+
+/// End of an uncompressed name (the question name must not use pointers).
+fn question_name_end(packet: &[u8], start: usize) -> Option<usize> {
+    let mut at = start;
+    loop {
+        let len = *packet.get(at)? as usize;
+        if len == 0 {
+            return Some(at + 1);
+        }
+        if len > 63 {
+            return None;
+        }
+        at += 1 + len;
+        if at - start > 255 {
+            return None;
+        }
+    }
+}
+
+/// End of a possibly compressed name inside a record.
+fn skip_name(packet: &[u8], start: usize) -> Option<usize> {
+    let mut at = start;
+    loop {
+        let len = *packet.get(at)?;
+        match len {
+            0 => return Some(at + 1),
+            1..=63 => at += 1 + len as usize,
+            0xc0..=0xff => {
+                packet.get(at + 1)?;
+                return Some(at + 2);
+            }
+            _ => return None,
+        }
+        if at - start > 255 {
+            return None;
+        }
+    }
+}
+
+/// Finds the OPT record among the additional records. Two OPT records, or one whose owner
+/// is not the root, are malformed (RFC 6891 section 6.1.1).
+fn parse_additionals(packet: &[u8], start: usize, count: u16) -> Result<Option<Edns>, ()> {
+    let mut at = start;
+    let mut edns = None;
+    for _ in 0..count {
+        let name_start = at;
+        at = skip_name(packet, at).ok_or(())?;
+        let fixed = packet.get(at..at + 10).ok_or(())?;
+        let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+        let class = u16::from_be_bytes([fixed[2], fixed[3]]);
+        let ttl = u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
+        let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
+        at += 10;
+        packet.get(at..at + rdlen).ok_or(())?;
+        at += rdlen;
+        if rtype == TYPE_OPT {
+            if edns.is_some() || at - rdlen - 10 - name_start != 1 {
+                return Err(());
+            }
+            edns = Some(Edns {
+                payload: class,
+                version: (ttl >> 16) as u8,
+                dnssec_ok: ttl & 0x8000 != 0,
+            });
+        }
+    }
+    Ok(edns)
+}
+
+/// The answer, authority and additional sections of a response, encoded once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    pub rcode: Rcode,
+    pub authoritative: bool,
+    pub answers: u16,
+    pub authorities: u16,
+    pub additionals: u16,
+    pub body: Box<[u8]>,
+    /// Offsets in `body` of each record's TTL, for ageing cached answers.
+    pub ttl_offsets: Box<[u16]>,
+}
+
+impl Prepared {
+    /// A response with no records, e.g. SERVFAIL or REFUSED.
+    pub fn empty(rcode: Rcode, authoritative: bool) -> Prepared {
+        Prepared {
+            rcode,
+            authoritative,
+            answers: 0,
+            authorities: 0,
+            additionals: 0,
+            body: Box::new([]),
+            ttl_offsets: Box::new([]),
+        }
+    }
+
+    /// Wraps sections encoded elsewhere (e.g. by hickory-proto), finding each record's TTL.
+    /// Returns `None` if the body does not hold exactly the records the counts promise.
+    pub fn from_encoded(
+        rcode: Rcode,
+        authoritative: bool,
+        counts: [u16; 3],
+        body: &[u8],
+    ) -> Option<Prepared> {
+        let total = counts.iter().map(|&c| c as usize).sum::<usize>();
+        let mut ttl_offsets = Vec::with_capacity(total);
+        let mut at = 0;
+        for _ in 0..total {
+            at = skip_name(body, at)?;
+            ttl_offsets.push(u16::try_from(at + 4).ok()?);
+            let rdlen = u16::from_be_bytes([*body.get(at + 8)?, *body.get(at + 9)?]) as usize;
+            at += 10 + rdlen;
+            if at > body.len() {
+                return None;
+            }
+        }
+        (at == body.len()).then(|| Prepared {
+            rcode,
+            authoritative,
+            answers: counts[0],
+            authorities: counts[1],
+            additionals: counts[2],
+            body: body.into(),
+            ttl_offsets: ttl_offsets.into(),
+        })
+    }
+}
+
+/// How a response is flagged beyond what its [`Prepared`] body says.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseOptions {
+    /// Recursion available: pathdns forwards names it does not own.
+    pub recursion_available: bool,
+    /// Seconds to subtract from every record TTL (a cached answer's age).
+    pub age: u32,
+    /// The most bytes the response may take; longer ones are truncated (TC set).
+    pub limit: usize,
+}
+
+/// Writes a response to `query` carrying `prepared` into `out`.
+pub fn write_response(
+    query: &Query<'_>,
+    prepared: &Prepared,
+    options: ResponseOptions,
+    out: &mut Vec<u8>,
+) {
+    out.clear();
+    let counts = [
+        1,
+        prepared.answers,
+        prepared.authorities,
+        prepared.additionals,
+    ];
+    write_header(
+        out,
+        query.id,
+        response_flags(
+            query.flags,
+            prepared.rcode,
+            prepared.authoritative,
+            &options,
+        ),
+        counts,
+    );
+    out.extend_from_slice(query.question);
+    let body_start = out.len();
+    out.extend_from_slice(&prepared.body);
+    if options.age > 0 {
+        age_ttls(&mut out[body_start..], &prepared.ttl_offsets, options.age);
+    }
+    if let Some(edns) = query.edns {
+        append_opt(out, 0, edns.dnssec_ok);
+    }
+    if out.len() > options.limit {
+        truncate(query, out);
+    }
+}
+
+/// Writes a response that carries no records: REFUSED, SERVFAIL, NOTIMP, BADVERS.
+pub fn write_error(query: &Query<'_>, rcode: Rcode, badvers: bool, out: &mut Vec<u8>) {
+    out.clear();
+    let options = ResponseOptions {
+        recursion_available: true,
+        age: 0,
+        limit: usize::MAX,
+    };
+    let flags = response_flags(query.flags, rcode, false, &options);
+    write_header(out, query.id, flags, [1, 0, 0, 0]);
+    out.extend_from_slice(query.question);
+    if let Some(edns) = query.edns {
+        // BADVERS is extended rcode 16: 1 in the OPT's upper eight bits, 0 in the header.
+        append_opt(out, u8::from(badvers), edns.dnssec_ok);
+    }
+}
+
+/// FORMERR or NOTIMP to a packet whose question may not have parsed.
+pub fn write_header_only(
+    id: u16,
+    flags: u16,
+    rcode: Rcode,
+    question: Option<&[u8]>,
+    out: &mut Vec<u8>,
+) {
+    out.clear();
+    // Keep the opcode and RD; clear everything else the client set.
+    let flags = 0x8000 | (flags & 0x7900) | 0x0080 | rcode as u16;
+    write_header(out, id, flags, [u16::from(question.is_some()), 0, 0, 0]);
+    if let Some(question) = question {
+        out.extend_from_slice(question);
+    }
+}
+
+fn response_flags(query_flags: u16, rcode: Rcode, aa: bool, options: &ResponseOptions) -> u16 {
+    let mut flags = 0x8000 | (query_flags & 0x7900) | (query_flags & 0x0010) | rcode as u16;
+    if aa {
+        flags |= 0x0400;
+    }
+    if options.recursion_available {
+        flags |= 0x0080;
+    }
+    flags
+}
+
+fn write_header(out: &mut Vec<u8>, id: u16, flags: u16, counts: [u16; 4]) {
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(&flags.to_be_bytes());
+    for count in counts {
+        out.extend_from_slice(&count.to_be_bytes());
+    }
+}
+
+fn age_ttls(body: &mut [u8], offsets: &[u16], age: u32) {
+    for &offset in offsets {
+        let at = offset as usize;
+        if let Some(field) = body.get_mut(at..at + 4) {
+            let ttl = u32::from_be_bytes([field[0], field[1], field[2], field[3]]);
+            field.copy_from_slice(&ttl.saturating_sub(age).to_be_bytes());
+        }
+    }
+}
+
+/// Our OPT record: payload size, extended rcode, version 0, the client's DO bit echoed,
+/// no options (RFC 6891: unknown options are ignored, never echoed).
+fn append_opt(out: &mut Vec<u8>, extended_rcode: u8, dnssec_ok: bool) {
+    out.push(0);
+    out.extend_from_slice(&TYPE_OPT.to_be_bytes());
+    out.extend_from_slice(&MAX_UDP_PAYLOAD.to_be_bytes());
+    let ttl = (u32::from(extended_rcode) << 24) | if dnssec_ok { 0x8000 } else { 0 };
+    out.extend_from_slice(&ttl.to_be_bytes());
+    out.extend_from_slice(&0u16.to_be_bytes());
+    let arcount = u16::from_be_bytes([out[10], out[11]]) + 1;
+    out[10..12].copy_from_slice(&arcount.to_be_bytes());
+}
+
+/// Cuts a too-long response down to header + question (+ OPT) with TC set, so the client
+/// retries over TCP.
+fn truncate(query: &Query<'_>, out: &mut Vec<u8>) {
+    out.truncate(HEADER_LEN + query.question.len());
+    out[2] |= 0x02;
+    out[6..12].fill(0);
+    if let Some(edns) = query.edns {
+        append_opt(out, 0, edns.dnssec_ok);
+    }
+}
+
+/// Encodes records for ready-made answers.
+pub struct BodyWriter {
+    body: Vec<u8>,
+    counts: [u16; 3],
+    ttl_offsets: Vec<u16>,
+}
+
+/// Who owns a record: the question name (compressed to offset 12) or another name.
+#[derive(Debug, Clone, Copy)]
+pub enum Owner<'a> {
+    Question,
+    /// A name in uncompressed wire form.
+    Name(&'a [u8]),
+}
+
+/// The three sections, in order; records must be written section by section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Section {
+    Answer = 0,
+    Authority = 1,
+    Additional = 2,
+}
+
+/// Record data we write ourselves.
+#[derive(Debug, Clone, Copy)]
+pub enum RData<'a> {
+    Address(IpAddr),
+    /// A CNAME target in uncompressed wire form.
+    Cname(&'a [u8]),
+    Soa {
+        mname: &'a [u8],
+        rname: &'a [u8],
+        serial: u32,
+        minimum: u32,
+    },
+}
+
+impl Default for BodyWriter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BodyWriter {
+    pub fn new() -> BodyWriter {
+        BodyWriter {
+            body: Vec::new(),
+            counts: [0; 3],
+            ttl_offsets: Vec::new(),
+        }
+    }
+
+    pub fn record(&mut self, section: Section, owner: Owner<'_>, ttl: u32, rdata: RData<'_>) {
+        match owner {
+            Owner::Question => self.body.extend_from_slice(&[0xc0, HEADER_LEN as u8]),
+            Owner::Name(name) => self.body.extend_from_slice(name),
+        }
+        let rtype = match rdata {
+            RData::Address(IpAddr::V4(_)) => TYPE_A,
+            RData::Address(IpAddr::V6(_)) => TYPE_AAAA,
+            RData::Cname(_) => TYPE_CNAME,
+            RData::Soa { .. } => TYPE_SOA,
+        };
+        self.body.extend_from_slice(&rtype.to_be_bytes());
+        self.body.extend_from_slice(&CLASS_IN.to_be_bytes());
+        self.ttl_offsets
+            .push(u16::try_from(self.body.len()).unwrap_or(u16::MAX));
+        self.body.extend_from_slice(&ttl.to_be_bytes());
+        let rdlen_at = self.body.len();
+        self.body.extend_from_slice(&[0, 0]);
+        match rdata {
+            RData::Address(IpAddr::V4(v4)) => self.body.extend_from_slice(&v4.octets()),
+            RData::Address(IpAddr::V6(v6)) => self.body.extend_from_slice(&v6.octets()),
+            RData::Cname(target) => self.body.extend_from_slice(target),
+            RData::Soa {
+                mname,
+                rname,
+                serial,
+                minimum,
+            } => {
+                self.body.extend_from_slice(mname);
+                self.body.extend_from_slice(rname);
+                for value in [serial, 3600, 600, 86400, minimum] {
+                    self.body.extend_from_slice(&value.to_be_bytes());
+                }
+            }
+        }
+        let rdlen = (self.body.len() - rdlen_at - 2) as u16;
+        self.body[rdlen_at..rdlen_at + 2].copy_from_slice(&rdlen.to_be_bytes());
+        self.counts[section as usize] += 1;
+    }
+
+    pub fn finish(self, rcode: Rcode, authoritative: bool) -> Prepared {
+        Prepared {
+            rcode,
+            authoritative,
+            answers: self.counts[0],
+            authorities: self.counts[1],
+            additionals: self.counts[2],
+            body: self.body.into(),
+            ttl_offsets: self.ttl_offsets.into(),
+        }
+    }
+}
+
+/// Lower-cases a wire-form name into `buf`, returning the used part (the lookup key).
+pub fn lowercase_name<'b>(name: &[u8], buf: &'b mut [u8; 256]) -> &'b [u8] {
+    let len = name.len().min(buf.len());
+    for (dst, src) in buf.iter_mut().zip(&name[..len]) {
+        *dst = src.to_ascii_lowercase();
+    }
+    &buf[..len]
+}
+
+/// Offsets of each label start after the first, i.e. the proper suffixes of a wire name,
+/// longest first (the root is excluded).
+pub fn parent_suffixes(name: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut at = 0usize;
+    std::iter::from_fn(move || {
+        let len = *name.get(at)? as usize;
+        if len == 0 {
+            return None;
+        }
+        at += 1 + len;
+        match name.get(at) {
+            Some(0) | None => None,
+            Some(_) => Some(&name[at..]),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query_packet(name: &[u8], qtype: u16, opt: Option<u32>) -> Vec<u8> {
+        let mut p = vec![
+            0x12,
+            0x34,
+            0x01,
+            0x00,
+            0,
+            1,
+            0,
+            0,
+            0,
+            0,
+            0,
+            u8::from(opt.is_some()),
+        ];
+        p.extend_from_slice(name);
+        p.extend_from_slice(&qtype.to_be_bytes());
+        p.extend_from_slice(&CLASS_IN.to_be_bytes());
+        if let Some(ttl) = opt {
+            p.push(0);
+            p.extend_from_slice(&TYPE_OPT.to_be_bytes());
+            p.extend_from_slice(&4096u16.to_be_bytes());
+            p.extend_from_slice(&ttl.to_be_bytes());
+            p.extend_from_slice(&[0, 0]);
+        }
+        p
+    }
+
+    const NAME: &[u8] = b"\x03Foo\x07example\x00";
+
+    #[test]
+    fn parses_a_plain_query() {
+        let packet = query_packet(NAME, TYPE_A, None);
+        let Parsed::Query(q) = parse_query(&packet) else {
+            panic!("not a query")
+        };
+        assert_eq!(q.id, 0x1234);
+        assert_eq!(q.qname, NAME);
+        assert_eq!(q.qtype, TYPE_A);
+        assert!(q.recursion_desired());
+        assert_eq!(q.edns, None);
+        assert_eq!(q.udp_limit(), 512);
+    }
+
+    #[test]
+    fn parses_edns_version_and_do() {
+        let packet = query_packet(NAME, TYPE_A, Some(0x0001_8000));
+        let Parsed::Query(q) = parse_query(&packet) else {
+            panic!("not a query")
+        };
+        let edns = q.edns.expect("edns");
+        assert_eq!(
+            (edns.version, edns.dnssec_ok, edns.payload),
+            (1, true, 4096)
+        );
+        assert_eq!(q.udp_limit(), MAX_UDP_PAYLOAD as usize);
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_query() {
+        assert!(matches!(parse_query(&[0; 11]), Parsed::Drop));
+        let mut response = query_packet(NAME, TYPE_A, None);
+        response[2] |= 0x80;
+        assert!(matches!(parse_query(&response), Parsed::Drop));
+        let mut two = query_packet(NAME, TYPE_A, None);
+        two[5] = 2;
+        assert!(matches!(parse_query(&two), Parsed::FormErr { .. }));
+        let short = &query_packet(NAME, TYPE_A, None)[..20];
+        assert!(matches!(parse_query(short), Parsed::FormErr { .. }));
+        let mut notify = query_packet(NAME, TYPE_A, None);
+        notify[2] = 4 << 3;
+        assert!(matches!(parse_query(&notify), Parsed::NotImp { .. }));
+    }
+
+    #[test]
+    fn writes_and_truncates() {
+        let packet = query_packet(NAME, TYPE_A, None);
+        let Parsed::Query(q) = parse_query(&packet) else {
+            panic!("not a query")
+        };
+        let mut writer = BodyWriter::new();
+        for i in 0..40u8 {
+            writer.record(
+                Section::Answer,
+                Owner::Question,
+                60,
+                RData::Address(IpAddr::from([10, 0, 0, i])),
+            );
+        }
+        let prepared = writer.finish(Rcode::NoError, true);
+        let mut out = Vec::new();
+        let options = ResponseOptions {
+            recursion_available: true,
+            age: 10,
+            limit: 65535,
+        };
+        write_response(&q, &prepared, options, &mut out);
+        assert_eq!(&out[0..2], &[0x12, 0x34]);
+        assert_eq!(out[2] & 0x84, 0x84, "QR and AA");
+        assert_eq!(u16::from_be_bytes([out[6], out[7]]), 40);
+        let first_ttl_at = 12 + q.question.len() + 2 + 4;
+        assert_eq!(&out[first_ttl_at..first_ttl_at + 4], &50u32.to_be_bytes());
+        write_response(
+            &q,
+            &prepared,
+            ResponseOptions {
+                limit: 512,
+                ..options
+            },
+            &mut out,
+        );
+        assert_eq!(out.len(), 12 + q.question.len());
+        assert_eq!(out[2] & 0x02, 0x02, "TC");
+    }
+
+    #[test]
+    fn prepared_from_encoded_finds_ttls() {
+        let mut writer = BodyWriter::new();
+        writer.record(
+            Section::Answer,
+            Owner::Name(NAME),
+            7,
+            RData::Cname(b"\x01x\x00"),
+        );
+        writer.record(
+            Section::Answer,
+            Owner::Question,
+            9,
+            RData::Address(IpAddr::from([1, 2, 3, 4])),
+        );
+        let built = writer.finish(Rcode::NoError, false);
+        let again =
+            Prepared::from_encoded(Rcode::NoError, false, [2, 0, 0], &built.body).expect("parses");
+        assert_eq!(again, built);
+    }
+
+    #[test]
+    fn suffixes_walk_up() {
+        let name = b"\x01a\x03oss\x07example\x00";
+        let all: Vec<&[u8]> = parent_suffixes(name).collect();
+        assert_eq!(
+            all,
+            vec![&b"\x03oss\x07example\x00"[..], &b"\x07example\x00"[..]]
+        );
+    }
+}

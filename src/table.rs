@@ -390,3 +390,129 @@ pub fn wire_name(name: &Name) -> Vec<u8> {
     wire.push(0);
     wire
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Role, Target};
+
+    fn owned(name: &str, answer: AnswerSpec) -> OwnedName {
+        OwnedName {
+            name: Name::from_ascii(name).expect("name"),
+            answer,
+            ttl: 30,
+            role: Role::Custom,
+            origin: "test".into(),
+        }
+    }
+
+    fn targets(addrs: &[(&str, u8)]) -> AnswerSpec {
+        AnswerSpec::Targets(
+            addrs
+                .iter()
+                .map(|(addr, priority)| Target {
+                    addr: addr.parse().expect("addr"),
+                    priority: *priority,
+                })
+                .collect(),
+        )
+    }
+
+    fn wire(name: &str) -> Vec<u8> {
+        wire_name(&Name::from_ascii(name).expect("name"))
+    }
+
+    fn table() -> AnswerTable {
+        AnswerTable::build(
+            &[
+                owned("oss.example.", targets(&[("10.0.0.1", 1)])),
+                owned("*.oss.example.", targets(&[("10.0.0.2", 1)])),
+                owned("mybucket.oss.example.", targets(&[("10.0.0.3", 1)])),
+                owned("reg.example.", targets(&[("10.0.0.4", 1), ("10.0.0.5", 2)])),
+                owned(
+                    "alias.example.",
+                    AnswerSpec::Cname(Name::from_ascii("x.oss.example.").expect("n")),
+                ),
+                owned(
+                    "away.example.",
+                    AnswerSpec::Cname(Name::from_ascii("elsewhere.example.").expect("n")),
+                ),
+            ],
+            primary_addresses,
+        )
+    }
+
+    fn answer_count(table: &AnswerTable, name: &str, qtype: u16) -> Option<u16> {
+        match table.lookup(&wire(name))?.for_type(qtype) {
+            Answer::Ready(prepared) => Some(prepared.answers),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn exact_names_win_over_wildcards() {
+        let table = table();
+        let Answer::Ready(bucket) = table
+            .lookup(&wire("mybucket.oss.example."))
+            .expect("owned")
+            .for_type(TYPE_A)
+        else {
+            panic!("ready")
+        };
+        assert!(bucket.body.ends_with(&[10, 0, 0, 3]));
+        let Answer::Ready(other) = table
+            .lookup(&wire("other.oss.example."))
+            .expect("owned")
+            .for_type(TYPE_A)
+        else {
+            panic!("ready")
+        };
+        assert!(other.body.ends_with(&[10, 0, 0, 2]));
+    }
+
+    #[test]
+    fn rfc4592_wildcards_cover_deeper_names_unless_an_owned_name_stands_between() {
+        let table = table();
+        assert!(table.lookup(&wire("a.b.oss.example.")).is_some());
+        assert!(table.lookup(&wire("deep.mybucket.oss.example.")).is_none());
+        assert!(table.lookup(&wire("example.")).is_none());
+        assert!(table.lookup(&wire("sibling.example.")).is_none());
+    }
+
+    #[test]
+    fn only_the_primary_group_answers_before_health_is_known() {
+        let table = table();
+        assert_eq!(answer_count(&table, "reg.example.", TYPE_A), Some(1));
+    }
+
+    #[test]
+    fn cname_chains_into_a_wildcard_carry_the_target_records() {
+        let table = table();
+        assert_eq!(answer_count(&table, "alias.example.", TYPE_A), Some(2));
+        assert_eq!(answer_count(&table, "alias.example.", TYPE_CNAME), Some(1));
+        // AAAA: the CNAME, then NODATA for the target with the wildcard's SOA.
+        let Answer::Ready(aaaa) = table
+            .lookup(&wire("alias.example."))
+            .expect("owned")
+            .for_type(TYPE_AAAA)
+        else {
+            panic!("ready")
+        };
+        assert_eq!((aaaa.answers, aaaa.authorities), (1, 1));
+    }
+
+    #[test]
+    fn cname_leaving_the_table_is_chased_upstream() {
+        let table = table();
+        let answers = table.lookup(&wire("away.example.")).expect("owned");
+        match answers.for_type(TYPE_A) {
+            Answer::ChaseUpstream(upstream) => {
+                assert_eq!(upstream.target.to_ascii(), "elsewhere.example.");
+                assert_eq!(upstream.links.len(), 1);
+            }
+            other => panic!("expected a chase, got {other:?}"),
+        }
+        assert!(matches!(answers.for_type(TYPE_CNAME), Answer::Ready(_)));
+        assert!(matches!(answers.for_type(TYPE_AXFR), Answer::Refused));
+    }
+}

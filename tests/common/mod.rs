@@ -1,0 +1,453 @@
+//! Test harness: the real `pathdns` binary on an ephemeral loopback port, a small DNS
+//! client over real UDP and TCP sockets, and a real dnsmasq upstream on loopback.
+//!
+//! Every address used here is on loopback. Nothing here sleeps and hopes: waits are for a
+//! condition (a log line, an answer) with a generous deadline.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+
+/// How long a test waits for a process to become ready before failing.
+pub const READY_DEADLINE: Duration = Duration::from_secs(20);
+
+/// A running child process whose stderr lines are collected.
+pub struct Process {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    name: &'static str,
+}
+
+impl Process {
+    pub fn spawn(name: &'static str, command: &mut Command) -> Process {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {name}: {err}"));
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().expect("log lock").push(line);
+            }
+        });
+        Process { child, lines, name }
+    }
+
+    /// Waits until some stderr line satisfies `pick`, returning what it picked.
+    pub fn wait_for_line<T>(&mut self, what: &str, pick: impl Fn(&str) -> Option<T>) -> T {
+        let deadline = Instant::now() + READY_DEADLINE;
+        loop {
+            if let Some(found) = self.lines().iter().find_map(|line| pick(line)) {
+                return found;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{} exited ({status}) before {what}; stderr:\n{}",
+                    self.name,
+                    self.lines().join("\n")
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not log {what} within {READY_DEADLINE:?}; stderr:\n{}",
+                self.name,
+                self.lines().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().expect("log lock").clone()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The real pathdns binary serving a config on an ephemeral loopback port.
+pub struct Agent {
+    pub process: Process,
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Agent {
+    /// Starts `pathdns run` on `config`, which should listen on `127.0.0.1:0`.
+    pub fn start(config: &str) -> Agent {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("pathdns.toml");
+        std::fs::write(&path, config).expect("write config");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pathdns"));
+        command
+            .args(["run", "--config"])
+            .arg(&path)
+            .env("PATHDNS_LOG", "info");
+        let mut process = Process::spawn("pathdns", &mut command);
+        let addr = process.wait_for_line("its listen address", listening_addr);
+        Agent {
+            process,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+/// The UDP address from a `listening udp=ADDR tcp=ADDR` log line.
+pub fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let rest = line.split("listening udp=").nth(1)?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// A free loopback port (UDP and TCP both free at the time of asking).
+pub fn free_port() -> u16 {
+    for _ in 0..64 {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        let port = udp.local_addr().expect("local addr").port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port found")
+}
+
+/// A query message for `name` and `rtype`, with RD set and EDNS if asked.
+pub fn query(name: &str, rtype: RecordType, edns: bool) -> Message {
+    let mut message = Message::new(rand_id(), MessageType::Query, OpCode::Query);
+    message.metadata.recursion_desired = true;
+    let name = Name::from_ascii(name).expect("test name");
+    message.add_query(Query::query(name, rtype));
+    if edns {
+        let mut opt = Edns::new();
+        opt.set_max_payload(1232);
+        message.set_edns(opt);
+    }
+    message
+}
+
+fn rand_id() -> u16 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now()) as u16
+}
+
+/// Sends raw bytes over UDP from `from`, returning the raw response if one arrives in
+/// `wait`.
+pub fn exchange_raw_udp_from(
+    from: &str,
+    server: SocketAddr,
+    packet: &[u8],
+    wait: Duration,
+) -> Option<Vec<u8>> {
+    let socket = UdpSocket::bind(from).expect("bind client");
+    socket.set_read_timeout(Some(wait)).expect("timeout");
+    socket.send_to(packet, server).expect("send");
+    let mut buf = vec![0u8; 65535];
+    match socket.recv_from(&mut buf) {
+        Ok((len, _)) => Some(buf[..len].to_vec()),
+        Err(_) => None,
+    }
+}
+
+pub fn exchange_raw_udp(server: SocketAddr, packet: &[u8], wait: Duration) -> Option<Vec<u8>> {
+    exchange_raw_udp_from("127.0.0.1:0", server, packet, wait)
+}
+
+/// One query over UDP; panics if no well-formed response with the same ID arrives in 5 s.
+pub fn ask_udp(server: SocketAddr, message: &Message) -> Message {
+    let bytes = message.to_vec().expect("encode query");
+    let raw = exchange_raw_udp(server, &bytes, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no UDP answer to {:?}", message.queries));
+    let response = Message::from_vec(&raw).expect("decode response");
+    assert_eq!(response.metadata.id, message.metadata.id, "response ID");
+    response
+}
+
+/// One query over a new TCP connection.
+pub fn ask_tcp(server: SocketAddr, message: &Message) -> Message {
+    let mut stream = TcpStream::connect(server).expect("connect tcp");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write_frame(&mut stream, &message.to_vec().expect("encode query"));
+    let response = Message::from_vec(&read_frame(&mut stream)).expect("decode response");
+    assert_eq!(response.metadata.id, message.metadata.id, "response ID");
+    response
+}
+
+pub fn write_frame(stream: &mut TcpStream, bytes: &[u8]) {
+    stream
+        .write_all(&(bytes.len() as u16).to_be_bytes())
+        .expect("write length");
+    stream.write_all(bytes).expect("write message");
+}
+
+pub fn read_frame(stream: &mut TcpStream) -> Vec<u8> {
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).expect("read length");
+    let mut bytes = vec![0u8; u16::from_be_bytes(len) as usize];
+    stream.read_exact(&mut bytes).expect("read message");
+    bytes
+}
+
+/// The A and AAAA addresses in the answer section, as text.
+pub fn addresses(response: &Message) -> Vec<String> {
+    response
+        .answers
+        .iter()
+        .filter_map(|record| match &record.data {
+            RData::A(a) => Some(a.0.to_string()),
+            RData::AAAA(aaaa) => Some(aaaa.0.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn cname_targets(response: &Message) -> Vec<String> {
+    response
+        .answers
+        .iter()
+        .filter_map(|record| match &record.data {
+            RData::CNAME(target) => Some(target.0.to_ascii()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn soa_in_authority(response: &Message) -> Option<&Record> {
+    response
+        .authorities
+        .iter()
+        .find(|record| record.record_type() == RecordType::SOA)
+}
+
+pub fn rcode(response: &Message) -> ResponseCode {
+    response.metadata.response_code
+}
+
+pub fn in_class() -> DNSClass {
+    DNSClass::IN
+}
+
+/// A dnsmasq on a loopback port serving fixed records, logging every query it receives.
+pub struct Dnsmasq {
+    pub process: Process,
+    pub addr: SocketAddr,
+}
+
+impl Dnsmasq {
+    /// `records`: (name, address) pairs served with TTL 300.
+    pub fn start(records: &[(&str, &str)]) -> Dnsmasq {
+        let binary = which("dnsmasq").expect(
+            "dnsmasq is not installed: run `sudo tests/run.sh`, which installs it \
+             (apt-get install dnsmasq-base)",
+        );
+        let port = free_port();
+        let mut command = Command::new(binary);
+        command.args([
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+            "--no-poll",
+            "--bind-interfaces",
+            "--listen-address=127.0.0.1",
+            "--interface=lo",
+            "--log-queries",
+            "--log-facility=-",
+            "--local-ttl=300",
+            "--pid-file=",
+            "--cache-size=0",
+            "--user=root",
+        ]);
+        command.arg(format!("--port={port}"));
+        for (name, address) in records {
+            command.arg(format!("--host-record={name},{address}"));
+        }
+        let mut process = Process::spawn("dnsmasq", &mut command);
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        process.wait_for_line("that it started", |line| {
+            line.contains("started, version").then_some(())
+        });
+        let dnsmasq = Dnsmasq { process, addr };
+        // Ready when it answers.
+        let deadline = Instant::now() + READY_DEADLINE;
+        let probe = query("ready.invalid.", RecordType::A, false);
+        while exchange_raw_udp(
+            addr,
+            &probe.to_vec().expect("encode"),
+            Duration::from_millis(200),
+        )
+        .is_none()
+        {
+            assert!(Instant::now() < deadline, "dnsmasq never answered");
+        }
+        dnsmasq
+    }
+
+    /// How many queries for `name` (of any type) dnsmasq has logged.
+    pub fn queries_for(&self, name: &str) -> usize {
+        let needle = format!(" {name} from ");
+        self.process
+            .lines()
+            .iter()
+            .filter(|line| line.contains("query[") && line.contains(&needle))
+            .count()
+    }
+}
+
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// A config serving the documents' three names plus a CNAMEd bucket, forwarding to
+/// `upstream`.
+pub fn registry_config(upstream: SocketAddr, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+
+[upstream]
+servers = ["{upstream}"]
+timeout = "1500ms"
+
+[[registry]]
+instance = "xxxxxx"
+region = "cn-hangzhou"
+registry = ["10.94.205.198"]
+auth = ["100.103.7.181"]
+oss = ["100.118.28.43"]
+bucket = "mybucket"
+oss_wildcard = true
+
+[[registry]]
+instance = "yyyyyy"
+region = "cn-shanghai"
+registry = ["10.95.0.10"]
+oss_cname = "ep-test.oss.cn-shanghai.privatelink.example"
+
+[[name]]
+name = "artifacts.internal.example"
+targets = ["10.1.2.3", "fd00::1"]
+
+[[name]]
+name = "alias.internal.example"
+cname = "artifacts.internal.example"
+{extra}
+"#
+    )
+}
+
+/// An Unbound on a loopback port serving a static local zone, logging every query.
+pub struct Unbound {
+    pub process: Process,
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Unbound {
+    /// `zone_lines`: Unbound `local-zone:`/`local-data:` lines.
+    pub fn start(zone_lines: &str) -> Unbound {
+        let binary = which("unbound").expect(
+            "unbound is not installed: run `sudo tests/run.sh`, which installs it \
+             (apt-get install unbound)",
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let config = format!(
+            r#"server:
+    interface: 127.0.0.1
+    port: {port}
+    do-daemonize: no
+    username: ""
+    chroot: ""
+    directory: "{dir}"
+    pidfile: ""
+    use-syslog: no
+    logfile: ""
+    verbosity: 1
+    log-queries: yes
+    do-ip6: no
+    module-config: "iterator"
+    access-control: 127.0.0.0/8 allow
+{zone_lines}
+remote-control:
+    control-enable: no
+"#,
+            dir = dir.path().display()
+        );
+        let path = dir.path().join("unbound.conf");
+        std::fs::write(&path, config).expect("write unbound.conf");
+        let mut command = Command::new(binary);
+        command.arg("-d").arg("-c").arg(&path);
+        let process = Process::spawn("unbound", &mut command);
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + READY_DEADLINE;
+        let probe = query("ready.invalid.", RecordType::A, false);
+        let mut unbound = Unbound {
+            process,
+            addr,
+            _dir: dir,
+        };
+        while exchange_raw_udp(
+            addr,
+            &probe.to_vec().expect("encode"),
+            Duration::from_millis(200),
+        )
+        .is_none()
+        {
+            assert!(
+                unbound.process.is_running(),
+                "unbound exited: {}",
+                unbound.process.lines().join("\n")
+            );
+            assert!(Instant::now() < deadline, "unbound never answered");
+        }
+        unbound
+    }
+
+    /// How many queries for `name` (with trailing dot) Unbound has logged.
+    pub fn queries_for(&self, name: &str) -> usize {
+        let needle = format!(" {name} ");
+        self.process
+            .lines()
+            .iter()
+            .filter(|line| line.contains("info: 127.0.0.1") && line.contains(&needle))
+            .count()
+    }
+}

@@ -5,8 +5,8 @@
 //! file, line and field. Must not: touch the network (beyond reading resolv.conf for
 //! `"system"` upstreams) or know how answers are served.
 //!
-//! Flow: [`raw`] (serde schema) -> [`validate`] (names, addresses, upstream loops) with
-//! [`preset`] expanding `[[registry]]` -> [`Config`].
+//! Flow: [`raw`] (serde schema) -> `validate` (names, addresses, upstream loops) with
+//! `preset` expanding `[[registry]]` -> [`Config`].
 
 mod preset;
 pub mod raw;
@@ -127,7 +127,7 @@ pub enum ConfigError {
 }
 
 /// The OS reason without the "(os error N)" suffix, for a one-line message.
-fn io_reason(err: &std::io::Error) -> String {
+pub(crate) fn io_reason(err: &std::io::Error) -> String {
     let text = err.to_string();
     match text.find(" (os error") {
         Some(at) => text[..at].to_owned(),

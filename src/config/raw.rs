@@ -1,15 +1,22 @@
 //! The TOML schema exactly as an operator writes it.
 //!
-//! Owns: serde types with `deny_unknown_fields` and their defaults. Must not: interpret
-//! values beyond what serde's type checks give (that is [`super::validate`]'s job), so that
-//! every message about a value can name its line.
+//! Owns: serde types with `deny_unknown_fields` and their defaults, and the parsing of
+//! values written as strings (addresses, networks, durations) with messages that quote
+//! the text ([`text`]). Must not: interpret values beyond their type (that is
+//! `validate`'s job); every value that `validate` blames is kept `Spanned`, so that its
+//! message can name the line.
 
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use ipnet::IpNet;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
+
+use text::FromText;
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -30,26 +37,26 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     /// UDP and TCP are both bound on each address.
-    #[serde(default = "default_listen")]
+    #[serde(default = "default_listen", deserialize_with = "text::spanned_list")]
     pub listen: Spanned<Vec<SocketAddr>>,
     /// Clients outside these networks get REFUSED.
-    #[serde(default = "default_allow")]
-    pub allow: Vec<IpNet>,
+    #[serde(default = "default_allow", deserialize_with = "text::spanned_list")]
+    pub allow: Spanned<Vec<IpNet>>,
     /// TTL of owned answers, in seconds.
     #[serde(default = "default_ttl")]
     pub ttl: u32,
     /// Concurrent TCP client connections before new ones are turned away.
     #[serde(default = "default_tcp_connections")]
-    pub max_tcp_connections: usize,
+    pub max_tcp_connections: Spanned<usize>,
     /// A TCP client connection idle this long is closed.
-    #[serde(default = "default_tcp_idle", with = "duration")]
-    pub tcp_idle_timeout: std::time::Duration,
+    #[serde(default = "default_tcp_idle", deserialize_with = "text::spanned")]
+    pub tcp_idle_timeout: Spanned<Duration>,
 }
 
 impl Default for RawServer {
     fn default() -> Self {
         Self {
-            listen: Spanned::new(0..0, default_listen().into_inner()),
+            listen: default_listen(),
             allow: default_allow(),
             ttl: default_ttl(),
             max_tcp_connections: default_tcp_connections(),
@@ -64,13 +71,16 @@ impl Default for RawServer {
 pub struct RawUpstream {
     /// `"system"` (the host's resolv.conf), `"IP"` or `"IP:PORT"`.
     #[serde(default = "default_upstreams")]
-    pub servers: Vec<Spanned<String>>,
+    pub servers: Spanned<Vec<Spanned<String>>>,
     /// The resolv.conf that `"system"` reads.
     #[serde(default = "default_resolv_conf")]
     pub resolv_conf: PathBuf,
     /// Time budget for one forwarded query over all upstreams; SERVFAIL after it.
-    #[serde(default = "default_upstream_timeout", with = "duration")]
-    pub timeout: std::time::Duration,
+    #[serde(
+        default = "default_upstream_timeout",
+        deserialize_with = "text::spanned"
+    )]
+    pub timeout: Spanned<Duration>,
     /// Forwarded answers kept in the cache.
     #[serde(default = "default_cache_size")]
     pub cache_size: usize,
@@ -94,13 +104,14 @@ pub struct RawRegistry {
     pub instance: Spanned<String>,
     pub region: Spanned<String>,
     /// Addresses of `<instance>-registry-vpc.<region>.cr.aliyuncs.com`.
+    #[serde(deserialize_with = "text::spanned_list")]
     pub registry: Spanned<Vec<IpAddr>>,
     /// Addresses of `dockerauth-vpc.<region>.aliyuncs.com`; absent when the instance takes
     /// over the auth domain.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text::opt_spanned_list")]
     pub auth: Option<Spanned<Vec<IpAddr>>>,
     /// Addresses of `oss-<region>-internal.aliyuncs.com`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text::opt_spanned_list")]
     pub oss: Option<Spanned<Vec<IpAddr>>>,
     /// Answer the OSS name with a CNAME to this name (a PrivateLink endpoint) instead.
     #[serde(default)]
@@ -123,11 +134,11 @@ pub struct RawRegistry {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawBackup {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text::list")]
     pub registry: Vec<IpAddr>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text::list")]
     pub auth: Vec<IpAddr>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text::list")]
     pub oss: Vec<IpAddr>,
 }
 
@@ -146,16 +157,49 @@ pub struct RawName {
 }
 
 /// A target: `"10.1.2.3"` or `{ addr = "10.1.2.3", priority = 2 }`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+///
+/// Deserialized by hand rather than `#[serde(untagged)]`, whose only message for any
+/// mistake is "data did not match any variant".
+#[derive(Debug)]
 pub enum RawTarget {
     Plain(IpAddr),
     Detailed(RawDetailedTarget),
 }
 
+impl<'de> Deserialize<'de> for RawTarget {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct TargetVisitor;
+
+        impl<'de> Visitor<'de> for TargetVisitor {
+            type Value = RawTarget;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "an IP address such as \"10.1.2.3\" or a table such as \
+                     { addr = \"10.1.2.3\", priority = 2 }",
+                )
+            }
+
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<RawTarget, E> {
+                IpAddr::from_text(value)
+                    .map(RawTarget::Plain)
+                    .map_err(E::custom)
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawTarget, A::Error> {
+                RawDetailedTarget::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawTarget::Detailed)
+            }
+        }
+
+        de.deserialize_any(TargetVisitor)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDetailedTarget {
+    #[serde(deserialize_with = "text::one")]
     pub addr: IpAddr,
     /// Lower numbers are preferred; answers come from the best group.
     #[serde(default = "default_priority")]
@@ -168,37 +212,38 @@ fn default_listen() -> Spanned<Vec<SocketAddr>> {
     Spanned::new(0..0, vec![SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT))])
 }
 
-fn default_allow() -> Vec<IpNet> {
+fn default_allow() -> Spanned<Vec<IpNet>> {
     // Loopback only: pathdns is never an open resolver unless the operator says so.
-    ["127.0.0.0/8", "::1/128"]
+    let loopback = ["127.0.0.0/8", "::1/128"]
         .iter()
         .filter_map(|net| net.parse().ok())
-        .collect()
+        .collect();
+    Spanned::new(0..0, loopback)
 }
 
 fn default_ttl() -> u32 {
     30
 }
 
-fn default_tcp_connections() -> usize {
-    256
+fn default_tcp_connections() -> Spanned<usize> {
+    Spanned::new(0..0, 256)
 }
 
-fn default_tcp_idle() -> std::time::Duration {
-    std::time::Duration::from_secs(10)
+fn default_tcp_idle() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration::from_secs(10))
 }
 
-fn default_upstreams() -> Vec<Spanned<String>> {
-    vec![Spanned::new(0..0, "system".to_owned())]
+fn default_upstreams() -> Spanned<Vec<Spanned<String>>> {
+    Spanned::new(0..0, vec![Spanned::new(0..0, "system".to_owned())])
 }
 
 fn default_resolv_conf() -> PathBuf {
     PathBuf::from("/etc/resolv.conf")
 }
 
-fn default_upstream_timeout() -> std::time::Duration {
+fn default_upstream_timeout() -> Spanned<Duration> {
     // Shorter than a glibc client's first retry (5 s), so the client sees our SERVFAIL.
-    std::time::Duration::from_millis(2000)
+    Spanned::new(0..0, Duration::from_millis(2000))
 }
 
 fn default_cache_size() -> usize {
@@ -209,14 +254,189 @@ pub fn default_priority() -> u8 {
     1
 }
 
-/// Durations written as `"1s"`, `"500ms"`, `"2m"`.
-pub mod duration {
-    use serde::{Deserialize, Deserializer};
+/// Values written as strings (addresses, networks, durations) and lists of them, parsed
+/// with messages that quote the text and show the expected form, instead of the standard
+/// library's bare "invalid IP address syntax".
+///
+/// The helpers are `deserialize_with` functions; an absent value's span is `0..0`, which
+/// the validator treats as "no place in the file".
+pub mod text {
+    use std::fmt;
+    use std::marker::PhantomData;
+    use std::net::{IpAddr, SocketAddr};
     use std::time::Duration;
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(de)?;
-        humantime::parse_duration(&text)
-            .map_err(|err| serde::de::Error::custom(format!("invalid duration {text:?}: {err}")))
+    use ipnet::IpNet;
+    use serde::de::{self, Deserializer, SeqAccess, Visitor};
+    use serde::Deserialize;
+    use toml::Spanned;
+
+    /// A value that is written as a string in the config file.
+    pub trait FromText: Sized {
+        /// What a value looks like, for type errors: `an IP address such as "..."`.
+        const EXPECTED: &'static str;
+        /// The same for a list of them.
+        const EXPECTED_LIST: &'static str;
+        /// Parses the text or says what is wrong with it, quoting it.
+        fn from_text(text: &str) -> Result<Self, String>;
+    }
+
+    impl FromText for IpAddr {
+        const EXPECTED: &'static str = "an IP address such as \"10.94.205.198\"";
+        const EXPECTED_LIST: &'static str = "a list of IP addresses such as [\"10.94.205.198\"]";
+
+        fn from_text(text: &str) -> Result<Self, String> {
+            if let Ok(addr) = text.parse() {
+                return Ok(addr);
+            }
+            // The documents' table writes the 100.x addresses as "/32" routes.
+            if let Some((addr, _)) = text.split_once('/') {
+                if addr.parse::<IpAddr>().is_ok() {
+                    return Err(format!(
+                        "{text:?} is a network, not an address: write {addr:?}"
+                    ));
+                }
+            }
+            if let Ok(with_port) = text.parse::<SocketAddr>() {
+                return Err(format!(
+                    "{text:?} has a port: write the address alone, {:?}",
+                    with_port.ip().to_string()
+                ));
+            }
+            Err(format!(
+                "{text:?} is not an IP address (write one such as \"10.94.205.198\" or \"fd00::1\")"
+            ))
+        }
+    }
+
+    impl FromText for SocketAddr {
+        const EXPECTED: &'static str = "an address with a port such as \"127.0.0.1:53\"";
+        const EXPECTED_LIST: &'static str =
+            "a list of addresses with ports such as [\"127.0.0.1:53\"]";
+
+        fn from_text(text: &str) -> Result<Self, String> {
+            if let Ok(addr) = text.parse() {
+                return Ok(addr);
+            }
+            match text.parse::<IpAddr>() {
+                Ok(ip) => Err(format!(
+                    "{text:?} has no port: write {:?}",
+                    SocketAddr::new(ip, super::DEFAULT_PORT).to_string()
+                )),
+                Err(_) => Err(format!(
+                    "{text:?} is not an address with a port (write one such as \"127.0.0.1:53\" or \"[::1]:53\")"
+                )),
+            }
+        }
+    }
+
+    impl FromText for IpNet {
+        const EXPECTED: &'static str = "a network such as \"127.0.0.0/8\"";
+        const EXPECTED_LIST: &'static str =
+            "a list of networks such as [\"127.0.0.0/8\", \"::1/128\"]";
+
+        fn from_text(text: &str) -> Result<Self, String> {
+            if let Ok(net) = text.parse() {
+                return Ok(net);
+            }
+            match text.parse::<IpAddr>() {
+                Ok(ip) => Err(format!(
+                    "{text:?} has no prefix length: write {:?} for this one address",
+                    IpNet::from(ip).to_string()
+                )),
+                Err(_) => Err(format!(
+                    "{text:?} is not a network in CIDR form (write one such as \"10.0.0.0/8\" or \"::1/128\")"
+                )),
+            }
+        }
+    }
+
+    impl FromText for Duration {
+        const EXPECTED: &'static str = "a duration such as \"2s\" or \"500ms\"";
+        const EXPECTED_LIST: &'static str = "a list of durations such as [\"2s\"]";
+
+        fn from_text(text: &str) -> Result<Self, String> {
+            humantime::parse_duration(text).map_err(|err| {
+                format!("{text:?} is not a duration such as \"2s\" or \"500ms\": {err}")
+            })
+        }
+    }
+
+    /// One value, parsed through [`FromText`].
+    struct Text<T>(T);
+
+    impl<'de, T: FromText> Deserialize<'de> for Text<T> {
+        fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+            struct TextVisitor<T>(PhantomData<T>);
+
+            impl<T: FromText> Visitor<'_> for TextVisitor<T> {
+                type Value = T;
+
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str(T::EXPECTED)
+                }
+
+                fn visit_str<E: de::Error>(self, value: &str) -> Result<T, E> {
+                    T::from_text(value).map_err(E::custom)
+                }
+            }
+
+            de.deserialize_str(TextVisitor(PhantomData)).map(Text)
+        }
+    }
+
+    /// A list of values, each parsed through [`FromText`].
+    struct List<T>(Vec<T>);
+
+    impl<'de, T: FromText> Deserialize<'de> for List<T> {
+        fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+            struct ListVisitor<T>(PhantomData<T>);
+
+            impl<'de, T: FromText> Visitor<'de> for ListVisitor<T> {
+                type Value = Vec<T>;
+
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str(T::EXPECTED_LIST)
+                }
+
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+                    let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                    while let Some(Text(item)) = seq.next_element::<Text<T>>()? {
+                        items.push(item);
+                    }
+                    Ok(items)
+                }
+            }
+
+            de.deserialize_seq(ListVisitor(PhantomData)).map(List)
+        }
+    }
+
+    pub fn one<'de, D: Deserializer<'de>, T: FromText>(de: D) -> Result<T, D::Error> {
+        Text::deserialize(de).map(|Text(value)| value)
+    }
+
+    pub fn spanned<'de, D: Deserializer<'de>, T: FromText>(de: D) -> Result<Spanned<T>, D::Error> {
+        let spanned = Spanned::<Text<T>>::deserialize(de)?;
+        let span = spanned.span();
+        Ok(Spanned::new(span, spanned.into_inner().0))
+    }
+
+    pub fn list<'de, D: Deserializer<'de>, T: FromText>(de: D) -> Result<Vec<T>, D::Error> {
+        List::deserialize(de).map(|List(items)| items)
+    }
+
+    pub fn spanned_list<'de, D: Deserializer<'de>, T: FromText>(
+        de: D,
+    ) -> Result<Spanned<Vec<T>>, D::Error> {
+        let spanned = Spanned::<List<T>>::deserialize(de)?;
+        let span = spanned.span();
+        Ok(Spanned::new(span, spanned.into_inner().0))
+    }
+
+    pub fn opt_spanned_list<'de, D: Deserializer<'de>, T: FromText>(
+        de: D,
+    ) -> Result<Option<Spanned<Vec<T>>>, D::Error> {
+        spanned_list(de).map(Some)
     }
 }

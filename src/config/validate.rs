@@ -20,6 +20,10 @@ use super::{
 /// The longest CNAME chain pathdns follows inside its own table.
 const MAX_CNAME_CHAIN: usize = 8;
 
+/// More concurrent TCP clients than a node-local resolver ever needs (and than a
+/// semaphore can count on every platform).
+const MAX_TCP_CONNECTIONS: usize = 1_000_000;
+
 /// Where a message points: the config text and its name.
 struct Source<'a> {
     text: &'a str,
@@ -57,7 +61,21 @@ pub(super) fn deserialize(text: &str, path: &str) -> Result<RawConfig, ConfigErr
     let toml_error = |err: toml::de::Error, field: &str| {
         src.error(err.span(), field, err.message().trim().to_owned())
     };
-    let deserializer = toml::Deserializer::parse(text).map_err(|err| toml_error(err, ""))?;
+    let deserializer = toml::Deserializer::parse(text).map_err(|err| {
+        let message = err.message().trim();
+        match err.span().and_then(|span| text.get(span)) {
+            // The parser's message does not say which key.
+            Some(key) if message == "duplicate key" && !key.trim().is_empty() => src.error(
+                err.span(),
+                "",
+                format!(
+                    "duplicate key `{}`: each key may be given once per table",
+                    key.trim()
+                ),
+            ),
+            _ => toml_error(err, ""),
+        }
+    })?;
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
         // Spanned<T> adds a private path segment; operators should not see it.
         let field = err
@@ -101,33 +119,47 @@ fn validate_server(raw: &RawConfig, src: &Source) -> Result<ServerSettings, Conf
             ));
         }
     }
-    if raw.server.allow.is_empty() {
+    let allow = &raw.server.allow;
+    if allow.get_ref().is_empty() {
         return Err(src.error(
-            None,
+            Some(allow.span()),
             "server.allow",
-            "empty: every client would be REFUSED; allow at least 127.0.0.0/8".into(),
+            "empty: every client would be REFUSED; allow at least \"127.0.0.0/8\"".into(),
         ));
     }
-    if raw.server.max_tcp_connections == 0 {
+    let max_tcp = &raw.server.max_tcp_connections;
+    if !(1..=MAX_TCP_CONNECTIONS).contains(max_tcp.get_ref()) {
         return Err(src.error(
-            None,
+            Some(max_tcp.span()),
             "server.max_tcp_connections",
-            "must be at least 1".into(),
+            format!("must be between 1 and {MAX_TCP_CONNECTIONS}"),
+        ));
+    }
+    let idle = &raw.server.tcp_idle_timeout;
+    if idle.get_ref().is_zero() {
+        return Err(src.error(
+            Some(idle.span()),
+            "server.tcp_idle_timeout",
+            "must be above 0: every TCP client would be disconnected at once".into(),
         ));
     }
     Ok(ServerSettings {
         listen: listen.get_ref().clone(),
-        allow: raw.server.allow.clone(),
-        max_tcp_connections: raw.server.max_tcp_connections,
-        tcp_idle_timeout: raw.server.tcp_idle_timeout,
+        allow: allow.get_ref().clone(),
+        max_tcp_connections: *max_tcp.get_ref(),
+        tcp_idle_timeout: *idle.get_ref(),
     })
 }
 
-/// An owned name before duplicate and CNAME checks, with the span to blame.
+/// An owned name before duplicate and CNAME checks, with the spans to blame.
 struct Candidate {
     owned: OwnedName,
+    /// Where the name comes from (a duplicate is reported here).
     span: Range<usize>,
     field: String,
+    /// Where its answer is given (a CNAME loop is reported here).
+    answer_span: Range<usize>,
+    answer_field: String,
 }
 
 fn collect_names(raw: &RawConfig, src: &Source) -> Result<Vec<OwnedName>, ConfigError> {
@@ -138,7 +170,7 @@ fn collect_names(raw: &RawConfig, src: &Source) -> Result<Vec<OwnedName>, Config
     for (index, name) in raw.name.iter().enumerate() {
         candidates.push(plain_name(name, index, raw.server.ttl, src)?);
     }
-    reject_duplicates(&candidates, src)?;
+    let candidates = merge_duplicates(candidates, src)?;
     reject_cname_loops(&candidates, src)?;
     Ok(candidates.into_iter().map(|c| c.owned).collect())
 }
@@ -185,6 +217,8 @@ fn expand_registry(
         },
         span: registry.registry.span(),
         field: at("registry"),
+        answer_span: registry.registry.span(),
+        answer_field: at("registry"),
     });
 
     match &registry.auth {
@@ -208,6 +242,8 @@ fn expand_registry(
             },
             span: auth.span(),
             field: at("auth"),
+            answer_span: auth.span(),
+            answer_field: at("auth"),
         }),
         None => {
             if backup.is_some_and(|b| !b.auth.is_empty()) {
@@ -240,6 +276,8 @@ fn expand_registry(
             },
             span: oss_span.clone(),
             field: at(&oss_field),
+            answer_span: oss_span.clone(),
+            answer_field: at(&oss_field),
         });
     }
     Ok(())
@@ -318,6 +356,11 @@ fn plain_name(
     let field = format!("name[{index}]");
     let name = parse_name(raw.name.get_ref())
         .map_err(|msg| src.error(Some(raw.name.span()), &format!("{field}.name"), msg))?;
+    let (answer_span, answer_field) = match (&raw.targets, &raw.cname) {
+        (_, Some(cname)) => (cname.span(), format!("{field}.cname")),
+        (Some(targets), None) => (targets.span(), format!("{field}.targets")),
+        (None, None) => (raw.name.span(), format!("{field}.name")),
+    };
     let answer = match (&raw.targets, &raw.cname) {
         (Some(targets), None) if targets.get_ref().is_empty() => {
             return Err(src.error(
@@ -354,11 +397,11 @@ fn plain_name(
             }
             AnswerSpec::Cname(target)
         }
-        (Some(targets), Some(_)) => {
+        (Some(_), Some(cname)) => {
             return Err(src.error(
-                Some(targets.span()),
-                &field,
-                "give either `targets` or `cname`, not both".into(),
+                Some(cname.span()),
+                &format!("{field}.cname"),
+                "give either `targets` (addresses) or `cname`, not both".into(),
             ))
         }
         (None, None) => {
@@ -379,52 +422,118 @@ fn plain_name(
         },
         span: raw.name.span(),
         field: format!("{field}.name"),
+        answer_span,
+        answer_field,
     })
 }
 
-fn reject_duplicates(candidates: &[Candidate], src: &Source) -> Result<(), ConfigError> {
-    let mut seen: HashMap<&Name, &str> = HashMap::new();
+/// Rejects a name given twice, except the same name with the same answer from two
+/// `[[registry]]` presets: two instances in one region share the auth and OSS names.
+fn merge_duplicates(
+    candidates: Vec<Candidate>,
+    src: &Source,
+) -> Result<Vec<Candidate>, ConfigError> {
+    let mut first_at: HashMap<Name, usize> = HashMap::new();
+    let mut kept: Vec<Candidate> = Vec::with_capacity(candidates.len());
     for candidate in candidates {
-        if let Some(first) = seen.insert(&candidate.owned.name, &candidate.owned.origin) {
-            return Err(src.error(
-                Some(candidate.span.clone()),
-                &candidate.field,
-                format!(
-                    "{} is given twice (first by {first})",
-                    display_name(&candidate.owned.name)
-                ),
-            ));
+        let Some(&index) = first_at.get(&candidate.owned.name) else {
+            first_at.insert(candidate.owned.name.clone(), kept.len());
+            kept.push(candidate);
+            continue;
+        };
+        let first = &kept[index].owned;
+        let both_presets = first.role != Role::Custom && candidate.owned.role != Role::Custom;
+        if both_presets
+            && first.answer == candidate.owned.answer
+            && first.ttl == candidate.owned.ttl
+        {
+            continue;
         }
+        let name = display_name(&candidate.owned.name);
+        let message = if both_presets {
+            format!(
+                "{name} is given twice with different answers (first by {}): \
+                 instances in one region share it, so give them the same addresses and ttl",
+                first.origin
+            )
+        } else {
+            format!("{name} is given twice (first by {})", first.origin)
+        };
+        return Err(src.error(Some(candidate.span.clone()), &candidate.field, message));
     }
-    Ok(())
+    Ok(kept)
 }
 
-/// A CNAME chain inside the table must end at addresses or leave the table.
+/// The index of the owned name that answers `target`, the way the answer table looks it
+/// up: the exact name, else the nearest wildcard above it unless an owned name is closer.
+fn find_owned(target: &Name, by_name: &HashMap<&Name, usize>) -> Option<usize> {
+    if let Some(&found) = by_name.get(target) {
+        return Some(found);
+    }
+    let mut parent = target.base_name();
+    while !parent.is_root() {
+        let wildcard = Name::from_ascii("*").and_then(|star| star.append_domain(&parent));
+        if let Some(&found) = wildcard.ok().and_then(|w| by_name.get(&w)) {
+            return Some(found);
+        }
+        if by_name.contains_key(&parent) {
+            return None;
+        }
+        parent = parent.base_name();
+    }
+    None
+}
+
+/// A CNAME chain inside the table must end at addresses or leave the table, within
+/// [`MAX_CNAME_CHAIN`] links.
 fn reject_cname_loops(candidates: &[Candidate], src: &Source) -> Result<(), ConfigError> {
-    let cname_of: HashMap<&Name, &Name> = candidates
+    let by_name: HashMap<&Name, usize> = candidates
         .iter()
-        .filter_map(|c| match &c.owned.answer {
-            AnswerSpec::Cname(target) => Some((&c.owned.name, target)),
-            AnswerSpec::Targets(_) => None,
-        })
+        .enumerate()
+        .map(|(index, c)| (&c.owned.name, index))
         .collect();
-    for candidate in candidates {
-        let mut current = &candidate.owned.name;
-        for _ in 0..=MAX_CNAME_CHAIN {
-            match cname_of.get(current) {
-                Some(next) if *next == &candidate.owned.name => {
-                    return Err(src.error(
-                        Some(candidate.span.clone()),
-                        &candidate.field,
-                        format!(
-                            "CNAME loop: {} leads back to itself",
-                            display_name(&candidate.owned.name)
-                        ),
-                    ))
-                }
-                Some(next) => current = next,
-                None => break,
+    for (start, candidate) in candidates.iter().enumerate() {
+        let mut chain = vec![display_name(&candidate.owned.name)];
+        let mut visited = vec![start];
+        let mut current = candidate;
+        while let AnswerSpec::Cname(target) = &current.owned.answer {
+            let Some(next) = find_owned(target, &by_name) else {
+                break;
+            };
+            let next_name = &candidates[next].owned.name;
+            chain.push(if next_name.is_wildcard() {
+                format!(
+                    "{} (answered by {})",
+                    display_name(target),
+                    display_name(next_name)
+                )
+            } else {
+                display_name(target)
+            });
+            if next == start {
+                return Err(src.error(
+                    Some(candidate.answer_span.clone()),
+                    &candidate.answer_field,
+                    format!("CNAME loop: {}", chain.join(" -> ")),
+                ));
             }
+            if visited.contains(&next) {
+                // A loop further on; it is reported at one of its own names.
+                break;
+            }
+            // `chain` holds the names; the links between them are one fewer.
+            if chain.len() > MAX_CNAME_CHAIN + 1 {
+                return Err(src.error(
+                    Some(candidate.answer_span.clone()),
+                    &candidate.answer_field,
+                    format!(
+                        "CNAME chain longer than {MAX_CNAME_CHAIN} links inside the table: {} ...",
+                        chain.join(" -> ")
+                    ),
+                ));
+            }
+            visited.push(next);
+            current = &candidates[next];
         }
     }
     Ok(())
@@ -436,68 +545,109 @@ fn validate_upstream(
     src: &Source,
 ) -> Result<UpstreamSettings, ConfigError> {
     let upstream = &raw.upstream;
-    let mut servers = Vec::new();
-    for entry in &upstream.servers {
+    let mut servers: Vec<SocketAddr> = Vec::new();
+    // The "system" entry and what its resolv.conf listed, for the message below.
+    let mut system: Option<(&Spanned<String>, String, String, Vec<SocketAddr>)> = None;
+    if upstream.servers.get_ref().is_empty() {
+        return Err(src.error(
+            Some(upstream.servers.span()),
+            "upstream.servers",
+            "empty: give \"system\" (this host's resolv.conf) or resolver addresses".into(),
+        ));
+    }
+    for (index, entry) in upstream.servers.get_ref().iter().enumerate() {
+        let field = format!("upstream.servers[{index}]");
         if entry.get_ref() == "system" {
-            servers.extend(system_upstreams(upstream, listen, src)?);
+            let (path, listed) = system_upstreams(upstream, entry, &field, src)?;
+            servers.extend(listed.iter().filter(|addr| !is_own_address(**addr, listen)));
+            system = Some((entry, field, path, listed));
             continue;
         }
         let addr = parse_upstream(entry.get_ref()).ok_or_else(|| {
             src.error(
                 Some(entry.span()),
-                "upstream.servers",
+                &field,
                 format!(
                     "{:?} is not \"system\", an IP address or IP:PORT",
                     entry.get_ref()
                 ),
             )
         })?;
-        if is_own_address(addr, listen) {
+        if let Some(own) = own_listen_address(addr, listen) {
+            let which = if own == addr {
+                "is pathdns's own listen address".to_owned()
+            } else {
+                format!("reaches pathdns's own listen address {own}")
+            };
             return Err(src.error(
                 Some(entry.span()),
-                "upstream.servers",
-                format!("{addr} is pathdns's own listen address: it would forward to itself"),
+                &field,
+                format!("{addr} {which}: pathdns would forward to itself"),
             ));
         }
         servers.push(addr);
     }
-    servers.dedup();
+    let mut seen = Vec::with_capacity(servers.len());
+    servers.retain(|addr| {
+        let first = !seen.contains(addr);
+        seen.push(*addr);
+        first
+    });
     if servers.is_empty() {
+        // Only "system" entries can leave nothing: resolv.conf named only pathdns itself,
+        // as it does once pathdns has been made the host's resolver.
+        let (entry, field, path, listed) = system
+            .ok_or_else(|| src.error(None, "upstream.servers", "no upstream resolver".into()))?;
+        let listed: Vec<String> = listed.iter().map(ToString::to_string).collect();
+        let found = if listed.is_empty() {
+            format!("{path} lists no nameserver")
+        } else {
+            format!("{path} lists only pathdns itself ({})", listed.join(", "))
+        };
         return Err(src.error(
-            None,
-            "upstream.servers",
-            "no upstream resolver left: name at least one that is not pathdns itself".into(),
+            Some(entry.span()),
+            &field,
+            format!(
+                "\"system\": {found}; list the resolvers to forward to, e.g. \
+                 servers = [\"10.0.0.2\"], or set upstream.resolv_conf"
+            ),
         ));
     }
-    if upstream.timeout.is_zero() {
-        return Err(src.error(None, "upstream.timeout", "must be above 0".into()));
+    let timeout = &upstream.timeout;
+    if timeout.get_ref().is_zero() {
+        return Err(src.error(
+            Some(timeout.span()),
+            "upstream.timeout",
+            "must be above 0".into(),
+        ));
     }
     Ok(UpstreamSettings {
         servers,
-        timeout: upstream.timeout,
+        timeout: *timeout.get_ref(),
         cache_size: upstream.cache_size,
     })
 }
 
-/// The host's resolv.conf nameservers, minus pathdns's own listen addresses.
+/// The host's resolv.conf path and its nameservers, pathdns's own addresses included.
 fn system_upstreams(
     upstream: &super::raw::RawUpstream,
-    listen: &[SocketAddr],
+    entry: &Spanned<String>,
+    field: &str,
     src: &Source,
-) -> Result<Vec<SocketAddr>, ConfigError> {
-    let path = &upstream.resolv_conf;
-    let text = std::fs::read_to_string(path).map_err(|err| {
+) -> Result<(String, Vec<SocketAddr>), ConfigError> {
+    let path = upstream.resolv_conf.display().to_string();
+    let text = std::fs::read_to_string(&upstream.resolv_conf).map_err(|err| {
         src.error(
-            None,
-            "upstream.servers",
-            format!("\"system\": cannot read {}: {err}", path.display()),
+            Some(entry.span()),
+            field,
+            format!("\"system\": cannot read {path}: {}", super::io_reason(&err)),
         )
     })?;
-    Ok(resolv_conf_nameservers(&text)
+    let listed = resolv_conf_nameservers(&text)
         .into_iter()
         .map(|ip| SocketAddr::new(ip, DEFAULT_PORT))
-        .filter(|addr| !is_own_address(*addr, listen))
-        .collect())
+        .collect();
+    Ok((path, listed))
 }
 
 /// `nameserver` lines of a resolv.conf, in order.
@@ -526,7 +676,12 @@ fn parse_upstream(text: &str) -> Option<SocketAddr> {
 
 /// Would forwarding to `addr` reach pathdns itself?
 fn is_own_address(addr: SocketAddr, listen: &[SocketAddr]) -> bool {
-    listen.iter().any(|own| {
+    own_listen_address(addr, listen).is_some()
+}
+
+/// The listen address that forwarding to `addr` would reach, if any.
+fn own_listen_address(addr: SocketAddr, listen: &[SocketAddr]) -> Option<SocketAddr> {
+    listen.iter().copied().find(|own| {
         own.port() == addr.port()
             && (own.ip() == addr.ip()
                 || (own.ip().is_unspecified()
@@ -598,6 +753,244 @@ pub fn display_name(name: &Name) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+
+    /// A config text with a harmless upstream (no resolv.conf read) and `body` after it.
+    fn config(body: &str) -> String {
+        format!("[upstream]\nservers = [\"10.0.0.2\"]\n{body}")
+    }
+
+    /// The one-line error of an invalid config text named `t.toml`.
+    fn error_of(text: &str) -> String {
+        let err = Config::parse(text, "t.toml").expect_err("this config should be rejected");
+        let message = err.to_string();
+        assert!(!message.contains('\n'), "not one line: {message:?}");
+        message
+    }
+
+    #[test]
+    fn bad_addresses_are_quoted_with_their_element_and_line() {
+        let text =
+            config("[[name]]\nname = \"a.example\"\ntargets = [\"10.1.2.3\", \"10.1.2.300\"]\n");
+        assert_eq!(
+            error_of(&text),
+            "t.toml:5:24: name[0].targets[1]: \"10.1.2.300\" is not an IP address \
+             (write one such as \"10.94.205.198\" or \"fd00::1\")"
+        );
+        // The documents write the 100.x addresses as /32 routes.
+        let text = config(
+            "[[registry]]\ninstance = \"x\"\nregion = \"cn-hangzhou\"\n\
+             registry = [\"10.94.205.198\"]\nauth = [\"100.103.7.181/32\"]\noss = [\"100.118.28.43\"]\n",
+        );
+        assert!(error_of(&text).starts_with(
+            "t.toml:7:9: registry[0].auth[0]: \"100.103.7.181/32\" is a network, not an address: \
+             write \"100.103.7.181\""
+        ));
+        let text =
+            config("[[name]]\nname = \"a.example\"\ntargets = [{ addr = \"10.1.2.3:80\" }]\n");
+        assert!(error_of(&text).contains("name[0].targets[0].addr: \"10.1.2.3:80\" has a port"));
+    }
+
+    #[test]
+    fn detailed_targets_report_their_own_mistakes() {
+        // Not serde's "data did not match any variant of untagged enum".
+        let text = config(
+            "[[name]]\nname = \"a.example\"\ntargets = [{ addr = \"10.1.2.3\", prio = 2 }]\n",
+        );
+        let message = error_of(&text);
+        assert!(
+            message.starts_with("t.toml:5:33: name[0].targets[0].prio: unknown field `prio`"),
+            "{message}"
+        );
+        let text = config("[[name]]\nname = \"a.example\"\ntargets = [7]\n");
+        assert!(error_of(&text)
+            .contains("name[0].targets[0]: invalid type: integer `7`, expected an IP address"));
+    }
+
+    #[test]
+    fn listen_allow_and_duration_mistakes_say_what_to_write() {
+        let message = error_of(&config("[server]\nlisten = [\"127.0.0.1\"]\n"));
+        assert!(
+            message
+                .ends_with("server.listen[0]: \"127.0.0.1\" has no port: write \"127.0.0.1:53\""),
+            "{message}"
+        );
+        let message = error_of(&config("[server]\nallow = [\"10.0.0.1\"]\n"));
+        assert!(message.ends_with("server.allow[0]: \"10.0.0.1\" has no prefix length: write \"10.0.0.1/32\" for this one address"), "{message}");
+        let message = error_of(&config("timeout = 2\n"));
+        assert!(message.contains("t.toml:3:11: upstream.timeout: invalid type: integer `2`, expected a duration such as \"2s\""), "{message}");
+        let message = error_of(&config(
+            "[[registry]]\ninstance = \"x\"\nregion = \"cn-hangzhou\"\n\
+             registry = \"10.94.205.198\"\noss = [\"100.118.28.43\"]\n",
+        ));
+        assert!(
+            message.contains(
+                "t.toml:6:12: registry[0].registry: invalid type: string \"10.94.205.198\", \
+                 expected a list of IP addresses such as [\"10.94.205.198\"]"
+            ),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn settings_without_a_list_element_still_name_their_line() {
+        let message = error_of(&config("[server]\nallow = []\n"));
+        assert!(
+            message.starts_with("t.toml:4:9: server.allow: empty"),
+            "{message}"
+        );
+        let message = error_of("[upstream]\nservers = [\"10.0.0.2\"]\ntimeout = \"0s\"\n");
+        assert!(
+            message.starts_with("t.toml:3:11: upstream.timeout: must be above 0"),
+            "{message}"
+        );
+        let message = error_of(&config("[server]\ntcp_idle_timeout = \"0ms\"\n"));
+        assert!(
+            message.starts_with("t.toml:4:20: server.tcp_idle_timeout: must be above 0"),
+            "{message}"
+        );
+        let message = error_of(&config("[server]\nmax_tcp_connections = 0\n"));
+        assert!(
+            message.starts_with("t.toml:4:23: server.max_tcp_connections: must be between 1"),
+            "{message}"
+        );
+        let message =
+            error_of("[server]\nlisten = [\"127.0.0.1:53\"]\nlisten = [\"127.0.0.1:54\"]\n");
+        assert!(
+            message.starts_with("t.toml:3:1: duplicate key `listen`"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn upstream_errors_name_the_entry() {
+        let text = "[server]\nlisten = [\"0.0.0.0:5353\"]\n[upstream]\nservers = [\"10.0.0.2\", \"127.0.0.1:5353\"]\n";
+        assert_eq!(
+            error_of(text),
+            "t.toml:4:24: upstream.servers[1]: 127.0.0.1:5353 reaches pathdns's own listen \
+             address 0.0.0.0:5353: pathdns would forward to itself"
+        );
+        let text = "[upstream]\nservers = [\"dns.google\"]\n";
+        assert!(
+            error_of(text).starts_with("t.toml:2:12: upstream.servers[0]: \"dns.google\" is not")
+        );
+    }
+
+    #[test]
+    fn system_upstream_that_is_only_pathdns_itself_is_explained() {
+        let resolv =
+            std::env::temp_dir().join(format!("pathdns-validate-{}.conf", std::process::id()));
+        std::fs::write(&resolv, "nameserver 127.0.0.1\n").expect("write a temporary resolv.conf");
+        let text = format!(
+            "[server]\nlisten = [\"127.0.0.1:53\"]\n[upstream]\nservers = [\"system\"]\nresolv_conf = {:?}\n",
+            resolv.display().to_string()
+        );
+        let message = error_of(&text);
+        let _ = std::fs::remove_file(&resolv);
+        assert!(
+            message.starts_with(&format!(
+                "t.toml:4:12: upstream.servers[0]: \"system\": {} lists only pathdns itself (127.0.0.1:53)",
+                resolv.display()
+            )),
+            "{message}"
+        );
+        let text =
+            "[upstream]\nservers = [\"system\"]\nresolv_conf = \"/nonexistent/resolv.conf\"\n";
+        assert_eq!(
+            error_of(text),
+            "t.toml:2:12: upstream.servers[0]: \"system\": cannot read /nonexistent/resolv.conf: \
+             No such file or directory"
+        );
+    }
+
+    #[test]
+    fn cname_loops_are_found_through_wildcards_and_show_the_chain() {
+        let text = config(
+            "[[name]]\nname = \"a.example\"\ncname = \"b.example\"\n\
+             [[name]]\nname = \"b.example\"\ncname = \"A.example.\"\n",
+        );
+        assert_eq!(
+            error_of(&text),
+            "t.toml:5:9: name[0].cname: CNAME loop: a.example -> b.example -> a.example"
+        );
+        let text = config("[[name]]\nname = \"*.w.example\"\ncname = \"x.w.example\"\n");
+        assert_eq!(
+            error_of(&text),
+            "t.toml:5:9: name[0].cname: CNAME loop: *.w.example -> x.w.example (answered by *.w.example)"
+        );
+        // An owned name between the target and the wildcard stops the wildcard, as in the
+        // answer table: no loop.
+        let text = config(
+            "[[name]]\nname = \"*.w.example\"\ncname = \"x.y.w.example\"\n\
+             [[name]]\nname = \"y.w.example\"\ntargets = [\"10.0.0.1\"]\n",
+        );
+        assert!(Config::parse(&text, "t.toml").is_ok());
+    }
+
+    #[test]
+    fn cname_chains_longer_than_the_table_follows_are_rejected() {
+        let mut body = String::new();
+        // Names n0 .. n9 in the table: nine links between them, one more than followed.
+        for index in 0..=MAX_CNAME_CHAIN + 1 {
+            body.push_str(&format!(
+                "[[name]]\nname = \"n{index}.example\"\ncname = \"n{}.example\"\n",
+                index + 1
+            ));
+        }
+        let message = error_of(&config(&body));
+        assert!(
+            message.contains("name[0].cname: CNAME chain longer than 8 links"),
+            "{message}"
+        );
+        // One link shorter is fine.
+        let body = body.replacen(
+            "[[name]]\nname = \"n0.example\"\ncname = \"n1.example\"\n",
+            "",
+            1,
+        );
+        assert!(Config::parse(&config(&body), "t.toml").is_ok());
+    }
+
+    #[test]
+    fn two_instances_in_one_region_share_the_auth_and_oss_names() {
+        let instance = |name: &str, registry: &str, oss: &str| {
+            format!(
+                "[[registry]]\ninstance = \"{name}\"\nregion = \"cn-hangzhou\"\n\
+                 registry = [\"{registry}\"]\nauth = [\"100.103.7.181\"]\noss = [\"{oss}\"]\n"
+            )
+        };
+        let same = config(&format!(
+            "{}{}",
+            instance("a", "10.94.205.198", "100.118.28.43"),
+            instance("b", "10.94.205.199", "100.118.28.43")
+        ));
+        let parsed = Config::parse(&same, "t.toml").expect("identical shared names are merged");
+        let names: Vec<String> = parsed.names.iter().map(|n| display_name(&n.name)).collect();
+        assert_eq!(
+            names,
+            [
+                "a-registry-vpc.cn-hangzhou.cr.aliyuncs.com",
+                "dockerauth-vpc.cn-hangzhou.aliyuncs.com",
+                "oss-cn-hangzhou-internal.aliyuncs.com",
+                "b-registry-vpc.cn-hangzhou.cr.aliyuncs.com",
+            ]
+        );
+        let different = config(&format!(
+            "{}{}",
+            instance("a", "10.94.205.198", "100.118.28.43"),
+            instance("b", "10.94.205.199", "100.118.28.44")
+        ));
+        assert!(error_of(&different).starts_with(
+            "t.toml:14:7: registry[1].oss: oss-cn-hangzhou-internal.aliyuncs.com is given twice \
+             with different answers (first by registry[0].oss)"
+        ));
+        // A plain [[name]] never silently merges with a preset name.
+        let text = config(&format!(
+            "{}[[name]]\nname = \"oss-cn-hangzhou-internal.aliyuncs.com\"\ntargets = [\"100.118.28.43\"]\n",
+            instance("a", "10.94.205.198", "100.118.28.43")
+        ));
+        assert!(error_of(&text).contains("name[0].name: oss-cn-hangzhou-internal.aliyuncs.com is given twice (first by registry[0].oss)"));
+    }
 
     #[test]
     fn line_and_column_are_one_based() {

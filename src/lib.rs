@@ -36,5 +36,7 @@
 pub mod config;
 pub mod daemon;
 pub mod dns;
+pub mod health;
+pub mod netinfo;
 pub mod table;
 pub mod wire;

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use pathdns::config::{AnswerSpec, Config, ConfigError};
+use pathdns::config::{AllDownPolicy, AnswerSpec, Config, ConfigError, HealthSettings, ProbeKind};
 use pathdns::daemon::{self, DaemonError};
 
 /// Exit code for an unusable configuration (sysexits EX_CONFIG; systemd knows it).
@@ -175,8 +175,8 @@ fn print_table(config: &Config) -> anyhow::Result<()> {
         .max(4);
     writeln!(
         out,
-        "{:width$}  {:12}  {:>5}  ANSWER",
-        "NAME", "ROLE", "TTL"
+        "{:width$}  {:12}  {:>5}  {:28}  PROBES",
+        "NAME", "ROLE", "TTL", "ANSWER"
     )?;
     for name in &config.names {
         let answer = match &name.answer {
@@ -201,13 +201,54 @@ fn print_table(config: &Config) -> anyhow::Result<()> {
         };
         writeln!(
             out,
-            "{:width$}  {:12}  {:>5}  {answer}",
+            "{:width$}  {:12}  {:>5}  {answer:28}  {}",
             display_name(&name.name),
             name.role.to_string(),
             name.ttl,
+            describe_health(&name.health),
         )?;
     }
     Ok(())
+}
+
+/// `https:443/v2/=401 every 30s, tcp:443 every 1s; all down: keep`
+fn describe_health(health: &HealthSettings) -> String {
+    if health.probes.is_empty() {
+        return "none (static answer)".to_owned();
+    }
+    let probes: Vec<String> = health
+        .probes
+        .iter()
+        .map(|probe| {
+            let what = match &probe.kind {
+                ProbeKind::Tcp { port } => format!("tcp:{port}"),
+                ProbeKind::Tls { port, .. } => format!("tls:{port}"),
+                ProbeKind::Https {
+                    port, path, expect, ..
+                } => {
+                    let codes: Vec<String> = expect.iter().map(u16::to_string).collect();
+                    format!("https:{port}{path}={}", codes.join("|"))
+                }
+                ProbeKind::Icmp => "icmp".to_owned(),
+                ProbeKind::Path { via, source } => match (via, source) {
+                    (Some(via), _) => format!("path via {via}"),
+                    (None, Some(net)) => format!("path from {net}"),
+                    (None, None) => "path".to_owned(),
+                },
+            };
+            format!(
+                "{what} every {}",
+                humantime::format_duration(probe.interval)
+            )
+        })
+        .collect();
+    let policy = match &health.when_all_down {
+        AllDownPolicy::Keep => "keep".to_owned(),
+        AllDownPolicy::Cname(name) => format!("cname {}", display_name(name)),
+        AllDownPolicy::Forward => "forward".to_owned(),
+        AllDownPolicy::Servfail => "servfail".to_owned(),
+    };
+    format!("{}; all down: {policy}", probes.join(", "))
 }
 
 fn display_name(name: &hickory_proto::rr::Name) -> String {

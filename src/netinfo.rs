@@ -152,6 +152,15 @@ pub fn egress(target: IpAddr, interfaces: &[Interface]) -> std::io::Result<Egres
     Ok(Egress { source, interface })
 }
 
+/// Whether this process may open a raw ICMP socket (CAP_NET_RAW), as an ICMP probe needs.
+pub fn check_raw_icmp() -> std::io::Result<()> {
+    use pnet_packet::ip::IpNextHeaderProtocols;
+    use pnet_transport::{transport_channel, TransportChannelType, TransportProtocol};
+    let protocol =
+        TransportChannelType::Layer4(TransportProtocol::Ipv4(IpNextHeaderProtocols::Icmp));
+    transport_channel(1024, protocol).map(|_| ())
+}
+
 /// A target address that the host would not reach over the private path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Conflict {

@@ -403,6 +403,7 @@ mod tests {
             ttl: 30,
             role: Role::Custom,
             origin: "test".into(),
+            health: crate::config::HealthSettings::unprobed(),
         }
     }
 

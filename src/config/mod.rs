@@ -9,6 +9,7 @@
 //! `preset` expanding `[[registry]]` -> [`Config`].
 
 mod preset;
+pub mod probes;
 pub mod raw;
 mod validate;
 
@@ -21,6 +22,7 @@ use hickory_proto::rr::Name;
 use ipnet::IpNet;
 
 pub use preset::{auth_name, oss_name, registry_name};
+pub use probes::{AllDownPolicy, HealthSettings, ProbeKind, ProbeSpec};
 
 /// The embedded configuration of `pathdns demo`: the documents' example table on an
 /// unprivileged loopback port. Its addresses are never probed or contacted.
@@ -63,6 +65,8 @@ pub struct OwnedName {
     pub role: Role,
     /// Where in the file it came from, e.g. `registry[0].oss` or `name[2]`.
     pub origin: String,
+    /// Probes, and what to answer when every target is down.
+    pub health: HealthSettings,
 }
 
 impl OwnedName {

@@ -16,6 +16,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use super::probes::RawProbe;
 use text::FromText;
 
 /// The whole file.
@@ -27,10 +28,63 @@ pub struct RawConfig {
     #[serde(default)]
     pub upstream: RawUpstream,
     #[serde(default)]
+    pub health: RawHealth,
+    #[serde(default)]
     pub registry: Vec<RawRegistry>,
     #[serde(default)]
     pub name: Vec<RawName>,
 }
+
+/// `[health]`: defaults for health-checked names.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    /// TTL of health-checked answers, in seconds: short, so clients follow a failover.
+    #[serde(default = "default_health_ttl")]
+    pub ttl: u32,
+}
+
+impl Default for RawHealth {
+    fn default() -> Self {
+        Self {
+            ttl: default_health_ttl(),
+        }
+    }
+}
+
+fn default_health_ttl() -> u32 {
+    3
+}
+
+/// Probes and failover keys shared by `[[registry]]` and `[[name]]`, borrowed from either
+/// (serde's `flatten` cannot be combined with `deny_unknown_fields`).
+#[derive(Debug, Clone, Copy)]
+pub struct HealthChecks<'a> {
+    pub probe: Option<&'a Spanned<RawProbe>>,
+    pub probes: Option<&'a Spanned<Vec<RawProbe>>>,
+    pub when_all_down: Option<&'a Spanned<String>>,
+    pub fallback: Option<&'a Spanned<String>>,
+    pub interface: Option<&'a Spanned<String>>,
+}
+
+macro_rules! health_checks {
+    ($raw:ty) => {
+        impl $raw {
+            pub fn health_checks(&self) -> HealthChecks<'_> {
+                HealthChecks {
+                    probe: self.probe.as_ref(),
+                    probes: self.probes.as_ref(),
+                    when_all_down: self.when_all_down.as_ref(),
+                    fallback: self.fallback.as_ref(),
+                    interface: self.interface.as_ref(),
+                }
+            }
+        }
+    };
+}
+
+health_checks!(RawRegistry);
+health_checks!(RawName);
 
 /// `[server]`: where pathdns listens and whom it answers.
 #[derive(Debug, Deserialize)]
@@ -128,6 +182,21 @@ pub struct RawRegistry {
     /// TTL override for these names, in seconds.
     #[serde(default)]
     pub ttl: Option<u32>,
+    /// One probe (shorthand for a one-element `probes`).
+    #[serde(default)]
+    pub probe: Option<Spanned<RawProbe>>,
+    /// Probes run against every target; a target is up when all pass.
+    #[serde(default)]
+    pub probes: Option<Spanned<Vec<RawProbe>>>,
+    /// `"keep"` (default), `"cname"` (with `fallback`), `"forward"` or `"servfail"`.
+    #[serde(default)]
+    pub when_all_down: Option<Spanned<String>>,
+    /// The CNAME target when `when_all_down = "cname"`.
+    #[serde(default)]
+    pub fallback: Option<Spanned<String>>,
+    /// The private-path interface: adds a path probe and checks routes against it.
+    #[serde(default)]
+    pub interface: Option<Spanned<String>>,
 }
 
 /// `backup = { registry = [...], auth = [...], oss = [...] }`.
@@ -154,6 +223,21 @@ pub struct RawName {
     pub cname: Option<Spanned<String>>,
     #[serde(default)]
     pub ttl: Option<u32>,
+    /// One probe (shorthand for a one-element `probes`).
+    #[serde(default)]
+    pub probe: Option<Spanned<RawProbe>>,
+    /// Probes run against every target; a target is up when all pass.
+    #[serde(default)]
+    pub probes: Option<Spanned<Vec<RawProbe>>>,
+    /// `"keep"` (default), `"cname"` (with `fallback`), `"forward"` or `"servfail"`.
+    #[serde(default)]
+    pub when_all_down: Option<Spanned<String>>,
+    /// The CNAME target when `when_all_down = "cname"`.
+    #[serde(default)]
+    pub fallback: Option<Spanned<String>>,
+    /// The private-path interface: adds a path probe and checks routes against it.
+    #[serde(default)]
+    pub interface: Option<Spanned<String>>,
 }
 
 /// A target: `"10.1.2.3"` or `{ addr = "10.1.2.3", priority = 2 }`.

@@ -12,7 +12,8 @@ use hickory_proto::rr::Name;
 use toml::Spanned;
 
 use super::preset::{self, BACKUP_PRIORITY};
-use super::raw::{RawConfig, RawName, RawRegistry, RawTarget, DEFAULT_PORT};
+use super::probes::{self, HealthSettings};
+use super::raw::{HealthChecks, RawConfig, RawName, RawRegistry, RawTarget, DEFAULT_PORT};
 use super::{
     AnswerSpec, Config, ConfigError, OwnedName, Role, ServerSettings, Target, UpstreamSettings,
 };
@@ -164,28 +165,65 @@ struct Candidate {
 
 fn collect_names(raw: &RawConfig, src: &Source) -> Result<Vec<OwnedName>, ConfigError> {
     let mut candidates = Vec::new();
+    let ttls = Ttls {
+        plain: raw.server.ttl,
+        health_checked: raw.health.ttl,
+    };
     for (index, registry) in raw.registry.iter().enumerate() {
-        expand_registry(registry, index, raw.server.ttl, src, &mut candidates)?;
+        expand_registry(registry, index, ttls, src, &mut candidates)?;
     }
     for (index, name) in raw.name.iter().enumerate() {
-        candidates.push(plain_name(name, index, raw.server.ttl, src)?);
+        candidates.push(plain_name(name, index, ttls, src)?);
     }
     let candidates = merge_duplicates(candidates, src)?;
     reject_cname_loops(&candidates, src)?;
     Ok(candidates.into_iter().map(|c| c.owned).collect())
 }
 
+/// Default TTLs: health-checked answers are short so that clients follow a failover.
+#[derive(Debug, Clone, Copy)]
+struct Ttls {
+    plain: u32,
+    health_checked: u32,
+}
+
+impl Ttls {
+    fn pick(self, explicit: Option<u32>, health: &HealthSettings) -> u32 {
+        match explicit {
+            Some(ttl) => ttl,
+            None if health.probes.is_empty() => self.plain,
+            None => self.health_checked,
+        }
+    }
+}
+
+/// The probe and failover settings of a name, with messages placed in this file.
+fn health_of(
+    checks: HealthChecks<'_>,
+    role: Role,
+    has_targets: bool,
+    field: &str,
+    src: &Source,
+) -> Result<HealthSettings, ConfigError> {
+    let blame =
+        |span: Option<Range<usize>>, field: &str, message: String| src.error(span, field, message);
+    probes::health_settings(checks, role, has_targets, field, &parse_name, &blame)
+}
+
 fn expand_registry(
     registry: &RawRegistry,
     index: usize,
-    default_ttl: u32,
+    ttls: Ttls,
     src: &Source,
     out: &mut Vec<Candidate>,
 ) -> Result<(), ConfigError> {
     let at = |field: &str| format!("registry[{index}].{field}");
     let instance = label(&registry.instance, &at("instance"), src)?;
     let region = label(&registry.region, &at("region"), src)?;
-    let ttl = registry.ttl.unwrap_or(default_ttl);
+    let field = format!("registry[{index}]");
+    let checks = registry.health_checks();
+    let registry_health = health_of(checks, Role::Registry, true, &field, src)?;
+    let ttl = ttls.pick(registry.ttl, &registry_health);
     let backup = registry.backup.as_ref();
     let preset_name = |text: String, span: Range<usize>, field: &str| {
         parse_name(&text).map_err(|msg| src.error(Some(span), &at(field), msg))
@@ -214,6 +252,7 @@ fn expand_registry(
             ttl,
             role: Role::Registry,
             origin: at("registry"),
+            health: registry_health,
         },
         span: registry.registry.span(),
         field: at("registry"),
@@ -229,22 +268,26 @@ fn expand_registry(
                 "empty: leave `auth` out when the instance takes over the auth domain".into(),
             ))
         }
-        Some(auth) => out.push(Candidate {
-            owned: OwnedName {
-                name: preset_name(preset::auth_name(&region), auth.span(), "auth")?,
-                answer: AnswerSpec::Targets(with_backup(
-                    auth.get_ref(),
-                    backup.map(|b| b.auth.as_slice()),
-                )),
-                ttl,
-                role: Role::Auth,
-                origin: at("auth"),
-            },
-            span: auth.span(),
-            field: at("auth"),
-            answer_span: auth.span(),
-            answer_field: at("auth"),
-        }),
+        Some(auth) => {
+            let health = health_of(checks, Role::Auth, true, &field, src)?;
+            out.push(Candidate {
+                owned: OwnedName {
+                    name: preset_name(preset::auth_name(&region), auth.span(), "auth")?,
+                    answer: AnswerSpec::Targets(with_backup(
+                        auth.get_ref(),
+                        backup.map(|b| b.auth.as_slice()),
+                    )),
+                    ttl: ttls.pick(registry.ttl, &health),
+                    role: Role::Auth,
+                    origin: at("auth"),
+                    health,
+                },
+                span: auth.span(),
+                field: at("auth"),
+                answer_span: auth.span(),
+                answer_field: at("auth"),
+            })
+        }
         None => {
             if backup.is_some_and(|b| !b.auth.is_empty()) {
                 return Err(src.error(
@@ -266,13 +309,16 @@ fn expand_registry(
         oss_names.push((preset::oss_wildcard_name(&region), Role::OssWildcard));
     }
     for (text, role) in oss_names {
+        let has_targets = matches!(oss_answer, AnswerSpec::Targets(_));
+        let health = health_of(checks, role, has_targets, &field, src)?;
         out.push(Candidate {
             owned: OwnedName {
                 name: preset_name(text, oss_span.clone(), &oss_field)?,
                 answer: oss_answer.clone(),
-                ttl,
+                ttl: ttls.pick(registry.ttl, &health),
                 role,
                 origin: at(&oss_field),
+                health,
             },
             span: oss_span.clone(),
             field: at(&oss_field),
@@ -350,7 +396,7 @@ fn with_backup(primary: &[IpAddr], backup: Option<&[IpAddr]>) -> Vec<Target> {
 fn plain_name(
     raw: &RawName,
     index: usize,
-    default_ttl: u32,
+    ttls: Ttls,
     src: &Source,
 ) -> Result<Candidate, ConfigError> {
     let field = format!("name[{index}]");
@@ -412,13 +458,16 @@ fn plain_name(
             ))
         }
     };
+    let has_targets = matches!(answer, AnswerSpec::Targets(_));
+    let health = health_of(raw.health_checks(), Role::Custom, has_targets, &field, src)?;
     Ok(Candidate {
         owned: OwnedName {
             name,
             answer,
-            ttl: raw.ttl.unwrap_or(default_ttl),
+            ttl: ttls.pick(raw.ttl, &health),
             role: Role::Custom,
             origin: field.clone(),
+            health,
         },
         span: raw.name.span(),
         field: format!("{field}.name"),

@@ -8,7 +8,10 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::dns::forward::{ForwardError, Forwarder};
 use crate::dns::{self, BindError, Handler, ServeLimits};
-use crate::table::{primary_addresses, AnswerTable, LiveTable};
+use crate::probe::scheduler;
+use crate::probe::{Pinger, ProbeContext};
+use crate::supervisor::Supervisor;
+use crate::table::LiveTable;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -18,16 +21,25 @@ pub enum DaemonError {
     Forwarder(#[from] ForwardError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("cannot start probes: {0}")]
+    Probes(String),
 }
+
+/// Reports waiting for the supervisor; probes wait (never drop) when it falls behind.
+const REPORT_QUEUE: usize = 1024;
 
 /// Serves `config` until a termination signal arrives.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
-    let table = Arc::new(LiveTable::new(AnswerTable::build(
-        &config.names,
-        primary_addresses,
-    )));
+    let names = Arc::new(config.names.clone());
+    let supervisor = Supervisor::new(names);
+    // Before the first probe round, every target is unknown: the primary groups answer.
+    let table = Arc::new(LiveTable::new(supervisor.table()));
     let forwarder = Arc::new(Forwarder::new(&config.upstream)?);
-    let handler = Arc::new(Handler::new(table, forwarder, config.server.allow.clone()));
+    let handler = Arc::new(Handler::new(
+        table.clone(),
+        forwarder,
+        config.server.allow.clone(),
+    ));
     let listeners = dns::bind(&config.server.listen)?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(DaemonError::Signals)?;
@@ -48,6 +60,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         tcp_idle_timeout: config.server.tcp_idle_timeout,
     };
     let mut tasks = dns::serve(listeners, handler, limits);
+    let _probes = start_probes(supervisor, table)?;
     tokio::select! {
         _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
@@ -57,4 +70,39 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     }
     tasks.abort_all();
     Ok(())
+}
+
+/// Starts every probe and the supervisor that turns their reports into answer tables.
+fn start_probes(
+    supervisor: Supervisor,
+    table: Arc<LiveTable>,
+) -> Result<scheduler::Running, DaemonError> {
+    let plan = supervisor.plan().clone();
+    let needs_icmp = plan
+        .jobs
+        .iter()
+        .any(|job| matches!(job.spec.kind, crate::config::ProbeKind::Icmp));
+    let pinger =
+        if needs_icmp {
+            Some(Pinger::start().map_err(|err| {
+                DaemonError::Probes(format!("icmp probes need CAP_NET_RAW: {err}"))
+            })?)
+        } else {
+            None
+        };
+    let context = ProbeContext {
+        tls: Default::default(),
+        pinger,
+    };
+    let (reports, queue) = tokio::sync::mpsc::channel(REPORT_QUEUE);
+    let running = scheduler::start(&plan, &context, reports).map_err(DaemonError::Probes)?;
+    if !plan.jobs.is_empty() {
+        tracing::info!(
+            probes = plan.jobs.len(),
+            runs_per_second = format!("{:.2}", plan.runs_per_second()),
+            "probing"
+        );
+    }
+    tokio::spawn(supervisor.run(queue, table));
+    Ok(running)
 }

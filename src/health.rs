@@ -11,6 +11,8 @@
 
 use std::time::{Duration, SystemTime};
 
+pub use crate::probe::Outcome;
+
 /// One probe's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -39,15 +41,6 @@ impl Verdict {
 pub struct Thresholds {
     pub rise: u32,
     pub fall: u32,
-}
-
-/// What one probe run found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    pub ok: bool,
-    pub rtt: Option<Duration>,
-    /// Why it failed, or a detail worth showing when it passed (e.g. the registry's realm).
-    pub detail: Option<String>,
 }
 
 /// The state of one probe against one target.
@@ -135,6 +128,7 @@ mod tests {
             ok,
             rtt: ok.then(|| Duration::from_millis(3)),
             detail: (!ok).then(|| "connection refused".to_owned()),
+            realm: None,
         }
     }
 

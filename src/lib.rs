@@ -36,7 +36,10 @@
 pub mod config;
 pub mod daemon;
 pub mod dns;
+pub mod failover;
 pub mod health;
 pub mod netinfo;
+pub mod probe;
+pub mod supervisor;
 pub mod table;
 pub mod wire;

@@ -15,7 +15,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use hickory_proto::rr::Name;
 
-use crate::config::{AnswerSpec, OwnedName};
+use crate::config::OwnedName;
+use crate::failover::Selection;
 use crate::wire::{
     parent_suffixes, BodyWriter, Owner, Prepared, RData, Rcode, Section, TYPE_A, TYPE_AAAA,
     TYPE_ANY, TYPE_AXFR, TYPE_CNAME, TYPE_IXFR, TYPE_SOA,
@@ -99,16 +100,23 @@ pub struct AnswerTable {
 }
 
 impl AnswerTable {
-    /// Builds the table answering each name with `addresses(name)`: the targets chosen by
-    /// health and failover, or the primary group before any probe has run.
-    pub fn build(names: &[OwnedName], addresses: impl Fn(&OwnedName) -> Vec<IpAddr>) -> Self {
+    /// Builds the table from each name's current selection (`selections[i]` for
+    /// `names[i]`): the targets chosen by health and failover, a CNAME, SERVFAIL, or
+    /// `Forward` (then the name is left out and forwarded like any other).
+    pub fn build(names: &[OwnedName], selections: &[Selection]) -> Self {
         let serial = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(1, |d| d.as_secs() as u32);
-        let by_name: HashMap<&Name, &OwnedName> = names.iter().map(|n| (&n.name, n)).collect();
+        let by_name: HashMap<&Name, usize> = names
+            .iter()
+            .enumerate()
+            .map(|(index, n)| (&n.name, index))
+            .collect();
         let mut table = AnswerTable::default();
-        for name in names {
-            let answers = build_answers(name, &by_name, &addresses, serial);
+        for (index, name) in names.iter().enumerate() {
+            let Some(answers) = build_answers(index, names, selections, &by_name, serial) else {
+                continue;
+            };
             if name.is_wildcard() {
                 table
                     .wildcard
@@ -149,21 +157,6 @@ impl AnswerTable {
     }
 }
 
-/// The primary group: every target of the best (lowest) priority.
-pub fn primary_addresses(name: &OwnedName) -> Vec<IpAddr> {
-    match &name.answer {
-        AnswerSpec::Targets(targets) => {
-            let best = targets.iter().map(|t| t.priority).min();
-            targets
-                .iter()
-                .filter(|t| Some(t.priority) == best)
-                .map(|t| t.addr)
-                .collect()
-        }
-        AnswerSpec::Cname(_) => Vec::new(),
-    }
-}
-
 /// The table the DNS path reads: loaded without locks, replaced atomically.
 #[derive(Debug)]
 pub struct LiveTable(ArcSwap<AnswerTable>);
@@ -184,53 +177,64 @@ impl LiveTable {
     }
 }
 
-/// One step of an owned name's answer: a CNAME link, then where the chain ends.
+/// Where an owned name's CNAME chain (possibly empty) ends.
 enum ChainEnd<'a> {
-    /// Addresses of an owned name; `owner` is the name they belong to (wire form), `apex`
-    /// the owner of the SOA for NODATA.
+    /// Addresses of an owned name; `owner` is the name they belong to (wire form, `None`
+    /// for the question name), `apex` the owner of the SOA for NODATA.
     Addresses {
         owner: Option<Vec<u8>>,
         apex: Option<Vec<u8>>,
         ttl: u32,
-        addresses: Vec<IpAddr>,
+        addresses: &'a [IpAddr],
     },
-    Upstream(&'a Name),
+    /// The rest comes from upstream.
+    Upstream(Name),
+    /// Every target is down and the policy says SERVFAIL.
+    Servfail,
 }
 
+/// `None` when the name is not to be owned now (its selection is `Forward`).
 fn build_answers(
-    name: &OwnedName,
-    by_name: &HashMap<&Name, &OwnedName>,
-    addresses: &impl Fn(&OwnedName) -> Vec<IpAddr>,
+    index: usize,
+    names: &[OwnedName],
+    selections: &[Selection],
+    by_name: &HashMap<&Name, usize>,
     serial: u32,
-) -> NameAnswers {
+) -> Option<NameAnswers> {
+    let name = &names[index];
     // Links: (owner wire or None for the question name, ttl, target wire).
     let mut links: Vec<(Option<Vec<u8>>, u32, Vec<u8>)> = Vec::new();
     let mut named_links: Vec<CnameLink> = Vec::new();
-    let mut current = name;
+    let mut current = index;
     let mut current_owner: Option<Vec<u8>> = None;
     let end = loop {
-        match &current.answer {
-            AnswerSpec::Targets(_) => {
-                let apex = if current_owner.is_none() && !current.is_wildcard() {
-                    None
-                } else if current.is_wildcard() {
-                    Some(wire_name(&current.name.base_name()))
+        let owned = &names[current];
+        match selections.get(current)? {
+            Selection::Addresses(addresses) => {
+                let apex = if owned.is_wildcard() {
+                    Some(wire_name(&owned.name.base_name()))
                 } else {
                     current_owner.clone()
                 };
                 break ChainEnd::Addresses {
                     owner: current_owner.clone(),
                     apex,
-                    ttl: current.ttl,
-                    addresses: addresses(current),
+                    ttl: owned.ttl,
+                    addresses,
                 };
             }
-            AnswerSpec::Cname(target) => {
+            Selection::Forward if links.is_empty() => return None,
+            Selection::Forward => match named_links.last() {
+                Some(link) => break ChainEnd::Upstream(link.target.clone()),
+                None => return None,
+            },
+            Selection::Servfail => break ChainEnd::Servfail,
+            Selection::Cname(target) => {
                 let target_wire = wire_name(target);
-                links.push((current_owner.clone(), current.ttl, target_wire.clone()));
+                links.push((current_owner.clone(), owned.ttl, target_wire.clone()));
                 named_links.push(CnameLink {
                     owner: named_links.last().map(|link| link.target.clone()),
-                    ttl: current.ttl,
+                    ttl: owned.ttl,
                     target: target.clone(),
                 });
                 // Validation rejected loops, but a bound keeps a bad table finite anyway.
@@ -239,7 +243,7 @@ fn build_answers(
                         current = next;
                         current_owner = Some(target_wire);
                     }
-                    None => break ChainEnd::Upstream(target),
+                    None => break ChainEnd::Upstream(target.clone()),
                 }
             }
         }
@@ -255,26 +259,35 @@ fn build_answers(
         if let Some((owner, ttl, target)) = links.first() {
             writer.record(Section::Answer, owner_of(owner), *ttl, RData::Cname(target));
             writer.finish(Rcode::NoError, true)
+        } else if matches!(end, ChainEnd::Servfail) {
+            Prepared::empty(Rcode::ServFail, false)
         } else {
             nodata(writer, &end, serial)
         }
     };
-    match &end {
-        ChainEnd::Upstream(target) => {
-            let unused = || Prepared::empty(Rcode::ServFail, false);
-            NameAnswers {
-                a: unused(),
-                aaaa: unused(),
-                any: unused(),
-                soa: unused(),
-                other: unused(),
-                cname,
-                upstream: Some(UpstreamCname {
-                    links: named_links,
-                    target: (*target).clone(),
-                }),
-            }
-        }
+    let servfail = || Prepared::empty(Rcode::ServFail, false);
+    Some(match &end {
+        ChainEnd::Upstream(target) => NameAnswers {
+            a: servfail(),
+            aaaa: servfail(),
+            any: servfail(),
+            soa: servfail(),
+            other: servfail(),
+            cname,
+            upstream: Some(UpstreamCname {
+                links: named_links,
+                target: target.clone(),
+            }),
+        },
+        ChainEnd::Servfail => NameAnswers {
+            a: servfail(),
+            aaaa: servfail(),
+            any: servfail(),
+            soa: servfail(),
+            other: servfail(),
+            cname,
+            upstream: None,
+        },
         ChainEnd::Addresses { .. } => {
             let with = |filter: &dyn Fn(&IpAddr) -> bool, soa_in_answer: bool| {
                 let mut writer = BodyWriter::new();
@@ -291,18 +304,18 @@ fn build_answers(
                 upstream: None,
             }
         }
-    }
+    })
 }
 
 /// An owned name by exact name, or the wildcard that covers it.
-fn find_owned<'a>(target: &Name, by_name: &HashMap<&Name, &'a OwnedName>) -> Option<&'a OwnedName> {
-    if let Some(owned) = by_name.get(target) {
+fn find_owned(target: &Name, by_name: &HashMap<&Name, usize>) -> Option<usize> {
+    if let Some(&owned) = by_name.get(target) {
         return Some(owned);
     }
     let mut parent = target.base_name();
     while !parent.is_root() {
         if let Ok(wildcard) = Name::from_ascii("*").and_then(|star| star.append_domain(&parent)) {
-            if let Some(owned) = by_name.get(&wildcard) {
+            if let Some(&owned) = by_name.get(&wildcard) {
                 return Some(owned);
             }
         }
@@ -394,7 +407,7 @@ pub fn wire_name(name: &Name) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Role, Target};
+    use crate::config::{AnswerSpec, Role, Target};
 
     fn owned(name: &str, answer: AnswerSpec) -> OwnedName {
         OwnedName {
@@ -423,24 +436,29 @@ mod tests {
         wire_name(&Name::from_ascii(name).expect("name"))
     }
 
+    fn build(names: &[OwnedName]) -> AnswerTable {
+        let selections: Vec<Selection> = names
+            .iter()
+            .map(|n| crate::failover::select(n, |_| crate::health::Verdict::Unknown, None).0)
+            .collect();
+        AnswerTable::build(names, &selections)
+    }
+
     fn table() -> AnswerTable {
-        AnswerTable::build(
-            &[
-                owned("oss.example.", targets(&[("10.0.0.1", 1)])),
-                owned("*.oss.example.", targets(&[("10.0.0.2", 1)])),
-                owned("mybucket.oss.example.", targets(&[("10.0.0.3", 1)])),
-                owned("reg.example.", targets(&[("10.0.0.4", 1), ("10.0.0.5", 2)])),
-                owned(
-                    "alias.example.",
-                    AnswerSpec::Cname(Name::from_ascii("x.oss.example.").expect("n")),
-                ),
-                owned(
-                    "away.example.",
-                    AnswerSpec::Cname(Name::from_ascii("elsewhere.example.").expect("n")),
-                ),
-            ],
-            primary_addresses,
-        )
+        build(&[
+            owned("oss.example.", targets(&[("10.0.0.1", 1)])),
+            owned("*.oss.example.", targets(&[("10.0.0.2", 1)])),
+            owned("mybucket.oss.example.", targets(&[("10.0.0.3", 1)])),
+            owned("reg.example.", targets(&[("10.0.0.4", 1), ("10.0.0.5", 2)])),
+            owned(
+                "alias.example.",
+                AnswerSpec::Cname(Name::from_ascii("x.oss.example.").expect("n")),
+            ),
+            owned(
+                "away.example.",
+                AnswerSpec::Cname(Name::from_ascii("elsewhere.example.").expect("n")),
+            ),
+        ])
     }
 
     fn answer_count(table: &AnswerTable, name: &str, qtype: u16) -> Option<u16> {

@@ -184,11 +184,13 @@ pub(super) fn health_settings(
         (None, None) => None,
     };
     if !has_targets {
-        if let Some(span) = checks
-            .probe
-            .map(|p| p.span())
-            .or(checks.probes.map(|p| p.span()))
-        {
+        // A preset's probes apply to its names with addresses; a [[name]] that answers a
+        // CNAME has nothing to probe, and saying otherwise is a mistake worth reporting.
+        let written = checks.probe.map(|p| p.span()).or(checks
+            .probes
+            .filter(|p| !p.get_ref().is_empty())
+            .map(|p| p.span()));
+        if let Some(span) = written.filter(|_| role == Role::Custom) {
             return Err(blame(
                 Some(span),
                 &at("probes"),

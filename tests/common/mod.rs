@@ -105,8 +105,11 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Starts `pathdns run` on `config`, which should listen on `127.0.0.1:0`.
+    /// Starts `pathdns run` on `config`, which should listen on `127.0.0.1:0`. Refuses a
+    /// config that would probe anything but loopback: outside a test's own network
+    /// namespace, private-range addresses belong to somebody else.
     pub fn start(config: &str) -> Agent {
+        refuse_probes_off_loopback(config);
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("pathdns.toml");
         std::fs::write(&path, config).expect("write config");
@@ -121,6 +124,28 @@ impl Agent {
             process,
             addr,
             _dir: dir,
+        }
+    }
+}
+
+fn refuse_probes_off_loopback(config: &str) {
+    let Ok(parsed) = pathdns::config::Config::parse(config, "test config") else {
+        return; // Invalid configs are tested for their error; they never probe.
+    };
+    for name in &parsed.names {
+        if name.health.probes.is_empty() {
+            continue;
+        }
+        if let pathdns::config::AnswerSpec::Targets(targets) = &name.answer {
+            for target in targets {
+                assert!(
+                    target.addr.is_loopback(),
+                    "test config would probe {} for {} outside a namespace: set `probes = []` \
+                     or use loopback targets",
+                    target.addr,
+                    name.name
+                );
+            }
         }
     }
 }
@@ -335,7 +360,8 @@ pub fn which(program: &str) -> Option<PathBuf> {
 }
 
 /// A config serving the documents' three names plus a CNAMEd bucket, forwarding to
-/// `upstream`.
+/// `upstream`. Probes are off: the documents' addresses must never be contacted outside a
+/// test's own network namespace.
 pub fn registry_config(upstream: SocketAddr, extra: &str) -> String {
     format!(
         r#"
@@ -354,12 +380,14 @@ auth = ["100.103.7.181"]
 oss = ["100.118.28.43"]
 bucket = "mybucket"
 oss_wildcard = true
+probes = []
 
 [[registry]]
 instance = "yyyyyy"
 region = "cn-shanghai"
 registry = ["10.95.0.10"]
 oss_cname = "ep-test.oss.cn-shanghai.privatelink.example"
+probes = []
 
 [[name]]
 name = "artifacts.internal.example"
@@ -451,3 +479,5 @@ remote-control:
             .count()
     }
 }
+
+pub mod netns;

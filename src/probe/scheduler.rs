@@ -1,0 +1,223 @@
+//! Runs every distinct probe on its own task: one run per interval whatever the query
+//! load, jittered so that a fleet does not probe in lockstep, and at the shorter
+//! `suspect_interval` while the last run failed.
+//!
+//! Identical probes are run once: the OSS name, a bucket and the OSS wildcard share their
+//! addresses and TCP probe, so the target sees one connection per interval, not three.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::{Outcome, Prepared, ProbeContext, ProbeTarget};
+use crate::config::{AnswerSpec, OwnedName, ProbeKind, ProbeSpec};
+
+/// One distinct probe against one target.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub spec: ProbeSpec,
+    pub target: ProbeTarget,
+}
+
+/// Every probe to run, and which probes decide each (name, target) pair.
+#[derive(Debug, Default, Clone)]
+pub struct Plan {
+    pub jobs: Vec<Job>,
+    /// Keyed by (index of the name in the config, target address).
+    pub by_target: HashMap<(usize, IpAddr), Vec<usize>>,
+}
+
+/// What makes two probes the same probe.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct JobKey {
+    kind: ProbeKind,
+    addr: IpAddr,
+    /// Only TLS and HTTPS depend on the name.
+    server_name: Option<String>,
+    timing: (Duration, Duration, Duration, u32, u32),
+}
+
+impl Plan {
+    pub fn from_names(names: &[OwnedName]) -> Plan {
+        let mut plan = Plan::default();
+        let mut seen: HashMap<JobKey, usize> = HashMap::new();
+        for (index, name) in names.iter().enumerate() {
+            let AnswerSpec::Targets(targets) = &name.answer else {
+                continue;
+            };
+            // A wildcard is probed under its parent name (a real certificate name).
+            let server_name = if name.is_wildcard() {
+                name.name.base_name()
+            } else {
+                name.name.clone()
+            };
+            for target in targets {
+                let mut jobs = Vec::new();
+                for spec in &name.health.probes {
+                    let needs_name =
+                        matches!(spec.kind, ProbeKind::Tls { .. } | ProbeKind::Https { .. });
+                    let key = JobKey {
+                        kind: spec.kind.clone(),
+                        addr: target.addr,
+                        server_name: needs_name.then(|| server_name.to_ascii()),
+                        timing: (
+                            spec.interval,
+                            spec.suspect_interval,
+                            spec.timeout,
+                            spec.rise,
+                            spec.fall,
+                        ),
+                    };
+                    let id = *seen.entry(key).or_insert_with(|| {
+                        plan.jobs.push(Job {
+                            spec: spec.clone(),
+                            target: ProbeTarget {
+                                addr: target.addr,
+                                server_name: server_name.clone(),
+                            },
+                        });
+                        plan.jobs.len() - 1
+                    });
+                    jobs.push(id);
+                }
+                if !jobs.is_empty() {
+                    plan.by_target.insert((index, target.addr), jobs);
+                }
+            }
+        }
+        plan
+    }
+
+    /// Probe runs per second this plan makes at steady state (all targets healthy).
+    pub fn runs_per_second(&self) -> f64 {
+        self.jobs
+            .iter()
+            .map(|job| 1.0 / job.spec.interval.as_secs_f64())
+            .sum()
+    }
+}
+
+/// One probe result, for the health book.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub job: usize,
+    pub outcome: Outcome,
+}
+
+/// The running probe tasks; dropping this stops them.
+pub struct Running {
+    tasks: JoinSet<()>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.tasks.abort_all();
+    }
+}
+
+/// Prepares every job (TLS configs, HTTP clients) and starts it. A probe that cannot be
+/// prepared is an error here, before anything runs.
+pub fn start(
+    plan: &Plan,
+    context: &ProbeContext,
+    reports: mpsc::Sender<Report>,
+) -> Result<Running, String> {
+    let prepared = plan
+        .jobs
+        .iter()
+        .map(|job| Prepared::new(&job.spec.kind, &job.target, job.spec.timeout, context))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut tasks = JoinSet::new();
+    for (id, (job, probe)) in plan.jobs.iter().zip(prepared).enumerate() {
+        tasks.spawn(run_job(id, job.clone(), probe, reports.clone()));
+    }
+    Ok(Running { tasks })
+}
+
+async fn run_job(id: usize, job: Job, probe: Prepared, reports: mpsc::Sender<Report>) {
+    let probe = Arc::new(probe);
+    // Spread the first round a little, so that a restart does not send a burst.
+    tokio::time::sleep(Duration::from_millis(fastrand::u64(0..100))).await;
+    loop {
+        let started = Instant::now();
+        let outcome =
+            match tokio::time::timeout(job.spec.timeout, probe.run(&job.target, job.spec.timeout))
+                .await
+            {
+                Ok(outcome) => outcome,
+                Err(_) => Outcome::fail(format!(
+                    "{} {}: no answer within {:?}",
+                    job.spec.kind.name(),
+                    job.target.addr,
+                    job.spec.timeout
+                )),
+            };
+        let base = if outcome.ok {
+            job.spec.interval
+        } else {
+            job.spec.suspect_interval
+        };
+        if reports.send(Report { job: id, outcome }).await.is_err() {
+            return;
+        }
+        let wait = jittered(base, job.spec.jitter);
+        tokio::time::sleep_until((started + wait).into()).await;
+    }
+}
+
+fn jittered(base: Duration, jitter: f64) -> Duration {
+    let factor = 1.0 + jitter * (fastrand::f64() * 2.0 - 1.0);
+    base.mul_f64(factor.max(0.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn identical_probes_run_once() {
+        let config = Config::parse(
+            r#"
+[upstream]
+servers = ["127.0.0.1:5399"]
+[[registry]]
+instance = "x"
+region = "cn-hangzhou"
+registry = ["10.94.205.198", "10.94.205.199"]
+auth = ["100.103.7.181"]
+oss = ["100.118.28.43"]
+bucket = "b"
+oss_wildcard = true
+"#,
+            "plan.toml",
+        )
+        .expect("config");
+        let plan = Plan::from_names(&config.names);
+        // registry: (https + tcp) x 2; auth: tcp; oss, bucket and wildcard share one tcp.
+        assert_eq!(plan.jobs.len(), 6, "{:#?}", plan.jobs);
+        let oss: IpAddr = "100.118.28.43".parse().expect("addr");
+        let shared: Vec<&Vec<usize>> = plan
+            .by_target
+            .iter()
+            .filter(|((_, addr), _)| *addr == oss)
+            .map(|(_, jobs)| jobs)
+            .collect();
+        assert_eq!(shared.len(), 3);
+        assert!(shared.windows(2).all(|w| w[0] == w[1]));
+        // Budget: 4 cheap probes at 1/s and 2 HTTPS at 1/30 s.
+        assert!((plan.runs_per_second() - (4.0 + 2.0 / 30.0)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn jitter_stays_within_bounds() {
+        for _ in 0..1000 {
+            let wait = jittered(Duration::from_secs(1), 0.1);
+            assert!(wait >= Duration::from_millis(900) && wait <= Duration::from_millis(1100));
+        }
+    }
+}

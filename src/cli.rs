@@ -90,6 +90,7 @@ pub fn main() -> anyhow::Result<ExitCode> {
         Command::Check { config } => {
             let config = Config::load(&config)?;
             print_table(&config)?;
+            print_conflicts(&config)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo {
@@ -207,6 +208,16 @@ fn print_table(config: &Config) -> anyhow::Result<()> {
             name.ttl,
             describe_health(&name.health),
         )?;
+    }
+    Ok(())
+}
+
+/// Conflicts are warnings: the config is valid, but some target would not be reached over
+/// the private path from this host.
+fn print_conflicts(config: &Config) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for finding in config.conflicts() {
+        writeln!(out, "CONFLICT {finding}")?;
     }
     Ok(())
 }

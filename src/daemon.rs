@@ -30,6 +30,9 @@ const REPORT_QUEUE: usize = 1024;
 
 /// Serves `config` until a termination signal arrives.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
+    for finding in config.conflicts() {
+        tracing::warn!(%finding, "conflict");
+    }
     let names = Arc::new(config.names.clone());
     let supervisor = Supervisor::new(names);
     // Before the first probe round, every target is unknown: the primary groups answer.

@@ -240,6 +240,41 @@ pub fn conflicts(
     found
 }
 
+/// A conflict found for one target of one owned name, with the documents' remedy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub name: String,
+    pub conflict: Conflict,
+    pub remedy: &'static str,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}; {}", self.name, self.conflict, self.remedy)
+    }
+}
+
+/// Conflicts of every target: `(name, role, addresses, private interface)` per owned name.
+pub fn findings<'a>(
+    names: impl IntoIterator<Item = (String, String, &'a [IpAddr], Option<&'a str>)>,
+) -> Vec<Finding> {
+    let interfaces = interfaces();
+    let routes = routes();
+    let mut found = Vec::new();
+    for (name, role, addrs, expected) in names {
+        for addr in addrs {
+            for conflict in conflicts(*addr, expected, &interfaces, &routes) {
+                found.push(Finding {
+                    name: name.clone(),
+                    conflict,
+                    remedy: remedy(&role),
+                });
+            }
+        }
+    }
+    found
+}
+
 /// What the documents advise for a conflict, by the role of the name.
 pub fn remedy(role: &str) -> &'static str {
     match role {

@@ -73,6 +73,34 @@ impl OwnedName {
     pub fn is_wildcard(&self) -> bool {
         self.name.is_wildcard()
     }
+
+    /// The name as operators write it: no trailing dot.
+    pub fn display(&self) -> String {
+        self.name.to_ascii().trim_end_matches('.').to_owned()
+    }
+
+    /// Every target address (empty for a CNAME).
+    pub fn addresses(&self) -> Vec<IpAddr> {
+        match &self.answer {
+            AnswerSpec::Targets(targets) => targets.iter().map(|t| t.addr).collect(),
+            AnswerSpec::Cname(_) => Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Targets the host would not reach over the private path (the 100.0.0.0/8 trap).
+    pub fn conflicts(&self) -> Vec<crate::netinfo::Finding> {
+        let addresses: Vec<Vec<IpAddr>> = self.names.iter().map(OwnedName::addresses).collect();
+        crate::netinfo::findings(self.names.iter().zip(&addresses).map(|(name, addrs)| {
+            (
+                name.display(),
+                name.role.to_string(),
+                addrs.as_slice(),
+                name.health.interface.as_deref(),
+            )
+        }))
+    }
 }
 
 /// What an owned name answers.

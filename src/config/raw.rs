@@ -65,26 +65,35 @@ pub struct HealthChecks<'a> {
     pub when_all_down: Option<&'a Spanned<String>>,
     pub fallback: Option<&'a Spanned<String>>,
     pub interface: Option<&'a Spanned<String>>,
+    /// A CA file for the preset's default TLS/HTTPS probes (`[[registry]]` only).
+    pub ca_file: Option<&'a Spanned<PathBuf>>,
 }
 
-macro_rules! health_checks {
-    ($raw:ty) => {
-        impl $raw {
-            pub fn health_checks(&self) -> HealthChecks<'_> {
-                HealthChecks {
-                    probe: self.probe.as_ref(),
-                    probes: self.probes.as_ref(),
-                    when_all_down: self.when_all_down.as_ref(),
-                    fallback: self.fallback.as_ref(),
-                    interface: self.interface.as_ref(),
-                }
-            }
+impl RawRegistry {
+    pub fn health_checks(&self) -> HealthChecks<'_> {
+        HealthChecks {
+            probe: self.probe.as_ref(),
+            probes: self.probes.as_ref(),
+            when_all_down: self.when_all_down.as_ref(),
+            fallback: self.fallback.as_ref(),
+            interface: self.interface.as_ref(),
+            ca_file: self.ca_file.as_ref(),
         }
-    };
+    }
 }
 
-health_checks!(RawRegistry);
-health_checks!(RawName);
+impl RawName {
+    pub fn health_checks(&self) -> HealthChecks<'_> {
+        HealthChecks {
+            probe: self.probe.as_ref(),
+            probes: self.probes.as_ref(),
+            when_all_down: self.when_all_down.as_ref(),
+            fallback: self.fallback.as_ref(),
+            interface: self.interface.as_ref(),
+            ca_file: None,
+        }
+    }
+}
 
 /// `[server]`: where pathdns listens and whom it answers.
 #[derive(Debug, Deserialize)]
@@ -197,6 +206,9 @@ pub struct RawRegistry {
     /// The private-path interface: adds a path probe and checks routes against it.
     #[serde(default)]
     pub interface: Option<Spanned<String>>,
+    /// CA file for the default HTTPS `/v2/` probe (a registry behind a private CA).
+    #[serde(default)]
+    pub ca_file: Option<Spanned<PathBuf>>,
 }
 
 /// `backup = { registry = [...], auth = [...], oss = [...] }`.

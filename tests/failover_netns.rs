@@ -1,0 +1,313 @@
+//! Failover across real network namespaces: pathdns in a client namespace probes a primary
+//! and a backup registry (HTTPS `/v2/` answering 401 with a realm) through a router; the
+//! test cuts the primary path (link down, then a silent nftables blackhole) while a client
+//! queries every 50 ms. Runs as root (CI); skipped loudly otherwise.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::netns::{self, Topology, BACKUP, PRIMARY};
+use common::*;
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::RecordType;
+
+const REGISTRY: &str = "xxxxxx-registry-vpc.cn-hangzhou.cr.aliyuncs.com";
+const REALM: &str = "dockerauth-vpc.cn-hangzhou.aliyuncs.com";
+const PRIMARY_ADDR: &str = "10.94.205.198";
+const BACKUP_ADDR: &str = "10.95.0.10";
+
+/// The registry preset with its default probes; only the CA is the test's own.
+fn config(topology: &Topology, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+
+[upstream]
+servers = ["127.0.0.1:5399"]
+
+[[registry]]
+instance = "xxxxxx"
+region = "cn-hangzhou"
+registry = ["{PRIMARY_ADDR}"]
+oss = ["{PRIMARY_ADDR}"]
+backup = {{ registry = ["{BACKUP_ADDR}"] }}
+ca_file = "{ca}"
+{extra}
+"#,
+        ca = topology.ca_cert.display()
+    )
+}
+
+/// One client query's result.
+#[derive(Debug, Clone)]
+struct Sample {
+    at: Instant,
+    answer: Result<Vec<String>, String>,
+}
+
+/// A client in the client namespace querying the registry name every 50 ms.
+struct Client {
+    stop: Arc<AtomicBool>,
+    samples: Arc<Mutex<Vec<Sample>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Client {
+    fn start(ns: &str, server: SocketAddr) -> Client {
+        let stop = Arc::new(AtomicBool::new(false));
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let (ns, flag, sink) = (ns.to_owned(), stop.clone(), samples.clone());
+        let thread = std::thread::spawn(move || {
+            netns::run_in_ns(&ns, || {
+                let socket = UdpSocket::bind("127.0.0.1:0").expect("bind client");
+                socket
+                    .set_read_timeout(Some(Duration::from_secs(1)))
+                    .expect("timeout");
+                while !flag.load(Ordering::Relaxed) {
+                    let at = Instant::now();
+                    let answer = ask(&socket, server);
+                    sink.lock().expect("samples").push(Sample { at, answer });
+                    std::thread::sleep(Duration::from_millis(50).saturating_sub(at.elapsed()));
+                }
+            })
+        });
+        Client {
+            stop,
+            samples,
+            thread: Some(thread),
+        }
+    }
+
+    fn samples(&self) -> Vec<Sample> {
+        self.samples.lock().expect("samples").clone()
+    }
+
+    /// Waits until a sample after `since` answers `addr`; returns when that sample was sent.
+    fn wait_for(&self, addr: &str, since: Instant) -> Instant {
+        let deadline = since + Duration::from_secs(40);
+        loop {
+            if let Some(sample) = self.samples().into_iter().find(|s| {
+                s.at >= since && matches!(&s.answer, Ok(addrs) if addrs == &vec![addr.to_owned()])
+            }) {
+                return sample.at;
+            }
+            assert!(Instant::now() < deadline, "the answer never became {addr}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(mut self) -> Vec<Sample> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("client thread");
+        }
+        self.samples()
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn ask(socket: &UdpSocket, server: SocketAddr) -> Result<Vec<String>, String> {
+    let question = query(&format!("{REGISTRY}."), RecordType::A, false);
+    let bytes = question.to_vec().map_err(|e| e.to_string())?;
+    socket.send_to(&bytes, server).map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 1500];
+    let len = loop {
+        let (len, _) = socket
+            .recv_from(&mut buf)
+            .map_err(|_| "timeout".to_owned())?;
+        // A late answer to an earlier query is not this one's.
+        if buf[..2] == bytes[..2] {
+            break len;
+        }
+    };
+    let response = Message::from_vec(&buf[..len]).map_err(|e| e.to_string())?;
+    if response.metadata.response_code != ResponseCode::NoError {
+        return Err(format!("{:?}", response.metadata.response_code));
+    }
+    let addrs = addresses(&response);
+    if addrs.is_empty() {
+        return Err("empty answer".into());
+    }
+    Ok(addrs)
+}
+
+/// Waits until pathdns's latest verdict on the registry's `addr` is "target up": every
+/// probe on it has passed, so a cut is measured from a healthy start.
+fn wait_until_up(agent: &mut Agent, addr: &str) {
+    let needle = format!("name=\"{REGISTRY}\" addr={addr} ");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let lines = agent.process.lines();
+        let last = lines.iter().rev().find(|line| {
+            line.contains(&needle) && (line.contains("target up") || line.contains("target down"))
+        });
+        if last.is_some_and(|line| line.contains("target up")) {
+            return;
+        }
+        assert!(
+            agent.process.is_running() && Instant::now() < deadline,
+            "{addr} never came up:\n{}",
+            lines.join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Cuts the primary path with `cut`, waits for the backup, restores with `restore`, waits
+/// for the primary; returns (time to fail over, time to move back).
+fn cut_and_restore(
+    client: &Client,
+    cut: impl FnOnce(),
+    restore: impl FnOnce(),
+) -> (Duration, Duration) {
+    let cut_at = Instant::now();
+    cut();
+    let switched = client.wait_for(BACKUP_ADDR, cut_at);
+    let restored_at = Instant::now();
+    restore();
+    let back = client.wait_for(PRIMARY_ADDR, restored_at);
+    (
+        switched.saturating_duration_since(cut_at),
+        back.saturating_duration_since(restored_at),
+    )
+}
+
+#[test]
+fn a_cut_private_path_fails_over_within_3s_without_a_failed_query() {
+    let Some(topology) = Topology::build_with(&[PRIMARY, BACKUP]) else {
+        return;
+    };
+    let _primary = topology.start_registry("primary", REGISTRY, REALM);
+    let _backup = topology.start_registry("backup", REGISTRY, REALM);
+    let mut agent = topology.start_agent(&config(&topology, ""));
+    let client = Client::start(&topology.client, agent.addr);
+    wait_until_up(&mut agent, PRIMARY_ADDR);
+    wait_until_up(&mut agent, BACKUP_ADDR);
+    client.wait_for(PRIMARY_ADDR, Instant::now());
+
+    let (down_switch, down_back) = cut_and_restore(
+        &client,
+        || topology.link_down("primary"),
+        || topology.link_up("primary"),
+    );
+    let (hole_switch, hole_back) = cut_and_restore(
+        &client,
+        || topology.blackhole("primary"),
+        || topology.unblackhole("primary"),
+    );
+    let samples = client.stop();
+    eprintln!(
+        "link down: failover after {down_switch:?}, back {down_back:?} after restore; \
+         blackhole: failover after {hole_switch:?}, back {hole_back:?} after restore; \
+         {} client queries",
+        samples.len()
+    );
+    let failures: Vec<&Sample> = samples.iter().filter(|s| s.answer.is_err()).collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} client queries failed: {:?}",
+        failures.len(),
+        samples.len(),
+        failures.iter().take(5).collect::<Vec<_>>()
+    );
+    assert!(
+        down_switch < Duration::from_secs(3),
+        "link down: {down_switch:?}"
+    );
+    assert!(
+        hole_switch < Duration::from_secs(3),
+        "blackhole: {hole_switch:?}"
+    );
+    let log = agent.process.lines().join("\n");
+    assert!(log.contains("failed over"), "{log}");
+    assert!(log.contains("moved back"), "{log}");
+}
+
+/// The path check catches a route that silently moved off the private interface.
+#[test]
+fn a_route_leaving_by_another_interface_marks_the_target_down() {
+    let Some(topology) = Topology::build_two_uplinks(&[PRIMARY, BACKUP]) else {
+        return;
+    };
+    let _primary = topology.start_registry("primary", REGISTRY, REALM);
+    let _backup = topology.start_registry("backup", REGISTRY, REALM);
+    let mut agent = topology.start_agent(&config(&topology, "interface = \"eth-priv\""));
+    let client = Client::start(&topology.client, agent.addr);
+    wait_until_up(&mut agent, PRIMARY_ADDR);
+    wait_until_up(&mut agent, BACKUP_ADDR);
+    client.wait_for(PRIMARY_ADDR, Instant::now());
+    let cut_at = Instant::now();
+    topology.remove_client_route("10.94.205.0/24");
+    let switched = client.wait_for(BACKUP_ADDR, cut_at);
+    eprintln!(
+        "route removed: failover after {:?}",
+        switched.saturating_duration_since(cut_at)
+    );
+    let reason = agent
+        .process
+        .wait_for_line("the path probe's reason", |line| {
+            (line.contains("target down") && line.contains("probe=\"path\"")
+                || line.contains("probe=path"))
+            .then(|| line.to_owned())
+        });
+    assert!(reason.contains(PRIMARY_ADDR), "{reason}");
+    assert!(reason.contains("not via eth-priv"), "{reason}");
+    assert!(reason.contains("eth-pub"), "{reason}");
+    let samples = client.stop();
+    assert!(
+        samples.iter().all(|s| s.answer.is_ok()),
+        "a client query failed"
+    );
+}
+
+/// The documents' 100.0.0.0/8 trap: a target inside a local interface's network.
+#[test]
+fn check_reports_a_target_inside_a_local_network() {
+    let Some(topology) = Topology::build_with(&[PRIMARY]) else {
+        return;
+    };
+    let added = netns::ip_netns_exec(
+        &topology.client,
+        &["ip", "addr", "add", "100.64.0.2/10", "dev", "eth-priv"],
+    );
+    assert!(added.status.success(), "{added:?}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("pathdns.toml");
+    std::fs::write(
+        &path,
+        config(&topology, "").replace("oss = [", "auth = [\"100.103.7.181\"]\noss = ["),
+    )
+    .expect("write config");
+    let output = netns::ip_netns_exec(
+        &topology.client,
+        &[
+            env!("CARGO_BIN_EXE_pathdns"),
+            "check",
+            "--config",
+            path.to_str().expect("utf-8 path"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    let conflict = stdout
+        .lines()
+        .find(|line| line.starts_with("CONFLICT"))
+        .unwrap_or_else(|| panic!("no conflict reported:\n{stdout}"));
+    assert!(
+        conflict.contains("dockerauth-vpc.cn-hangzhou.aliyuncs.com"),
+        "{conflict}"
+    );
+    assert!(conflict.contains("100.103.7.181"), "{conflict}");
+    assert!(conflict.contains("100.64.0.0/10"), "{conflict}");
+    assert!(conflict.contains("take over the auth domain"), "{conflict}");
+}

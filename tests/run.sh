@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# The whole pathdns test suite: formatting, lints, unit and integration tests, doc tests.
+#
+#   sudo tests/run.sh
+#
+# On a fresh Debian 12 machine with Rust (rustup, with rustfmt and clippy) this is the only
+# command needed. Run as root (or through sudo) it first installs the Debian packages the
+# integration tests drive, if any is missing:
+#
+#   dnsutils (dig)  dnsmasq-base  unbound  iproute2 (ip)  nftables (nft)  procps
+#
+# Services are never started by that install, and no test relies on one: the tests start
+# their own dnsmasq and unbound processes, on loopback or inside network namespaces that they
+# create and remove themselves. Network-namespace tests need root; without it they are
+# skipped (loudly), and nothing can be installed.
+#
+# Every step runs even when an earlier one fails; the exit status is 0 only when all pass.
+
+set -euo pipefail
+
+if [[ $# -gt 0 ]]; then
+    echo "usage: tests/run.sh   (no arguments; run it as root, e.g. sudo tests/run.sh)" >&2
+    exit 2
+fi
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+repo=$(pwd)
+
+# Tools live in sbin directories that a non-root user's PATH (and sometimes sudo's) lacks.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+
+is_root=false
+[[ $(id -u) -eq 0 ]] && is_root=true
+
+bold="" plain=""
+if [[ -t 2 ]]; then
+    bold=$'\033[1m' plain=$'\033[0m'
+fi
+
+section() {
+    printf '\n%s==> %s%s\n' "$bold" "$*" "$plain" >&2
+}
+
+# An executable program on PATH (bash's `command -v` also reports non-executable files).
+have() {
+    local path
+    path=$(command -v "$1" 2>/dev/null) || return 1
+    [[ -f $path && -x $path ]]
+}
+
+loud() {
+    {
+        echo
+        echo "################################################################################"
+        while [[ $# -gt 0 ]]; do
+            echo "## $1"
+            shift
+        done
+        echo "################################################################################"
+        echo
+    } >&2
+}
+
+# --- Rust toolchain ---------------------------------------------------------------------
+
+# `sudo` resets PATH, so a rustup toolchain installed by the invoking user is not found.
+# Use that user's toolchain and cargo home (its config, e.g. a crates.io mirror, applies).
+adopted_cargo_home=""
+if ! have cargo && [[ -n ${SUDO_USER:-} ]]; then
+    user_home=$(getent passwd "$SUDO_USER" | cut -d: -f6)
+    if [[ -n $user_home && -x $user_home/.cargo/bin/cargo ]]; then
+        export PATH="$user_home/.cargo/bin:$PATH"
+        export CARGO_HOME="${CARGO_HOME:-$user_home/.cargo}"
+        adopted_cargo_home=$CARGO_HOME
+        if [[ -d $user_home/.rustup ]]; then
+            export RUSTUP_HOME="${RUSTUP_HOME:-$user_home/.rustup}"
+        fi
+    fi
+fi
+if ! have cargo; then
+    loud "cargo not found." \
+        "Install Rust with rustup (https://rustup.rs), then run this again;" \
+        "under sudo, the invoking user's ~/.cargo/bin is used automatically."
+    exit 1
+fi
+missing_components=()
+cargo fmt --version >/dev/null 2>&1 || missing_components+=(rustfmt)
+cargo clippy --version >/dev/null 2>&1 || missing_components+=(clippy)
+if [[ ${#missing_components[@]} -gt 0 ]]; then
+    loud "Missing Rust components: ${missing_components[*]}" \
+        "Install them with: rustup component add ${missing_components[*]}"
+    exit 1
+fi
+
+# Files that a root run creates in the target dir (and in an adopted cargo home) are given
+# back to the owner of the repository (or of an outside CARGO_TARGET_DIR), so that later
+# builds as that user still work.
+target_dir=${CARGO_TARGET_DIR:-$repo/target}
+restore_owner=()
+if $is_root; then
+    reference=$repo
+    if [[ -n ${CARGO_TARGET_DIR:-} ]]; then
+        reference=$target_dir
+        [[ -d $reference ]] || reference=$(dirname "$target_dir")
+    fi
+    owner=$(stat -c %u:%g "$reference" 2>/dev/null || echo 0:0)
+    [[ $owner == 0:0 ]] || restore_owner+=("$owner" "$target_dir")
+    if [[ -n $adopted_cargo_home ]]; then
+        owner=$(stat -c %u:%g "$adopted_cargo_home")
+        [[ $owner == 0:0 ]] || restore_owner+=("$owner" "$adopted_cargo_home")
+    fi
+fi
+
+# --- Debian packages for the integration tests ------------------------------------------
+
+created_policy_rc_d=false
+cleanup() {
+    if $created_policy_rc_d; then
+        rm -f /usr/sbin/policy-rc.d
+    fi
+    local i
+    for ((i = 0; i < ${#restore_owner[@]}; i += 2)); do
+        if [[ -d ${restore_owner[i + 1]} ]]; then
+            chown -R "${restore_owner[i]}" "${restore_owner[i + 1]}" 2>/dev/null || true
+        fi
+    done
+}
+trap cleanup EXIT
+
+section "Test dependencies (dig, dnsmasq, unbound, ip, nft, pgrep, python3)"
+packages=(dnsutils dnsmasq-base unbound iproute2 nftables procps python3)
+missing_tools=()
+for tool in dig dnsmasq unbound ip nft pgrep python3; do
+    have "$tool" || missing_tools+=("$tool")
+done
+
+if [[ ${#missing_tools[@]} -eq 0 ]]; then
+    echo "all present: $(command -v dig dnsmasq unbound ip nft pgrep python3 | tr '\n' ' ')" >&2
+elif ! $is_root; then
+    loud "MISSING TEST TOOLS: ${missing_tools[*]}" \
+        "" \
+        "Run this script as root, which installs them:   sudo tests/run.sh" \
+        "or install them yourself:" \
+        "  sudo apt-get install --no-install-recommends ${packages[*]}"
+    exit 1
+else
+    echo "missing: ${missing_tools[*]}; installing from Debian: ${packages[*]}" >&2
+    had_unbound=false
+    have unbound && had_unbound=true
+    # The packages must not start services here: there may be no init system (containers,
+    # CI), and the tests run their own processes. policy-rc.d exit 101 = "action forbidden".
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        created_policy_rc_d=true
+    fi
+    export DEBIAN_FRONTEND=noninteractive RUNLEVEL=1
+    apt-get update
+    apt-get install -y --no-install-recommends "${packages[@]}"
+    if $created_policy_rc_d; then
+        rm -f /usr/sbin/policy-rc.d
+        created_policy_rc_d=false
+    fi
+    # Installing unbound enables its service for the next boot; a test run should not leave
+    # a new resolver on 127.0.0.1:53 behind.
+    if ! $had_unbound && [[ -d /run/systemd/system ]] && have systemctl; then
+        if systemctl disable unbound.service >/dev/null 2>&1; then
+            echo "note: disabled unbound.service (installed for the tests only; never started)" >&2
+        fi
+    fi
+    for tool in "${missing_tools[@]}"; do
+        if ! have "$tool"; then
+            loud "$tool is still missing after installing ${packages[*]}"
+            exit 1
+        fi
+    done
+fi
+
+if $is_root; then
+    if ! unshare --net true 2>/dev/null; then
+        loud "WARNING: running as root, but network namespaces cannot be created here" \
+            "(a container without CAP_SYS_ADMIN?). Network-namespace tests cannot run."
+    fi
+else
+    loud "WARNING: NOT RUNNING AS ROOT." \
+        "Tests that build network namespaces (test hosts, routes and broken paths for" \
+        "probes and failover) will be SKIPPED; loopback tests still run." \
+        "For the whole suite run:   sudo tests/run.sh"
+fi
+
+# --- The suite --------------------------------------------------------------------------
+
+section "Toolchain"
+{
+    cargo --version
+    rustc --version
+    cargo fmt --version
+    cargo clippy --version
+} >&2
+
+export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
+
+failed=()
+step() {
+    local name=$1
+    shift
+    section "$name: $*"
+    local start=$SECONDS
+    if "$@"; then
+        echo "--- $name: ok ($((SECONDS - start)) s)" >&2
+    else
+        echo "--- $name: FAILED (exit $?, $((SECONDS - start)) s)" >&2
+        failed+=("$name")
+    fi
+}
+
+step "format" cargo fmt --all -- --check
+step "clippy" cargo clippy --all-targets --locked -- -D warnings
+step "tests" cargo test --all-targets --locked
+step "doc tests" cargo test --doc --locked
+
+section "Summary"
+if [[ ${#failed[@]} -gt 0 ]]; then
+    echo "FAILED: ${failed[*]}" >&2
+    exit 1
+fi
+if $is_root; then
+    echo "all passed" >&2
+else
+    echo "all passed (network-namespace tests SKIPPED: not root)" >&2
+fi

@@ -10,7 +10,8 @@ use crate::dns::forward::{ForwardError, Forwarder};
 use crate::dns::{self, BindError, Handler, ServeLimits};
 use crate::probe::scheduler;
 use crate::probe::{Pinger, ProbeContext};
-use crate::supervisor::Supervisor;
+use crate::status::StatusBoard;
+use crate::supervisor::{Outputs, Supervisor};
 use crate::table::LiveTable;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,9 @@ pub enum DaemonError {
     Probes(String),
 }
 
+/// Ready after this even if some probe has not reported (it may be stuck on a timeout).
+const FIRST_ROUND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Reports waiting for the supervisor; probes wait (never drop) when it falls behind.
 const REPORT_QUEUE: usize = 1024;
 
@@ -34,7 +38,13 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         tracing::warn!(%finding, "conflict");
     }
     let names = Arc::new(config.names.clone());
-    let supervisor = Supervisor::new(names);
+    let outputs = Outputs {
+        events: crate::events::channel(),
+        board: StatusBoard::default(),
+        config: config.source.clone(),
+        started_unix_ms: crate::events::unix_ms(std::time::SystemTime::now()),
+    };
+    let supervisor = Supervisor::new(names, outputs);
     // Before the first probe round, every target is unknown: the primary groups answer.
     let table = Arc::new(LiveTable::new(supervisor.table()));
     let forwarder = Arc::new(Forwarder::new(&config.upstream)?);
@@ -106,6 +116,7 @@ fn start_probes(
             "probing"
         );
     }
-    tokio::spawn(supervisor.run(queue, table));
+    let ready_by = std::time::Instant::now() + FIRST_ROUND_DEADLINE;
+    tokio::spawn(supervisor.run(queue, table, ready_by));
     Ok(running)
 }

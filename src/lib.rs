@@ -36,10 +36,12 @@
 pub mod config;
 pub mod daemon;
 pub mod dns;
+pub mod events;
 pub mod failover;
 pub mod health;
 pub mod netinfo;
 pub mod probe;
+pub mod status;
 pub mod supervisor;
 pub mod table;
 pub mod wire;

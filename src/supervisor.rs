@@ -6,17 +6,30 @@
 //! "first round done" signal. Must not: be on the DNS path; it runs on its own task and
 //! the DNS handler only ever sees the table it stores.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{AnswerSpec, OwnedName};
+use crate::events::{self, Event, EventSender};
 use crate::failover::{self, Reason, Selection};
 use crate::health::{combine, ProbeState, Thresholds, Verdict};
 use crate::probe::scheduler::{Plan, Report};
+use crate::status::{NameStatus, ProbeStatus, Status, StatusBoard, TargetStatus};
 use crate::table::{AnswerTable, LiveTable};
+
+/// Where the supervisor tells the world: alert sinks (events) and `/status` (the board).
+#[derive(Clone)]
+pub struct Outputs {
+    pub events: EventSender,
+    pub board: StatusBoard,
+    /// The config file, for status.
+    pub config: String,
+    pub started_unix_ms: u64,
+}
 
 pub struct Supervisor {
     names: Arc<Vec<OwnedName>>,
@@ -27,11 +40,15 @@ pub struct Supervisor {
     last_good: Vec<Option<Vec<IpAddr>>>,
     warned_realms: HashSet<String>,
     first_round: watch::Sender<bool>,
+    /// The alert each down target raised, so that "up" resolves the same one.
+    raised: HashMap<(usize, IpAddr), &'static str>,
+    outputs: Outputs,
+    ready: bool,
 }
 
 impl Supervisor {
     /// Every target starts unknown, so the first table answers the primary groups.
-    pub fn new(names: Arc<Vec<OwnedName>>) -> Supervisor {
+    pub fn new(names: Arc<Vec<OwnedName>>, outputs: Outputs) -> Supervisor {
         let plan = Plan::from_names(&names);
         let states = plan
             .jobs
@@ -54,6 +71,9 @@ impl Supervisor {
             last_good: Vec::new(),
             warned_realms: HashSet::new(),
             first_round,
+            raised: HashMap::new(),
+            outputs,
+            ready: false,
         };
         supervisor.last_good = vec![None; supervisor.names.len()];
         supervisor.selections = (0..supervisor.names.len())
@@ -77,13 +97,42 @@ impl Supervisor {
         AnswerTable::build(&self.names, &selections)
     }
 
-    /// Consumes probe reports until the probes stop, swapping tables into `live`.
-    pub async fn run(mut self, mut reports: mpsc::Receiver<Report>, live: Arc<LiveTable>) {
-        while let Some(report) = reports.recv().await {
-            if self.record(&report) {
-                live.store(self.table());
+    /// Consumes probe reports until the probes stop, swapping tables into `live` and
+    /// publishing status. Ready once every probe has reported, or at `ready_by` whatever
+    /// the probes say (a probe stuck on a timeout must not hold the agent back).
+    pub async fn run(
+        mut self,
+        mut reports: mpsc::Receiver<Report>,
+        live: Arc<LiveTable>,
+        ready_by: Instant,
+    ) {
+        self.ready = *self.first_round.borrow();
+        self.publish();
+        loop {
+            tokio::select! {
+                report = reports.recv() => {
+                    let Some(report) = report else { return };
+                    if self.record(&report) {
+                        live.store(self.table());
+                    }
+                    if !self.ready && *self.first_round.borrow() {
+                        self.ready = true;
+                    }
+                    self.publish();
+                }
+                _ = tokio::time::sleep_until(ready_by.into()), if !self.ready => {
+                    tracing::warn!("the first probe round did not finish in time; ready anyway");
+                    self.ready = true;
+                    self.first_round.send_replace(true);
+                    self.publish();
+                }
             }
         }
+    }
+
+    /// Marks the agent ready now (used when nothing is probed).
+    pub fn is_ready(&self) -> bool {
+        self.ready
     }
 
     /// Records one report; true when some name's answer changed.
@@ -105,6 +154,10 @@ impl Supervisor {
         };
         if state.record(&report.outcome).is_none() {
             return false;
+        }
+        if !report.outcome.ok {
+            // A probe's verdict changed: keep why for status even if the target's did not.
+            tracing::debug!(job = report.job, reason = ?report.outcome.detail, "probe down");
         }
         let mut changed = false;
         for (key, old) in affected.into_iter().zip(before) {
@@ -184,16 +237,45 @@ impl Supervisor {
         selection_changed(&old, &self.selections[index].0)
     }
 
-    fn log_target(&self, (index, addr): (usize, IpAddr), verdict: Verdict, report: &Report) {
-        let name = self.names[index].name.to_ascii();
-        let name = name.trim_end_matches('.');
+    fn log_target(&mut self, (index, addr): (usize, IpAddr), verdict: Verdict, report: &Report) {
+        let name = self.names[index].display();
         let probe = self.plan.jobs[report.job].spec.kind.name();
         let reason = report.outcome.detail.as_deref().unwrap_or("");
+        let labels = [("name", name.clone()), ("target", addr.to_string())];
         match verdict {
-            Verdict::Down => tracing::warn!(name, %addr, probe, reason, "target down"),
-            Verdict::Up => tracing::info!(name, %addr, probe, "target up"),
+            Verdict::Down => {
+                tracing::warn!(name, %addr, probe, reason, "target down");
+                let alert = if probe == "path" {
+                    events::PATH_CHECK_FAILED
+                } else {
+                    events::TARGET_DOWN
+                };
+                self.raised.insert((index, addr), alert);
+                self.emit(Event::new(
+                    alert,
+                    true,
+                    &labels,
+                    format!("{addr} for {name} is down ({probe} probe): {reason}"),
+                ));
+            }
+            Verdict::Up => {
+                tracing::info!(name, %addr, probe, "target up");
+                if let Some(alert) = self.raised.remove(&(index, addr)) {
+                    self.emit(Event::new(
+                        alert,
+                        false,
+                        &labels,
+                        format!("{addr} for {name} is up again"),
+                    ));
+                }
+            }
             Verdict::Unknown => {}
         }
+    }
+
+    fn emit(&self, event: Event) {
+        // No subscriber (no alert sink configured) is fine: the log has it already.
+        let _ = self.outputs.events.send(event);
     }
 
     /// The registry names its token service; pathdns should own that name too.
@@ -220,12 +302,70 @@ impl Supervisor {
         self.warned_realms.insert(realm.to_owned());
     }
 
-    /// Current answer and reason per name, for status.
-    pub fn selections(&self) -> impl Iterator<Item = (&OwnedName, &Selection, Reason)> {
-        self.names
+    /// Publishes the current snapshot for `/status` and systemd's STATUS=.
+    fn publish(&self) {
+        self.outputs.board.store(self.status());
+    }
+
+    pub fn status(&self) -> Status {
+        let names = self
+            .names
             .iter()
             .zip(&self.selections)
-            .map(|(name, (selection, reason))| (name, selection, *reason))
+            .map(|(name, (selection, reason))| NameStatus {
+                name: name.display(),
+                role: name.role.to_string(),
+                answer: selection.describe(),
+                reason: match reason {
+                    Reason::Static => "static".to_owned(),
+                    Reason::Group(1) => "group 1".to_owned(),
+                    Reason::Group(g) => format!("group {g} (failed over)"),
+                    Reason::AllDown => "all targets down".to_owned(),
+                },
+                ttl: name.ttl,
+            })
+            .collect();
+        let mut targets = Vec::new();
+        for (index, name) in self.names.iter().enumerate() {
+            let AnswerSpec::Targets(list) = &name.answer else {
+                continue;
+            };
+            for target in list {
+                let jobs = self
+                    .plan
+                    .by_target
+                    .get(&(index, target.addr))
+                    .cloned()
+                    .unwrap_or_default();
+                let probes = jobs
+                    .iter()
+                    .filter_map(|job| Some((self.plan.jobs.get(*job)?, self.states.get(*job)?)))
+                    .map(|(job, state)| ProbeStatus {
+                        kind: job.spec.kind.name().to_owned(),
+                        state: state.verdict().as_str().to_owned(),
+                        last_rtt_ms: state.last_rtt.map(|rtt| rtt.as_secs_f64() * 1000.0),
+                        last_error: state.last_error.clone(),
+                        last_detail: state.last_detail.clone(),
+                        last_change_unix_ms: state.last_change.map(events::unix_ms),
+                    })
+                    .collect();
+                targets.push(TargetStatus {
+                    name: name.display(),
+                    addr: target.addr.to_string(),
+                    priority: target.priority,
+                    state: self.verdict((index, target.addr)).as_str().to_owned(),
+                    probes,
+                });
+            }
+        }
+        Status {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            config: self.outputs.config.clone(),
+            started_unix_ms: self.outputs.started_unix_ms,
+            ready: self.ready,
+            names,
+            targets,
+        }
     }
 
     /// Whether any name is health-checked.

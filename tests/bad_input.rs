@@ -250,7 +250,10 @@ fn run_with_listen(listen: &str, as_nobody: bool) -> std::process::Output {
     let path = dir.path().join("pathdns.toml");
     std::fs::write(
         &path,
-        format!("[server]\nlisten = [{listen}]\n[upstream]\nservers = [\"127.0.0.1:5399\"]\n"),
+        format!(
+            "[server]\nlisten = [{listen}]\n[upstream]\nservers = [\"127.0.0.1:5399\"]\n\
+             [control]\nlisten = \"127.0.0.1:0\"\n"
+        ),
     )
     .expect("write config");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");

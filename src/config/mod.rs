@@ -8,6 +8,7 @@
 //! Flow: [`raw`] (serde schema) -> `validate` (names, addresses, upstream loops) with
 //! `preset` expanding `[[registry]]` -> [`Config`].
 
+pub mod operations;
 mod preset;
 pub mod probes;
 pub mod raw;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use hickory_proto::rr::Name;
 use ipnet::IpNet;
 
+pub use operations::{AlertKind, AlertSink, ControlSettings, LogSettings};
 pub use preset::{auth_name, oss_name, registry_name};
 pub use probes::{AllDownPolicy, HealthSettings, ProbeKind, ProbeSpec};
 
@@ -37,6 +39,9 @@ pub struct Config {
     pub upstream: UpstreamSettings,
     /// Every owned name, presets expanded, in file order.
     pub names: Vec<OwnedName>,
+    pub control: ControlSettings,
+    pub log: LogSettings,
+    pub alerts: Vec<AlertSink>,
 }
 
 #[derive(Debug, Clone)]

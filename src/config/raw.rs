@@ -30,6 +30,12 @@ pub struct RawConfig {
     #[serde(default)]
     pub health: RawHealth,
     #[serde(default)]
+    pub control: Option<super::operations::RawControl>,
+    #[serde(default)]
+    pub log: super::operations::RawLog,
+    #[serde(default)]
+    pub alert: Vec<super::operations::RawAlert>,
+    #[serde(default)]
     pub registry: Vec<RawRegistry>,
     #[serde(default)]
     pub name: Vec<RawName>,
@@ -534,5 +540,11 @@ pub mod text {
         de: D,
     ) -> Result<Option<Spanned<Vec<T>>>, D::Error> {
         spanned_list(de).map(Some)
+    }
+
+    pub fn opt_spanned<'de, D: Deserializer<'de>, T: FromText>(
+        de: D,
+    ) -> Result<Option<Spanned<T>>, D::Error> {
+        spanned(de).map(Some)
     }
 }

@@ -11,6 +11,7 @@ use std::ops::Range;
 use hickory_proto::rr::Name;
 use toml::Spanned;
 
+use super::operations;
 use super::preset::{self, BACKUP_PRIORITY};
 use super::probes::{self, HealthSettings};
 use super::raw::{HealthChecks, RawConfig, RawName, RawRegistry, RawTarget, DEFAULT_PORT};
@@ -94,11 +95,26 @@ pub(super) fn validate(raw: RawConfig, text: &str, path: &str) -> Result<Config,
     let server = validate_server(&raw, &src)?;
     let names = collect_names(&raw, &src)?;
     let upstream = validate_upstream(&raw, &server.listen, &src)?;
+    let blame =
+        |span: Option<Range<usize>>, field: &str, message: String| src.error(span, field, message);
+    let control = operations::control(raw.control.as_ref(), &blame)?;
+    if let Some(addr) = control.listen {
+        if server.listen.contains(&addr) {
+            return Err(src.error(
+                None,
+                "control.listen",
+                format!("{addr} is also a DNS listen address"),
+            ));
+        }
+    }
     Ok(Config {
         source: path.to_owned(),
         server,
         upstream,
         names,
+        control,
+        log: operations::log(&raw.log, &blame)?,
+        alerts: operations::alerts(&raw.alert, &blame)?,
     })
 }
 

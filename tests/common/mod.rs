@@ -110,6 +110,8 @@ impl Agent {
     /// namespace, private-range addresses belong to somebody else.
     pub fn start(config: &str) -> Agent {
         refuse_probes_off_loopback(config);
+        let config = with_test_control(config);
+        let config = config.as_str();
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("pathdns.toml");
         std::fs::write(&path, config).expect("write config");
@@ -126,6 +128,22 @@ impl Agent {
             _dir: dir,
         }
     }
+}
+
+/// Tests run in parallel: unless a test says otherwise, the control endpoint takes a free
+/// port instead of the default 127.0.0.1:9253.
+pub fn with_test_control(config: &str) -> String {
+    if config.contains("[control]") {
+        config.to_owned()
+    } else {
+        format!("{config}\n[control]\nlisten = \"127.0.0.1:0\"\n")
+    }
+}
+
+/// The control endpoint's address from a `control listening addr=ADDR` log line.
+pub fn control_addr(line: &str) -> Option<SocketAddr> {
+    let rest = line.split("control listening addr=").nth(1)?;
+    rest.split_whitespace().next()?.parse().ok()
 }
 
 fn refuse_probes_off_loopback(config: &str) {

@@ -488,7 +488,7 @@ impl Topology {
     pub fn start_agent(&self, config: &str) -> Agent {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("pathdns.toml");
-        std::fs::write(&path, config).expect("write config");
+        std::fs::write(&path, super::with_test_control(config)).expect("write config");
         let mut command = Command::new(env!("CARGO_BIN_EXE_pathdns"));
         command
             .args(["run", "--config"])

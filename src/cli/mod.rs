@@ -12,6 +12,11 @@ use clap::{Parser, Subcommand};
 use pathdns::config::{AllDownPolicy, AnswerSpec, Config, ConfigError, HealthSettings, ProbeKind};
 use pathdns::daemon::{self, DaemonError};
 
+mod doctor;
+mod hosts;
+mod import_hosts;
+mod status;
+
 /// Exit code for an unusable configuration (sysexits EX_CONFIG; systemd knows it).
 const EXIT_CONFIG: u8 = 78;
 /// Exit code when a listen address cannot be bound (sysexits EX_UNAVAILABLE).
@@ -64,6 +69,42 @@ enum Command {
         #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Show the running agent's answers and target health (reads its /status).
+    Status {
+        /// The config file, to find the control endpoint.
+        #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The control endpoint to ask, instead of the one in the config.
+        #[arg(long, value_name = "ADDR:PORT")]
+        control: Option<SocketAddr>,
+        /// Print the raw JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Walk the documents' verification steps for every name, without the daemon.
+    ///
+    /// For each name: resolve, route and egress interface, connect, `/v2/` 401 and realm,
+    /// dockerauth and OSS reachability, 100.x conflicts. One line per check with the remedy
+    /// for each failure; exits 1 if any check fails.
+    Doctor {
+        #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Print the /etc/hosts lines equivalent to the running agent's current answers.
+    Hosts {
+        #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The control endpoint to ask, instead of the one in the config.
+        #[arg(long, value_name = "ADDR:PORT")]
+        control: Option<SocketAddr>,
+    },
+    /// Turn hand-written /etc/hosts lines for the registry, dockerauth and OSS names into a
+    /// pathdns config (printed to stdout).
+    ImportHosts {
+        /// The hosts file to read, e.g. /etc/hosts.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Run the agent on its embedded example config: the documents' example names on
     /// 127.0.0.1:1053, every other name forwarded to this host's resolv.conf resolvers.
     ///
@@ -93,6 +134,14 @@ pub fn main() -> anyhow::Result<ExitCode> {
             print_conflicts(&config)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Status {
+            config,
+            control,
+            json,
+        } => status::run(&config, control, json),
+        Command::Doctor { config } => doctor::run(&config),
+        Command::Hosts { config, control } => hosts::run(&config, control),
+        Command::ImportHosts { file } => import_hosts::run(&file),
         Command::Demo {
             listen,
             print_config,

@@ -1,0 +1,89 @@
+//! What the agent is doing, as one snapshot: each name's answer and why, each target's
+//! state per probe with its last error, round-trip time and last change.
+//!
+//! Owns: the snapshot types (served as JSON at `/status`, read back by `pathdns status`)
+//! and [`StatusBoard`], where the supervisor publishes and readers load without locks.
+//! Must not: compute health or answers.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub version: String,
+    /// The config file serving now.
+    pub config: String,
+    pub started_unix_ms: u64,
+    /// Sockets bound and the first probe round done (or timed out).
+    pub ready: bool,
+    pub names: Vec<NameStatus>,
+    pub targets: Vec<TargetStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NameStatus {
+    pub name: String,
+    pub role: String,
+    /// "10.94.205.198", "CNAME x", "SERVFAIL (all targets down)", ...
+    pub answer: String,
+    /// "static", "group 1", "group 2 (failed over)", "all targets down"
+    pub reason: String,
+    pub ttl: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetStatus {
+    pub name: String,
+    pub addr: String,
+    pub priority: u8,
+    /// "up", "down" or "unknown".
+    pub state: String,
+    pub probes: Vec<ProbeStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeStatus {
+    pub kind: String,
+    pub state: String,
+    pub last_rtt_ms: Option<f64>,
+    pub last_error: Option<String>,
+    /// What it saw when it last passed: status code, egress, realm.
+    pub last_detail: Option<String>,
+    pub last_change_unix_ms: Option<u64>,
+}
+
+impl Status {
+    /// One line for systemd's STATUS=: "3 names, 5/6 targets up, dockerauth-vpc... on backup".
+    pub fn summary(&self) -> String {
+        let up = self.targets.iter().filter(|t| t.state != "down").count();
+        let mut line = format!(
+            "{} names, {up}/{} targets up",
+            self.names.len(),
+            self.targets.len()
+        );
+        for name in &self.names {
+            if name.reason.contains("failed over") {
+                line.push_str(&format!(", {} on backup", name.name));
+            } else if name.reason.contains("all targets down") {
+                line.push_str(&format!(", {} all down", name.name));
+            }
+        }
+        line
+    }
+}
+
+/// The latest snapshot; stored by the supervisor, loaded by the control endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct StatusBoard(Arc<ArcSwap<Status>>);
+
+impl StatusBoard {
+    pub fn load(&self) -> Arc<Status> {
+        self.0.load_full()
+    }
+
+    pub fn store(&self, status: Status) {
+        self.0.store(Arc::new(status));
+    }
+}

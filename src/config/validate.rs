@@ -98,7 +98,7 @@ pub(super) fn validate(raw: RawConfig, text: &str, path: &str) -> Result<Config,
     let blame =
         |span: Option<Range<usize>>, field: &str, message: String| src.error(span, field, message);
     let control = operations::control(raw.control.as_ref(), &blame)?;
-    if let Some(addr) = control.listen {
+    if let Some(addr) = control.listen.filter(|addr| addr.port() != 0) {
         if server.listen.contains(&addr) {
             return Err(src.error(
                 None,

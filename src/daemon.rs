@@ -38,9 +38,12 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         tracing::warn!(%finding, "conflict");
     }
     let names = Arc::new(config.names.clone());
+    let events = crate::events::channel();
+    let board = StatusBoard::default();
+    let metrics = Arc::new(crate::metrics::Metrics::new());
     let outputs = Outputs {
-        events: crate::events::channel(),
-        board: StatusBoard::default(),
+        events: events.clone(),
+        board: board.clone(),
         config: config.source.clone(),
         started_unix_ms: crate::events::unix_ms(std::time::SystemTime::now()),
     };
@@ -54,6 +57,13 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         config.server.allow.clone(),
     ));
     let listeners = dns::bind(&config.server.listen)?;
+    let control = crate::control::bind(config.control.listen).map_err(|err| {
+        let addr = config
+            .control
+            .listen
+            .unwrap_or_else(|| ([127, 0, 0, 1], 0).into());
+        DaemonError::Bind(BindError::new(addr, "control", err))
+    })?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(DaemonError::Signals)?;
     for listener in &listeners {
@@ -73,6 +83,17 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         tcp_idle_timeout: config.server.tcp_idle_timeout,
     };
     let mut tasks = dns::serve(listeners, handler, limits);
+    if let Some(listener) = control {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "control listening");
+        }
+        let state = crate::control::ControlState {
+            board: board.clone(),
+            metrics: metrics.clone(),
+        };
+        tasks.spawn(crate::control::serve(listener, state));
+    }
+    let _alerts = crate::alert::start(&config.alerts, &events);
     let _probes = start_probes(supervisor, table)?;
     tokio::select! {
         _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),

@@ -33,12 +33,15 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alert;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod dns;
 pub mod events;
 pub mod failover;
 pub mod health;
+pub mod metrics;
 pub mod netinfo;
 pub mod probe;
 pub mod status;

@@ -137,18 +137,19 @@ pub(super) fn alerts(raw: &[RawAlert], blame: Blame<'_>) -> Result<Vec<AlertSink
         .enumerate()
         .map(|(index, alert)| {
             let at = |key: &str| format!("alert[{index}].{key}");
-            let kind =
-                match alert.kind.get_ref().as_str() {
-                    "webhook" => AlertKind::Webhook,
-                    "alertmanager" => AlertKind::Alertmanager,
-                    other => return Err(blame(
+            let kind = match alert.kind.get_ref().as_str() {
+                "webhook" => AlertKind::Webhook,
+                "alertmanager" => AlertKind::Alertmanager,
+                other => {
+                    return Err(blame(
                         Some(alert.kind.span()),
                         &at("kind"),
                         format!(
                             "{other:?} is not an alert kind: use \"webhook\" or \"alertmanager\""
                         ),
-                    )),
-                };
+                    ))
+                }
+            };
             let url = alert.url.get_ref().trim();
             if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
                 return Err(blame(

@@ -9,6 +9,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::CNAME;
 use hickory_proto::rr::{RData, Record};
@@ -34,22 +35,39 @@ pub enum Step {
 
 pub struct Handler {
     table: Arc<LiveTable>,
-    forwarder: Arc<Forwarder>,
-    allow: Vec<IpNet>,
+    settings: ArcSwap<Settings>,
+}
+
+/// What a reload may change besides the table: who may ask, and where to forward.
+pub struct Settings {
+    pub forwarder: Arc<Forwarder>,
+    pub allow: Vec<IpNet>,
+}
+
+impl Settings {
+    fn allowed(&self, client: IpAddr) -> bool {
+        let client = client.to_canonical();
+        self.allow.iter().any(|net| net.contains(&client))
+    }
 }
 
 impl Handler {
     pub fn new(table: Arc<LiveTable>, forwarder: Arc<Forwarder>, allow: Vec<IpNet>) -> Handler {
         Handler {
             table,
-            forwarder,
-            allow,
+            settings: ArcSwap::from_pointee(Settings { forwarder, allow }),
         }
     }
 
-    fn allowed(&self, client: IpAddr) -> bool {
-        let client = client.to_canonical();
-        self.allow.iter().any(|net| net.contains(&client))
+    /// Swaps the allow list and forwarder atomically; queries in flight finish with the
+    /// old ones.
+    pub fn reconfigure(&self, settings: Settings) {
+        self.settings.store(Arc::new(settings));
+    }
+
+    /// The forwarder serving now (a reload keeps it when the upstreams did not change).
+    pub fn forwarder(&self) -> Arc<Forwarder> {
+        self.settings.load().forwarder.clone()
     }
 
     /// Answers what can be answered now, from the current table and the cache.
@@ -60,9 +78,10 @@ impl Handler {
         transport: Transport,
         out: &mut Vec<u8>,
     ) -> Step {
+        let settings = self.settings.load();
         let query = match parse_query(packet) {
             Parsed::Drop => return Step::Silent,
-            _ if !self.allowed(client) => {
+            _ if !settings.allowed(client) => {
                 return match parse_query(packet) {
                     Parsed::Query(query) => {
                         wire::write_error(&query, Rcode::Refused, false, out);
@@ -120,7 +139,7 @@ impl Handler {
                 return Step::Reply;
             }
             // Owned CNAMEs that leave the table are cached under the owned name.
-            Some(Answer::ChaseUpstream(_)) | None => self.forwarder.cached(&key),
+            Some(Answer::ChaseUpstream(_)) | None => settings.forwarder.cached(&key),
         };
         match cached {
             Some((entry, age)) => {
@@ -160,9 +179,10 @@ impl Handler {
                 _ => None,
             }
         };
+        let forwarder = self.forwarder();
         let result = match chase {
-            Some(upstream) => self.chase(&key, &upstream).await,
-            None => self.forwarder.resolve(&key).await,
+            Some(upstream) => chase_upstream(&forwarder, &key, &upstream).await,
+            None => forwarder.resolve(&key).await,
         };
         match result {
             Ok(entry) => {
@@ -179,45 +199,44 @@ impl Handler {
             }
         }
     }
+}
 
-    /// An owned CNAME chain, then what upstream says for its target.
-    async fn chase(
-        &self,
-        key: &KeyRef<'_>,
-        upstream: &UpstreamCname,
-    ) -> Result<Arc<super::cache::Cached>, ForwardError> {
-        let question = name_from_wire(key.name)?;
-        let answer = match self
-            .forwarder
-            .fetch(upstream.target.clone(), key.qtype, key.qclass)
-            .await
-        {
-            Ok(answer) => answer,
-            // The chain is ours and still true; say so even when the target cannot be
-            // resolved right now, without caching that.
-            Err(_) => UpstreamAnswer {
-                rcode: ResponseCode::ServFail,
-                answers: Vec::new(),
-                authorities: Vec::new(),
-                additionals: Vec::new(),
-                lifetime: 0,
-            },
-        };
-        let chain_ttl = upstream.links.iter().map(|l| l.ttl).min().unwrap_or(0);
-        let leading = upstream
-            .links
-            .iter()
-            .map(|link| {
-                let owner = link.owner.clone().unwrap_or_else(|| question.clone());
-                Record::from_rdata(owner, link.ttl, RData::CNAME(CNAME(link.target.clone())))
-            })
-            .collect();
-        let answer = UpstreamAnswer {
-            lifetime: answer.lifetime.min(chain_ttl),
-            ..answer
-        };
-        self.forwarder.store(key, &question, answer, leading, true)
-    }
+/// An owned CNAME chain, then what upstream says for its target.
+async fn chase_upstream(
+    forwarder: &Forwarder,
+    key: &KeyRef<'_>,
+    upstream: &UpstreamCname,
+) -> Result<Arc<super::cache::Cached>, ForwardError> {
+    let question = name_from_wire(key.name)?;
+    let answer = match forwarder
+        .fetch(upstream.target.clone(), key.qtype, key.qclass)
+        .await
+    {
+        Ok(answer) => answer,
+        // The chain is ours and still true; say so even when the target cannot be
+        // resolved right now, without caching that.
+        Err(_) => UpstreamAnswer {
+            rcode: ResponseCode::ServFail,
+            answers: Vec::new(),
+            authorities: Vec::new(),
+            additionals: Vec::new(),
+            lifetime: 0,
+        },
+    };
+    let chain_ttl = upstream.links.iter().map(|l| l.ttl).min().unwrap_or(0);
+    let leading = upstream
+        .links
+        .iter()
+        .map(|link| {
+            let owner = link.owner.clone().unwrap_or_else(|| question.clone());
+            Record::from_rdata(owner, link.ttl, RData::CNAME(CNAME(link.target.clone())))
+        })
+        .collect();
+    let answer = UpstreamAnswer {
+        lifetime: answer.lifetime.min(chain_ttl),
+        ..answer
+    };
+    forwarder.store(key, &question, answer, leading, true)
 }
 
 /// How a query arrived: it bounds the response size.

@@ -42,7 +42,7 @@ pub struct BindError {
 }
 
 impl BindError {
-    fn new(addr: SocketAddr, transport: &'static str, source: std::io::Error) -> BindError {
+    pub fn new(addr: SocketAddr, transport: &'static str, source: std::io::Error) -> BindError {
         let hint = match source.kind() {
             std::io::ErrorKind::PermissionDenied => {
                 "; ports below 1024 need root or CAP_NET_BIND_SERVICE"

@@ -1,17 +1,36 @@
-//! The running agent: builds the table and forwarder from a config, binds every listen
-//! address (all or nothing), serves until SIGTERM or SIGINT.
+//! The running agent: start-up order, live reload, readiness, systemd, shutdown.
 //!
-//! Owns: start-up order and shutdown. Must not: contain DNS logic or parse config.
+//! Owns: binding every listen address before anything is served (all or nothing), one
+//! "generation" per loaded config (its supervisor and probes), swapping generations on
+//! SIGHUP without dropping a query, and telling systemd where we are. Must not: contain DNS
+//! logic or parse config.
+//!
+//! A reload parses and validates the new config first; an invalid one is logged, alerted
+//! and ignored while the old one keeps serving. A valid one replaces the answer table, the
+//! handler's allow list and forwarder, the probes and the alert sinks; listen addresses
+//! that did not change keep their sockets, new ones are bound, removed ones are closed.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::Config;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::config::{Config, ConfigError, ProbeKind};
 use crate::dns::forward::{ForwardError, Forwarder};
-use crate::dns::{self, BindError, Handler, ServeLimits};
+use crate::dns::handler::Settings;
+use crate::dns::{self, BindError, Handler, ServeLimits, Slots};
+use crate::events::{self, Event, EventSender};
+use crate::metrics::Metrics;
 use crate::probe::scheduler;
 use crate::probe::{Pinger, ProbeContext};
 use crate::status::StatusBoard;
 use crate::supervisor::{Outputs, Supervisor};
+use crate::systemd;
 use crate::table::LiveTable;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,109 +46,226 @@ pub enum DaemonError {
 }
 
 /// Ready after this even if some probe has not reported (it may be stuck on a timeout).
-const FIRST_ROUND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+const FIRST_ROUND_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Reports waiting for the supervisor; probes wait (never drop) when it falls behind.
 const REPORT_QUEUE: usize = 1024;
 
-/// Serves `config` until a termination signal arrives.
-pub async fn run(config: Config) -> Result<(), DaemonError> {
+/// How often systemd's STATUS= line is refreshed when it changed.
+const STATUS_REFRESH: Duration = Duration::from_secs(2);
+
+/// Where the config comes from, so that a reload reads it the same way.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    File(PathBuf),
+    /// The embedded demo config, with `listen` overriding its listen addresses.
+    Demo {
+        listen: Vec<SocketAddr>,
+    },
+}
+
+impl ConfigSource {
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        match self {
+            ConfigSource::File(path) => Config::load(path),
+            ConfigSource::Demo { listen } => {
+                let mut config = Config::demo()?;
+                if !listen.is_empty() {
+                    config.server.listen = listen.clone();
+                }
+                Ok(config)
+            }
+        }
+    }
+}
+
+/// What lives as long as the process, across reloads.
+struct Shared {
+    table: Arc<LiveTable>,
+    handler: Arc<Handler>,
+    events: EventSender,
+    board: StatusBoard,
+    metrics: Arc<Metrics>,
+    slots: Slots,
+}
+
+/// One loaded config's running parts.
+struct Generation {
+    config: Config,
+    supervisor: JoinHandle<()>,
+    _probes: scheduler::Running,
+    first_round: watch::Receiver<bool>,
+}
+
+impl Drop for Generation {
+    fn drop(&mut self) {
+        // Its last table must never overwrite the next generation's.
+        self.supervisor.abort();
+    }
+}
+
+/// Serves until SIGTERM or SIGINT; reloads on SIGHUP.
+pub async fn run(config: Config, source: ConfigSource) -> Result<(), DaemonError> {
+    let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+    let mut fault = fault_injection_signal()?;
+    let shared = shared_parts(&config)?;
+    let mut listeners = bind_all(&config.server.listen, &shared)?;
+    let control = start_control(&config, &shared)?;
+    let mut alerts = crate::alert::start(&config.alerts, &shared.events);
+    let mut generation = start_generation(config, &shared, None)?;
+    let (watchdog_target, _) = watch::channel(first_address(&listeners));
+    let watchdog_target = Arc::new(watchdog_target);
+    spawn_notifications(&shared, generation.first_round.clone(), &watchdog_target);
+    let mut reload_rejected = false;
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => { tracing::info!("SIGTERM: stopping"); break }
+            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: stopping"); break }
+            _ = hangup.recv() => {
+                systemd::reloading();
+                match source.load() {
+                    Ok(next) => {
+                        let old = generation.config.clone();
+                        match apply(next, &old, &shared, &mut listeners) {
+                            Ok(next) => {
+                                alerts.reconfigure(&next.config.alerts, &shared.events);
+                                generation = next;
+                                watchdog_target.send_replace(first_address(&listeners));
+                                if std::mem::take(&mut reload_rejected) {
+                                    emit_reload(&shared.events, &source, false, "reload accepted".into());
+                                }
+                                tracing::info!(config = %generation.config.source, names = generation.config.names.len(), "reloaded");
+                            }
+                            Err(err) => {
+                                reload_rejected = true;
+                                tracing::error!(error = %err, "reload failed; the previous config keeps serving");
+                                emit_reload(&shared.events, &source, true, err.to_string());
+                            }
+                        }
+                    }
+                    Err(err) => {
+                        reload_rejected = true;
+                        tracing::error!(error = %err, "reload rejected; the previous config keeps serving");
+                        emit_reload(&shared.events, &source, true, err.to_string());
+                    }
+                }
+                systemd::ready(&shared.board.load().summary());
+            }
+            Some(()) = fault.recv() => {
+                let frozen = !dns::FAULT_FREEZE.load(std::sync::atomic::Ordering::Relaxed);
+                dns::FAULT_FREEZE.store(frozen, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(frozen, "fault injection: DNS listeners frozen (no answers)");
+            }
+        }
+    }
+    systemd::stopping();
+    drop(control);
+    drop(generation);
+    listeners.clear();
+    Ok(())
+}
+
+/// The handler, table and outputs, built from the first config.
+fn shared_parts(config: &Config) -> Result<Shared, DaemonError> {
     for finding in config.conflicts() {
         tracing::warn!(%finding, "conflict");
     }
     let names = Arc::new(config.names.clone());
-    let events = crate::events::channel();
+    let events = events::channel();
     let board = StatusBoard::default();
-    let metrics = Arc::new(crate::metrics::Metrics::new());
-    let outputs = Outputs {
-        events: events.clone(),
-        board: board.clone(),
-        config: config.source.clone(),
-        started_unix_ms: crate::events::unix_ms(std::time::SystemTime::now()),
-    };
-    let supervisor = Supervisor::new(names, outputs);
+    let outputs = outputs(config, &events, &board);
     // Before the first probe round, every target is unknown: the primary groups answer.
-    let table = Arc::new(LiveTable::new(supervisor.table()));
+    let table = Arc::new(LiveTable::new(Supervisor::new(names, outputs).table()));
     let forwarder = Arc::new(Forwarder::new(&config.upstream)?);
     let handler = Arc::new(Handler::new(
         table.clone(),
         forwarder,
         config.server.allow.clone(),
     ));
-    let listeners = dns::bind(&config.server.listen)?;
-    let control = crate::control::bind(config.control.listen).map_err(|err| {
+    Ok(Shared {
+        table,
+        handler,
+        events,
+        board,
+        metrics: Arc::new(Metrics::new()),
+        slots: Slots::new(&ServeLimits {
+            max_tcp_connections: config.server.max_tcp_connections,
+            tcp_idle_timeout: config.server.tcp_idle_timeout,
+        }),
+    })
+}
+
+fn outputs(config: &Config, events: &EventSender, board: &StatusBoard) -> Outputs {
+    Outputs {
+        events: events.clone(),
+        board: board.clone(),
+        config: config.source.clone(),
+        started_unix_ms: events::unix_ms(SystemTime::now()),
+    }
+}
+
+/// Serving listeners by configured address (a port-0 address keeps the port it got).
+type Listeners = HashMap<SocketAddr, (SocketAddr, JoinSet<()>)>;
+
+fn bind_all(addrs: &[SocketAddr], shared: &Shared) -> Result<Listeners, DaemonError> {
+    let bound = dns::bind(addrs)?;
+    let mut listeners = HashMap::new();
+    for (configured, listener) in addrs.iter().zip(bound) {
+        let (Ok(udp), Ok(tcp)) = (listener.udp_addr(), listener.tcp_addr()) else {
+            continue;
+        };
+        tracing::info!(%udp, %tcp, "listening");
+        let tasks = dns::serve(listener, shared.handler.clone(), &shared.slots);
+        listeners.insert(*configured, (udp, tasks));
+    }
+    Ok(listeners)
+}
+
+fn first_address(listeners: &Listeners) -> Option<SocketAddr> {
+    listeners.values().map(|(actual, _)| *actual).min()
+}
+
+/// The control endpoint, bound at start (a reload does not move it).
+fn start_control(config: &Config, shared: &Shared) -> Result<Option<JoinHandle<()>>, DaemonError> {
+    let listener = crate::control::bind(config.control.listen).map_err(|err| {
         let addr = config
             .control
             .listen
             .unwrap_or_else(|| ([127, 0, 0, 1], 0).into());
         DaemonError::Bind(BindError::new(addr, "control", err))
     })?;
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(DaemonError::Signals)?;
-    for listener in &listeners {
-        if let (Ok(udp), Ok(tcp)) = (listener.udp_addr(), listener.tcp_addr()) {
-            tracing::info!(%udp, %tcp, "listening");
-        }
-    }
-    tracing::info!(
-        config = %config.source,
-        names = config.names.len(),
-        upstreams = ?config.upstream.servers,
-        "pathdns {} serving",
-        env!("CARGO_PKG_VERSION")
-    );
-    let limits = ServeLimits {
-        max_tcp_connections: config.server.max_tcp_connections,
-        tcp_idle_timeout: config.server.tcp_idle_timeout,
+    let Some(listener) = listener else {
+        return Ok(None);
     };
-    let mut tasks = dns::serve(listeners, handler, limits);
-    if let Some(listener) = control {
-        if let Ok(addr) = listener.local_addr() {
-            tracing::info!(%addr, "control listening");
-        }
-        let state = crate::control::ControlState {
-            board: board.clone(),
-            metrics: metrics.clone(),
-        };
-        tasks.spawn(crate::control::serve(listener, state));
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "control listening");
     }
-    let _alerts = crate::alert::start(&config.alerts, &events);
-    let _probes = start_probes(supervisor, table)?;
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
-        Some(ended) = tasks.join_next() => {
-            tracing::error!(?ended, "a serving task ended unexpectedly; stopping");
-        }
-    }
-    tasks.abort_all();
-    Ok(())
+    let state = crate::control::ControlState {
+        board: shared.board.clone(),
+        metrics: shared.metrics.clone(),
+    };
+    Ok(Some(tokio::spawn(crate::control::serve(listener, state))))
 }
 
-/// Starts every probe and the supervisor that turns their reports into answer tables.
-fn start_probes(
-    supervisor: Supervisor,
-    table: Arc<LiveTable>,
-) -> Result<scheduler::Running, DaemonError> {
+/// Starts a config's supervisor and probes; `ready_by: None` when the agent is already
+/// ready (a reload).
+fn start_generation(
+    config: Config,
+    shared: &Shared,
+    previous: Option<&Config>,
+) -> Result<Generation, DaemonError> {
+    let supervisor = Supervisor::new(
+        Arc::new(config.names.clone()),
+        outputs(&config, &shared.events, &shared.board),
+    );
     let plan = supervisor.plan().clone();
-    let needs_icmp = plan
-        .jobs
-        .iter()
-        .any(|job| matches!(job.spec.kind, crate::config::ProbeKind::Icmp));
-    let pinger =
-        if needs_icmp {
-            Some(Pinger::start().map_err(|err| {
-                DaemonError::Probes(format!("icmp probes need CAP_NET_RAW: {err}"))
-            })?)
-        } else {
-            None
-        };
     let context = ProbeContext {
         tls: Default::default(),
-        pinger,
+        pinger: pinger_for(&plan)?,
     };
     let (reports, queue) = tokio::sync::mpsc::channel(REPORT_QUEUE);
-    let running = scheduler::start(&plan, &context, reports).map_err(DaemonError::Probes)?;
+    let probes = scheduler::start(&plan, &context, reports).map_err(DaemonError::Probes)?;
     if !plan.jobs.is_empty() {
         tracing::info!(
             probes = plan.jobs.len(),
@@ -137,7 +273,143 @@ fn start_probes(
             "probing"
         );
     }
-    let ready_by = std::time::Instant::now() + FIRST_ROUND_DEADLINE;
-    tokio::spawn(supervisor.run(queue, table, ready_by));
-    Ok(running)
+    let first_round = supervisor.first_round();
+    shared.table.store(supervisor.table());
+    let ready_by = previous
+        .is_none()
+        .then(|| Instant::now() + FIRST_ROUND_DEADLINE);
+    let task = tokio::spawn(supervisor.run(queue, shared.table.clone(), ready_by));
+    tracing::info!(
+        config = %config.source,
+        names = config.names.len(),
+        upstreams = ?config.upstream.servers,
+        "pathdns {} serving",
+        env!("CARGO_PKG_VERSION")
+    );
+    Ok(Generation {
+        config,
+        supervisor: task,
+        _probes: probes,
+        first_round,
+    })
+}
+
+fn pinger_for(plan: &scheduler::Plan) -> Result<Option<Pinger>, DaemonError> {
+    if !plan
+        .jobs
+        .iter()
+        .any(|job| matches!(job.spec.kind, ProbeKind::Icmp))
+    {
+        return Ok(None);
+    }
+    Pinger::start()
+        .map(Some)
+        .map_err(|err| DaemonError::Probes(format!("icmp probes need CAP_NET_RAW: {err}")))
+}
+
+/// Applies a validated config: listeners first (the only step that can fail), then the
+/// handler's settings, then a new generation (table, supervisor, probes).
+fn apply(
+    config: Config,
+    old: &Config,
+    shared: &Shared,
+    listeners: &mut Listeners,
+) -> Result<Generation, DaemonError> {
+    let added: Vec<SocketAddr> = config
+        .server
+        .listen
+        .iter()
+        .filter(|addr| !listeners.contains_key(addr))
+        .copied()
+        .collect();
+    let new_listeners = bind_all(&added, shared)?;
+    listeners.retain(|configured, (actual, _)| {
+        let keep = config.server.listen.contains(configured);
+        if !keep {
+            tracing::info!(addr = %actual, "no longer listening");
+        }
+        keep
+    });
+    listeners.extend(new_listeners);
+    if config.control.listen != old.control.listen {
+        tracing::warn!("control.listen changed: it takes effect at the next restart");
+    }
+    let forwarder = if config.upstream.servers == old.upstream.servers
+        && config.upstream.timeout == old.upstream.timeout
+        && config.upstream.cache_size == old.upstream.cache_size
+    {
+        shared.handler.forwarder()
+    } else {
+        Arc::new(Forwarder::new(&config.upstream)?)
+    };
+    shared.handler.reconfigure(Settings {
+        forwarder,
+        allow: config.server.allow.clone(),
+    });
+    for finding in config.conflicts() {
+        tracing::warn!(%finding, "conflict");
+    }
+    start_generation(config, shared, Some(old))
+}
+
+fn emit_reload(events: &EventSender, source: &ConfigSource, firing: bool, summary: String) {
+    let config = match source {
+        ConfigSource::File(path) => path.display().to_string(),
+        ConfigSource::Demo { .. } => "demo".to_owned(),
+    };
+    let _ = events.send(Event::new(
+        events::RELOAD_REJECTED,
+        firing,
+        &[("config", config)],
+        summary,
+    ));
+}
+
+/// READY=1 after the first probe round (or its deadline), STATUS= kept current, and the
+/// watchdog fed while the DNS listener answers.
+fn spawn_notifications(
+    shared: &Shared,
+    mut first_round: watch::Receiver<bool>,
+    watchdog_target: &Arc<watch::Sender<Option<SocketAddr>>>,
+) {
+    let board = shared.board.clone();
+    tokio::spawn(async move {
+        let _ =
+            tokio::time::timeout(FIRST_ROUND_DEADLINE, first_round.wait_for(|done| *done)).await;
+        let mut last = board.load().summary();
+        systemd::ready(&last);
+        tracing::info!(status = %last, "ready");
+        let mut ticker = tokio::time::interval(STATUS_REFRESH);
+        loop {
+            ticker.tick().await;
+            let now = board.load().summary();
+            if now != last {
+                systemd::status(&now);
+                last = now;
+            }
+        }
+    });
+    if let Some(interval) = systemd::watchdog_interval() {
+        let target = watchdog_target.subscribe();
+        tokio::spawn(async move {
+            systemd::watchdog(interval, target).await;
+        });
+    }
+}
+
+/// SIGUSR2 toggles a frozen DNS listener, to test that the watchdog notices; only when
+/// `PATHDNS_FAULT_INJECTION=1` is set, never in production.
+fn fault_injection_signal() -> Result<tokio::sync::mpsc::Receiver<()>, DaemonError> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    if std::env::var("PATHDNS_FAULT_INJECTION").as_deref() == Ok("1") {
+        let mut usr2 = signal(SignalKind::user_defined2()).map_err(DaemonError::Signals)?;
+        tokio::spawn(async move {
+            while usr2.recv().await.is_some() {
+                if sender.send(()).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    Ok(receiver)
 }

@@ -46,5 +46,6 @@ pub mod netinfo;
 pub mod probe;
 pub mod status;
 pub mod supervisor;
+pub mod systemd;
 pub mod table;
 pub mod wire;

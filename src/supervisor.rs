@@ -99,14 +99,16 @@ impl Supervisor {
 
     /// Consumes probe reports until the probes stop, swapping tables into `live` and
     /// publishing status. Ready once every probe has reported, or at `ready_by` whatever
-    /// the probes say (a probe stuck on a timeout must not hold the agent back).
+    /// the probes say (a probe stuck on a timeout must not hold the agent back); `None`
+    /// means ready already (a reload of a serving agent).
     pub async fn run(
         mut self,
         mut reports: mpsc::Receiver<Report>,
         live: Arc<LiveTable>,
-        ready_by: Instant,
+        ready_by: Option<Instant>,
     ) {
-        self.ready = *self.first_round.borrow();
+        self.ready = ready_by.is_none() || *self.first_round.borrow();
+        let ready_by = ready_by.unwrap_or_else(Instant::now);
         self.publish();
         loop {
             tokio::select! {
@@ -233,6 +235,7 @@ impl Supervisor {
             (Reason::AllDown, _) => tracing::info!(name, from, to, "recovered"),
             _ => tracing::info!(name, from, to, "answer changed"),
         }
+        self.emit_failover(index, old_reason, reason, &to);
         self.selections[index] = (selection, reason);
         selection_changed(&old, &self.selections[index].0)
     }
@@ -270,6 +273,42 @@ impl Supervisor {
                 }
             }
             Verdict::Unknown => {}
+        }
+    }
+
+    /// FAILED_OVER is open while a backup group answers, ALL_TARGETS_DOWN while the
+    /// `when_all_down` policy does (labels: name).
+    fn emit_failover(&self, index: usize, old: Reason, new: Reason, answer: &str) {
+        let name = self.names[index].display();
+        let labels = [("name", name.clone())];
+        let backup = |reason: Reason| matches!(reason, Reason::Group(group) if group > 1);
+        if backup(old) != backup(new) {
+            let summary = match new {
+                Reason::Group(group) if group > 1 => {
+                    format!("{name} failed over to priority group {group}: {answer}")
+                }
+                _ => format!("{name} no longer answers from a backup group: {answer}"),
+            };
+            self.emit(Event::new(
+                events::FAILED_OVER,
+                backup(new),
+                &labels,
+                summary,
+            ));
+        }
+        let all_down = |reason: Reason| reason == Reason::AllDown;
+        if all_down(old) != all_down(new) {
+            let summary = if all_down(new) {
+                format!("every target of {name} is down; when_all_down answers {answer}")
+            } else {
+                format!("{name} has a usable target again: {answer}")
+            };
+            self.emit(Event::new(
+                events::ALL_TARGETS_DOWN,
+                all_down(new),
+                &labels,
+                summary,
+            ));
         }
     }
 

@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use pathdns::config::{AllDownPolicy, AnswerSpec, Config, ConfigError, HealthSettings, ProbeKind};
-use pathdns::daemon::{self, DaemonError};
+use pathdns::daemon::{self, ConfigSource, DaemonError};
 
 mod doctor;
 mod hosts;
@@ -122,13 +122,15 @@ enum Command {
 
 pub fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
-    init_logging(args.log_level.as_deref());
+    let flag = args.log_level.as_deref();
     match args.command {
-        Command::Run { config } => {
-            let config = Config::load(&config)?;
-            serve(config)
+        Command::Run { config: path } => {
+            let config = Config::load(&path)?;
+            init_logging(flag, Some(&config.log.level));
+            serve(config, ConfigSource::File(path))
         }
         Command::Check { config } => {
+            init_logging(flag, None);
             let config = Config::load(&config)?;
             print_table(&config)?;
             print_conflicts(&config)?;
@@ -139,7 +141,10 @@ pub fn main() -> anyhow::Result<ExitCode> {
             control,
             json,
         } => status::run(&config, control, json),
-        Command::Doctor { config } => doctor::run(&config),
+        Command::Doctor { config } => {
+            init_logging(flag, Some("warn"));
+            doctor::run(&config)
+        }
         Command::Hosts { config, control } => hosts::run(&config, control),
         Command::ImportHosts { file } => import_hosts::run(&file),
         Command::Demo {
@@ -150,22 +155,21 @@ pub fn main() -> anyhow::Result<ExitCode> {
                 std::io::stdout().write_all(pathdns::config::DEMO_CONFIG.as_bytes())?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let mut config = Config::demo()?;
-            if !listen.is_empty() {
-                config.server.listen = listen;
-            }
-            serve(config)
+            let source = ConfigSource::Demo { listen };
+            let config = source.load()?;
+            init_logging(flag, Some(&config.log.level));
+            serve(config, source)
         }
     }
 }
 
-fn serve(config: Config) -> anyhow::Result<ExitCode> {
+fn serve(config: Config, source: ConfigSource) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("pathdns")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(daemon::run(config))?;
+    runtime.block_on(daemon::run(config, source))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -184,18 +188,26 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     }
 }
 
-fn init_logging(level: Option<&str>) {
-    let filter = level
+/// Logs to stderr. The level is, first found: `--log-level`, `RUST_LOG`, `PATHDNS_LOG`,
+/// the config's `[log] level`, "info". Under systemd (`JOURNAL_STREAM` set) lines carry no
+/// timestamp or colour: the journal adds its own.
+fn init_logging(flag: Option<&str>, config_level: Option<&str>) {
+    let level = flag
         .map(str::to_owned)
+        .or_else(|| std::env::var("RUST_LOG").ok())
         .or_else(|| std::env::var("PATHDNS_LOG").ok())
+        .or_else(|| config_level.map(str::to_owned))
         .unwrap_or_else(|| "info".to_owned());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+    let filter = tracing_subscriber::EnvFilter::try_new(&level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().with_ansi(false).init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
 }
 
 /// `pathdns check`'s table: one line per owned name.

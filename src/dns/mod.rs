@@ -26,6 +26,10 @@ use tokio::task::JoinSet;
 
 pub use handler::{Handler, Step, Transport};
 
+/// Fault injection for tests (`PATHDNS_FAULT_INJECTION=1`, SIGUSR2): while set, the
+/// listeners read queries and answer nothing, as a hung server would.
+pub static FAULT_FREEZE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// How many forwarded queries may wait on upstreams at once; more get SERVFAIL at once
 /// rather than queueing without bound.
 pub const MAX_UPSTREAM_IN_FLIGHT: usize = 1024;
@@ -130,29 +134,44 @@ pub struct ServeLimits {
     pub tcp_idle_timeout: Duration,
 }
 
-/// Starts the UDP and TCP loops for every listener on the current runtime.
-pub fn serve(listeners: Vec<Listener>, handler: Arc<Handler>, limits: ServeLimits) -> JoinSet<()> {
-    let mut tasks = JoinSet::new();
-    let upstream_slots = Arc::new(Semaphore::new(MAX_UPSTREAM_IN_FLIGHT));
-    let tcp_slots = Arc::new(Semaphore::new(limits.max_tcp_connections));
-    for listener in listeners {
-        let udp = Arc::new(listener.udp);
-        // One receiving task per core: each answers owned names and cache hits inline.
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-        for _ in 0..workers {
-            tasks.spawn(udp::serve(
-                udp.clone(),
-                handler.clone(),
-                upstream_slots.clone(),
-            ));
+/// Capacity shared by every listener: forwarded queries in flight and TCP connections.
+#[derive(Clone)]
+pub struct Slots {
+    upstream: Arc<Semaphore>,
+    tcp: Arc<Semaphore>,
+    tcp_idle_timeout: Duration,
+}
+
+impl Slots {
+    pub fn new(limits: &ServeLimits) -> Slots {
+        Slots {
+            upstream: Arc::new(Semaphore::new(MAX_UPSTREAM_IN_FLIGHT)),
+            tcp: Arc::new(Semaphore::new(limits.max_tcp_connections)),
+            tcp_idle_timeout: limits.tcp_idle_timeout,
         }
-        tasks.spawn(tcp::serve(
-            listener.tcp,
+    }
+}
+
+/// Starts the UDP and TCP loops of one listener; dropping the set stops them (and closes
+/// its sockets), which a reload does for an address it no longer listens on.
+pub fn serve(listener: Listener, handler: Arc<Handler>, slots: &Slots) -> JoinSet<()> {
+    let mut tasks = JoinSet::new();
+    let udp = Arc::new(listener.udp);
+    // One receiving task per core: each answers owned names and cache hits inline.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    for _ in 0..workers {
+        tasks.spawn(udp::serve(
+            udp.clone(),
             handler.clone(),
-            upstream_slots.clone(),
-            tcp_slots.clone(),
-            limits.tcp_idle_timeout,
+            slots.upstream.clone(),
         ));
     }
+    tasks.spawn(tcp::serve(
+        listener.tcp,
+        handler,
+        slots.upstream.clone(),
+        slots.tcp.clone(),
+        slots.tcp_idle_timeout,
+    ));
     tasks
 }

@@ -25,6 +25,9 @@ pub async fn serve(socket: Arc<UdpSocket>, handler: Arc<Handler>, upstream_slots
                 continue;
             }
         };
+        if super::FAULT_FREEZE.load(std::sync::atomic::Ordering::Relaxed) {
+            continue;
+        }
         let query = &packet[..len];
         match handler.respond_now(query, client.ip(), Transport::Udp, &mut out) {
             Step::Reply => send(&socket, &out, client).await,

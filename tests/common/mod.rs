@@ -101,6 +101,8 @@ impl Drop for Process {
 pub struct Agent {
     pub process: Process,
     pub addr: SocketAddr,
+    /// The config file it runs on: rewrite it and send SIGHUP to reload.
+    pub config_path: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -109,6 +111,11 @@ impl Agent {
     /// config that would probe anything but loopback: outside a test's own network
     /// namespace, private-range addresses belong to somebody else.
     pub fn start(config: &str) -> Agent {
+        Agent::start_with_env(config, &[])
+    }
+
+    /// Like [`Agent::start`], with extra environment variables for the process.
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Agent {
         refuse_probes_off_loopback(config);
         let config = with_test_control(config);
         let config = config.as_str();
@@ -119,12 +126,14 @@ impl Agent {
         command
             .args(["run", "--config"])
             .arg(&path)
-            .env("PATHDNS_LOG", "info");
+            .env("PATHDNS_LOG", "info")
+            .envs(env.iter().copied());
         let mut process = Process::spawn("pathdns", &mut command);
         let addr = process.wait_for_line("its listen address", listening_addr);
         Agent {
             process,
             addr,
+            config_path: path,
             _dir: dir,
         }
     }

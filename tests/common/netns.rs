@@ -499,6 +499,7 @@ impl Topology {
         Agent {
             process,
             addr,
+            config_path: path,
             _dir: dir,
         }
     }

@@ -1,0 +1,107 @@
+//! systemd integration through sd-notify: `READY=1`, `STATUS=`, `WATCHDOG=1`,
+//! `RELOADING=1` with `MONOTONIC_USEC`, `STOPPING=1`.
+//!
+//! Owns: what is sent when, and the watchdog's proof of life. The watchdog is fed only
+//! after the DNS listener answers a real query from this process (like AKS LocalDNS), so a
+//! hung server is restarted by systemd instead of being kept alive by a timer. Without
+//! `NOTIFY_SOCKET` every call is silent. Must not: decide health or readiness itself.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use sd_notify::NotifyState;
+
+fn send(states: &[NotifyState<'_>]) {
+    if let Err(err) = sd_notify::notify(states) {
+        tracing::debug!(error = %err, "sd_notify failed");
+    }
+}
+
+/// Sockets bound, first probe round done: serving.
+pub fn ready(status: &str) {
+    send(&[NotifyState::Ready, NotifyState::Status(status)]);
+}
+
+/// A one-line summary kept current, e.g. "3 names, 5/6 targets up".
+pub fn status(status: &str) {
+    send(&[NotifyState::Status(status)]);
+}
+
+/// A reload started; `ready` must follow when it is done, whatever the outcome.
+pub fn reloading() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => send(&[NotifyState::Reloading, now]),
+        Err(_) => send(&[NotifyState::Reloading]),
+    }
+}
+
+pub fn stopping() {
+    send(&[NotifyState::Stopping]);
+}
+
+/// How often to feed the watchdog: half of `WATCHDOG_USEC`, if systemd asked for one.
+pub fn watchdog_interval() -> Option<Duration> {
+    sd_notify::watchdog_enabled().map(|timeout| timeout / 2)
+}
+
+/// Feeds the watchdog every `interval` while the listener at `listen` (the current first
+/// listen address, which a reload may change) answers a DNS query; stops feeding (and
+/// systemd restarts us) when it does not.
+pub async fn watchdog(
+    interval: Duration,
+    listen: tokio::sync::watch::Receiver<Option<SocketAddr>>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(listen) = *listen.borrow() else {
+            continue;
+        };
+        let answered = tokio::task::spawn_blocking(move || self_query(listen, interval))
+            .await
+            .unwrap_or(false);
+        if answered {
+            send(&[NotifyState::Watchdog]);
+        } else {
+            tracing::error!(%listen, "the DNS listener did not answer the watchdog's query; not feeding the watchdog");
+        }
+    }
+}
+
+/// A CHAOS-class query, which the handler answers at once (REFUSED) without touching the
+/// answer table or any upstream: any response proves the listener loop works.
+fn self_query(listen: SocketAddr, timeout: Duration) -> bool {
+    let target = match listen.ip() {
+        ip if ip.is_unspecified() && listen.is_ipv4() => {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), listen.port())
+        }
+        ip if ip.is_unspecified() => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), listen.port()),
+        _ => listen,
+    };
+    let bind: SocketAddr = if target.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let Ok(socket) = UdpSocket::bind(bind) else {
+        return false;
+    };
+    if socket
+        .set_read_timeout(Some(timeout.max(Duration::from_millis(100))))
+        .is_err()
+    {
+        return false;
+    }
+    let id = fastrand::u16(..);
+    let mut query = Vec::with_capacity(40);
+    query.extend_from_slice(&id.to_be_bytes());
+    query.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+    query.extend_from_slice(b"\x10pathdns-watchdog\x07invalid\x00");
+    query.extend_from_slice(&[0, 16, 0, 3]); // TXT, class CH
+    if socket.send_to(&query, target).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 512];
+    matches!(socket.recv_from(&mut buf), Ok((len, _)) if len >= 12 && buf[..2] == id.to_be_bytes())
+}

@@ -461,3 +461,65 @@ fn embedded_demo_config_passes_check() {
         );
     }
 }
+
+/// An ICMP probe needs CAP_NET_RAW: without it `check` (and `run`) refuse the config with a
+/// message naming the capability, never a probe that silently passes.
+#[test]
+fn icmp_probe_without_cap_net_raw_is_a_config_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let path = dir.path().join("icmp.toml");
+    std::fs::write(
+        &path,
+        "[upstream]\nservers = [\"127.0.0.1:5399\"]\n\n[[name]]\nname = \"reg.test.example\"\n\
+         targets = [\"127.0.0.10\"]\nprobes = [{ kind = \"icmp\" }]\n",
+    )
+    .expect("write config");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let binary = env!("CARGO_BIN_EXE_pathdns");
+    let output = if is_root {
+        // Drop to nobody with no capabilities at all.
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+            ])
+            .arg(binary)
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .expect("run setpriv")
+    } else {
+        Command::new(binary)
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .expect("run pathdns")
+    };
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("CAP_NET_RAW"), "{stderr}");
+    assert!(stderr.contains("name[0].probes[0].kind"), "{stderr}");
+    if is_root {
+        // With the capability, the same config is fine.
+        let output = Command::new(binary)
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .expect("run pathdns");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}

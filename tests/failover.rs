@@ -209,3 +209,88 @@ fn when_all_down_servfail_answers_servfail() {
     assert_eq!(rcode(&response), ResponseCode::ServFail);
     assert!(response.answers.is_empty());
 }
+
+/// A server that answers every connection with `reply` and closes it; with `reply` empty,
+/// it resets the connection (SO_LINGER 0) instead.
+fn misbehaving_server(ip: &str, port: u16, reply: &'static [u8]) -> Arc<AtomicBool> {
+    use std::io::Write;
+    let listener = TcpListener::bind((ip, port)).expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    std::thread::spawn(move || {
+        while !flag.load(Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((mut stream, _)) => {
+                    if reply.is_empty() {
+                        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                    } else {
+                        let _ = stream.write_all(reply);
+                    }
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+    stop
+}
+
+/// Targets that reset the connection or answer garbage are health states: marked down
+/// with the reason, and the agent keeps answering.
+#[test]
+fn targets_that_reset_or_answer_garbage_are_down_not_a_crash() {
+    let upstream = Dnsmasq::start(&[("other.test.example", "192.0.2.99")]);
+    let port = free_port();
+    let garbage = misbehaving_server(
+        "127.0.0.12",
+        port,
+        b"\x16\x03\x01garbage that is not TLS\r\n",
+    );
+    let reset = misbehaving_server("127.0.0.13", port, b"");
+    let config = format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+
+[upstream]
+servers = ["{upstream}"]
+
+[[name]]
+name = "app.test.example"
+targets = ["127.0.0.12", "127.0.0.13"]
+probes = [{{ kind = "https", port = {port}, interval = "200ms", suspect_interval = "200ms", timeout = "150ms" }}]
+"#,
+        upstream = upstream.addr
+    );
+    let mut agent = Agent::start(&config);
+    for addr in ["127.0.0.12", "127.0.0.13"] {
+        let line = agent.process.wait_for_line("the target down", |line| {
+            (line.contains("target down") && line.contains(&format!("addr={addr} ")))
+                .then(|| line.to_owned())
+        });
+        assert!(line.contains("reason="), "{line}");
+        eprintln!("{line}");
+    }
+    assert!(agent.process.is_running());
+    // Every target down: "keep" still answers; other names are forwarded as usual.
+    let response = ask_udp(
+        agent.addr,
+        &query("app.test.example.", RecordType::A, false),
+    );
+    assert_eq!(rcode(&response), ResponseCode::NoError);
+    let answered = addresses(&response);
+    assert!(
+        !answered.is_empty()
+            && answered
+                .iter()
+                .all(|a| a == "127.0.0.12" || a == "127.0.0.13"),
+        "{answered:?}"
+    );
+    let response = ask_udp(
+        agent.addr,
+        &query("other.test.example.", RecordType::A, false),
+    );
+    assert_eq!(addresses(&response), vec!["192.0.2.99".to_owned()]);
+    garbage.store(true, Ordering::Relaxed);
+    reset.store(true, Ordering::Relaxed);
+}

@@ -118,7 +118,7 @@ pub(super) fn log(raw: &RawLog, blame: Blame<'_>) -> Result<LogSettings, ConfigE
     let level = match &raw.level {
         Some(level) => {
             let text = level.get_ref().trim();
-            if tracing_subscriber::EnvFilter::try_new(text).is_err() || text.is_empty() {
+            if !is_log_filter(text) {
                 return Err(blame(
                     Some(level.span()),
                     "log.level",
@@ -130,6 +130,21 @@ pub(super) fn log(raw: &RawLog, blame: Blame<'_>) -> Result<LogSettings, ConfigE
         None => "info".to_owned(),
     };
     Ok(LogSettings { level })
+}
+
+/// A level ("info"), or comma-separated directives whose levels are real
+/// ("warn,pathdns=debug"). A bare word that is not a level is refused: tracing would take
+/// it for a module name and silently log nothing.
+fn is_log_filter(text: &str) -> bool {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    !text.is_empty()
+        && text.split(',').all(|directive| {
+            let level = directive
+                .rsplit_once('=')
+                .map_or(directive, |(_, level)| level);
+            LEVELS.contains(&level.trim().to_ascii_lowercase().as_str())
+        })
+        && tracing_subscriber::EnvFilter::try_new(text).is_ok()
 }
 
 pub(super) fn alerts(raw: &[RawAlert], blame: Blame<'_>) -> Result<Vec<AlertSink>, ConfigError> {

@@ -15,6 +15,7 @@ use pathdns::daemon::{self, ConfigSource, DaemonError};
 mod doctor;
 mod hosts;
 mod import_hosts;
+mod resolver;
 mod status;
 
 /// Exit code for an unusable configuration (sysexits EX_CONFIG; systemd knows it).
@@ -105,6 +106,11 @@ enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Make pathdns the host's resolver, or undo it (safely and reversibly).
+    Resolver {
+        #[command(subcommand)]
+        action: resolver::Action,
+    },
     /// Run the agent on its embedded example config: the documents' example names on
     /// 127.0.0.1:1053, every other name forwarded to this host's resolv.conf resolvers.
     ///
@@ -147,6 +153,7 @@ pub fn main() -> anyhow::Result<ExitCode> {
         }
         Command::Hosts { config, control } => hosts::run(&config, control),
         Command::ImportHosts { file } => import_hosts::run(&file),
+        Command::Resolver { action } => resolver::run(action),
         Command::Demo {
             listen,
             print_config,

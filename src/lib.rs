@@ -11,25 +11,39 @@
 //! Data flows one way; no module imports back up the flow:
 //!
 //! ```text
-//!   config ──> table ──> dns (handler ──> forward/cache)
-//!   (TOML,     (ready-made   (UDP/TCP listeners, per-query decision,
-//!    presets)   wire answers, upstream pool and answer cache)
-//!               swapped
-//!               atomically)
+//!   config ─> probe ─> health ─> failover ─> table ─> dns
+//!   (TOML,    (tcp, tls,  (rise/    (best group,  (ready-made   (UDP/TCP listeners,
+//!    presets,  https /v2/, fall per  when_all_down wire answers,  per-query handler,
+//!    errors    icmp, path) probe)    policies)     swapped        forwarder + cache)
+//!    with                                          atomically)
+//!    file:line)
+//!
+//!   at the side: supervisor (probe reports -> health -> failover -> new table, events,
+//!   status), daemon (start-up, reload, shutdown), systemd, control (HTTP), metrics, alert
+//!   (webhook, Alertmanager), events, status, netinfo (interfaces, routes, egress,
+//!   100.x conflicts), wire (DNS wire format)
 //! ```
 //!
 //! - [`config`]: the TOML schema, validation with file:line:field errors, the `[[registry]]`
-//!   preset that expands into the documents' three names, and the embedded demo config.
+//!   preset that expands into the documents' three names, probe and failover settings,
+//!   operations settings, and the embedded demo config.
+//! - [`probe`]: one run of each probe kind, and the [`probe::scheduler`] that runs every
+//!   distinct probe on its own task, jittered, faster while suspect.
+//! - [`health`]: the rise/fall state machine per probe, combined per target.
+//! - [`failover`]: which answer a name gives from its targets' health.
 //! - [`table`]: the answer table. Each owned name's response per query type is encoded once,
 //!   when the table is built; the DNS path only loads the current table (an `ArcSwap`).
-//! - [`wire`]: the DNS wire format on the hot path: query parsing and response writing
-//!   without allocation. Used by `table` (to build answers) and `dns` (to send them).
 //! - [`dns`]: sockets and serving loops, the per-query [`dns::Handler`], and forwarding with
 //!   hickory-resolver's name server pool behind pathdns's own answer cache.
-//! - [`daemon`]: wires the pieces together for `pathdns run` and `pathdns demo`.
+//! - [`supervisor`]: the loop from probe reports to answer tables, events and status.
+//! - [`daemon`]: start-up order, live reload on SIGHUP, readiness, shutdown.
+//! - [`systemd`], [`control`], [`metrics`], [`alert`], [`events`], [`status`]: how the agent
+//!   tells systemd, Prometheus, operators and their alerting how it is.
+//! - [`netinfo`]: the host's interfaces and routes; [`wire`]: the DNS wire format on the
+//!   hot path.
 //!
 //! The DNS hot path never waits on a probe, a reload, a webhook or a lock: owned names and
-//! cache hits are answered in the task that received the query.
+//! cache hits are answered in the task that received the query, from the current table.
 
 #![forbid(unsafe_code)]
 
@@ -38,6 +52,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod dns;
+pub mod doctor;
 pub mod events;
 pub mod failover;
 pub mod health;

@@ -1,7 +1,7 @@
 //! Target health: rise/fall thresholds over probe results, per probe and per target.
 //!
 //! Owns: the anti-flap state machine ([`ProbeState`]), the aggregation of a target's probes
-//! into one verdict ([`TargetHealth`]), and the facts kept for status (last error, last
+//! into one verdict ([`combine`]), and the facts kept for status (last error, last
 //! round-trip time, time of last change). Must not: run probes, choose answers, or touch
 //! the answer table; it only counts.
 //!

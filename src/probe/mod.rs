@@ -1,6 +1,6 @@
 //! Probes: does a target really work over the path this host uses?
 //!
-//! Owns: one run of each probe kind against one target ([`run`]), the TLS set-up they share
+//! Owns: one run of each probe kind against one target ([`Prepared::run`]), the TLS set-up they share
 //! ([`tls`]), and the [`scheduler`] that runs each distinct probe on its own task at its
 //! interval, with jitter, faster while suspect. Must not: keep health state or choose
 //! answers (that is `health` and `failover`); a probe that cannot reach its target returns

@@ -29,6 +29,8 @@ pub struct Outputs {
     /// The config file, for status.
     pub config: String,
     pub started_unix_ms: u64,
+    /// Probe runs, target health and failovers for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub struct Supervisor {
@@ -50,6 +52,7 @@ impl Supervisor {
     /// Every target starts unknown, so the first table answers the primary groups.
     pub fn new(names: Arc<Vec<OwnedName>>, outputs: Outputs) -> Supervisor {
         let plan = Plan::from_names(&names);
+        outputs.metrics.forget_targets();
         let states = plan
             .jobs
             .iter()
@@ -151,6 +154,7 @@ impl Supervisor {
             .map(|(key, _)| *key)
             .collect();
         let before: Vec<Verdict> = affected.iter().map(|key| self.verdict(*key)).collect();
+        self.count_run(&affected, report);
         let Some(state) = self.states.get_mut(report.job) else {
             return false;
         };
@@ -165,11 +169,27 @@ impl Supervisor {
         for (key, old) in affected.into_iter().zip(before) {
             let new = self.verdict(key);
             if new != old {
+                let up = (new != Verdict::Unknown).then_some(new == Verdict::Up);
+                let name = self.names[key.0].display();
+                self.outputs.metrics.target_state(&name, key.1, up);
                 self.log_target(key, new, report);
                 changed |= self.reselect(key.0);
             }
         }
         changed
+    }
+
+    /// One probe run, for every (name, target) it decides.
+    fn count_run(&self, affected: &[(usize, IpAddr)], report: &Report) {
+        let Some(job) = self.plan.jobs.get(report.job) else {
+            return;
+        };
+        for (index, addr) in affected {
+            let name = self.names[*index].display();
+            let (ok, rtt) = (report.outcome.ok, report.outcome.rtt);
+            let probe = job.spec.kind.name();
+            self.outputs.metrics.probe_ran(&name, *addr, probe, ok, rtt);
+        }
     }
 
     fn note_first_round(&mut self, job: usize) {
@@ -227,6 +247,7 @@ impl Supervisor {
                 )
             }
             (Reason::Group(a), Reason::Group(b)) if b > a => {
+                self.outputs.metrics.failed_over(name);
                 tracing::warn!(name, from, to, group = b, "failed over")
             }
             (Reason::Group(a), Reason::Group(b)) if b < a => {

@@ -49,9 +49,10 @@ pub struct RawAlert {
     /// Send a problem again at this interval while it lasts.
     #[serde(default, deserialize_with = "text::opt_spanned")]
     pub repeat_interval: Option<Spanned<Duration>>,
-    /// Attempts per alert before it is dropped (with backoff between them).
+    /// Retries after a failed attempt, with backoff between them (0.5 s, 1 s, 2 s, ...,
+    /// at most 30 s), before the alert is dropped. 0 to 10.
     #[serde(default)]
-    pub retries: Option<u32>,
+    pub retries: Option<Spanned<u32>>,
     /// Alerts waiting to be sent; when full, the oldest is dropped (and counted).
     #[serde(default)]
     pub queue: Option<usize>,
@@ -86,6 +87,9 @@ pub struct AlertSink {
     pub retries: u32,
     pub queue: usize,
 }
+
+/// Retries per alert at most: with the backoff capped at 30 s, a few minutes of trying.
+const MAX_RETRIES: u32 = 10;
 
 type Blame<'a> = &'a dyn Fn(Option<Range<usize>>, &str, String) -> ConfigError;
 
@@ -166,7 +170,11 @@ pub(super) fn alerts(raw: &[RawAlert], blame: Blame<'_>) -> Result<Vec<AlertSink
                 }
             };
             let url = alert.url.get_ref().trim();
-            if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
+            let parsed = reqwest::Url::parse(url).ok();
+            if !(url.starts_with("http://") || url.starts_with("https://"))
+                || url.len() < 10
+                || parsed.as_ref().and_then(|u| u.host_str()).is_none()
+            {
                 return Err(blame(
                     Some(alert.url.span()),
                     &at("url"),
@@ -193,6 +201,15 @@ pub(super) fn alerts(raw: &[RawAlert], blame: Blame<'_>) -> Result<Vec<AlertSink
                     "must be at least 1s".into(),
                 ));
             }
+            let retries = alert.retries.as_ref().map_or(3, |r| *r.get_ref());
+            if retries > MAX_RETRIES {
+                let span = alert.retries.as_ref().map(Spanned::span);
+                return Err(blame(
+                    span,
+                    &at("retries"),
+                    format!("must be between 0 and {MAX_RETRIES}"),
+                ));
+            }
             let queue = alert.queue.unwrap_or(256);
             if queue == 0 || queue > 100_000 {
                 return Err(blame(
@@ -206,7 +223,7 @@ pub(super) fn alerts(raw: &[RawAlert], blame: Blame<'_>) -> Result<Vec<AlertSink
                 url: url.trim_end_matches('/').to_owned(),
                 timeout,
                 repeat_interval,
-                retries: alert.retries.unwrap_or(3),
+                retries,
                 queue,
             })
         })

@@ -1,13 +1,43 @@
 //! The control endpoint on loopback: `/healthz`, `/readyz`, `/metrics`, `/status`.
 //!
-//! Owns: the HTTP listener and its four routes. Must not: compute anything it serves; it
-//! reads the status board and renders the metrics registry.
+//! Owns: the HTTP listener, its limits and its four routes. Must not: compute anything it
+//! serves; it reads the status board and renders the metrics registry.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /healthz` | 200 `ok`: the process and its async runtime answer |
+//! | `GET /readyz` | 200 once the listeners are bound and the first probe round is done (or timed out), else 503 |
+//! | `GET /metrics` | Prometheus text format 0.0.4 |
+//! | `GET /status` | the [`Status`](crate::status::Status) snapshot as JSON (what `pathdns status` reads) |
+//!
+//! Anything else is 404; a method other than GET or HEAD is 405. The endpoint is HTTP/1.1
+//! only, with at most [`MAX_CONNECTIONS`] connections at once (more are closed at once),
+//! a [`HEADER_TIMEOUT`] for a request's headers, small request buffers, and a
+//! [`CONNECTION_LIFETIME`] after which even a busy keep-alive connection is closed.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::Semaphore;
 
 use crate::metrics::Metrics;
 use crate::status::StatusBoard;
+
+/// Connections served at once; the next ones are closed as soon as they are accepted.
+pub const MAX_CONNECTIONS: usize = 640;
+/// A client must send a request's headers within this.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection is closed after this, whatever it is doing (scrapers reconnect).
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// Request buffer limit (hyper's minimum); the routes take no body.
+const MAX_REQUEST_BUFFER: usize = 8192;
 
 /// What the routes read.
 #[derive(Clone)]
@@ -26,6 +56,95 @@ pub fn bind(addr: Option<SocketAddr>) -> std::io::Result<Option<tokio::net::TcpL
 
 /// Serves the routes until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, state: ControlState) {
-    let _ = (listener, state);
-    std::future::pending::<()>().await
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_REQUEST_BUFFER)
+        .keep_alive(true);
+    let http = Arc::new(http);
+    // Connections die with the accept loop: dropping this task (shutdown) drops the set.
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let (stream, client) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // EMFILE and friends: back off instead of spinning on retries.
+                tracing::warn!(error = %err, "control accept failed; pausing accepts for 100 ms");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(%client, "control connection limit reached; closing");
+            continue;
+        };
+        let (http, state) = (http.clone(), state.clone());
+        connections.spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let response = route(&state, &request);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let connection = http.serve_connection(TokioIo::new(stream), service);
+            match tokio::time::timeout(CONNECTION_LIFETIME, connection).await {
+                Ok(Err(err)) => tracing::debug!(%client, error = %err, "control connection"),
+                Ok(Ok(())) | Err(_) => {}
+            }
+            drop(slot);
+        });
+    }
+}
+
+/// The answer to one request.
+fn route(state: &ControlState, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    match request.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" => {
+            if state.board.load().ready {
+                text(StatusCode::OK, "ready\n")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+            }
+        }
+        "/metrics" => match state.metrics.encode() {
+            Ok(body) => with_type(StatusCode::OK, crate::metrics::CONTENT_TYPE, body.into()),
+            Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n"),
+        },
+        "/status" => match serde_json::to_vec(&*state.board.load()) {
+            Ok(body) => with_type(StatusCode::OK, "application/json", body.into()),
+            Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode status\n"),
+        },
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: try /healthz, /readyz, /metrics or /status\n",
+        ),
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    with_type(
+        status,
+        "text/plain; charset=utf-8",
+        Bytes::from_static(body.as_bytes()),
+    )
+}
+
+fn with_type(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }

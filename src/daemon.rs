@@ -174,21 +174,21 @@ fn shared_parts(config: &Config) -> Result<Shared, DaemonError> {
     let names = Arc::new(config.names.clone());
     let events = events::channel();
     let board = StatusBoard::default();
-    let outputs = outputs(config, &events, &board);
+    let metrics = Arc::new(Metrics::new());
+    let outputs = outputs(config, &events, &board, &metrics);
     // Before the first probe round, every target is unknown: the primary groups answer.
     let table = Arc::new(LiveTable::new(Supervisor::new(names, outputs).table()));
     let forwarder = Arc::new(Forwarder::new(&config.upstream)?);
-    let handler = Arc::new(Handler::new(
-        table.clone(),
-        forwarder,
-        config.server.allow.clone(),
-    ));
+    let handler = Arc::new(
+        Handler::new(table.clone(), forwarder, config.server.allow.clone())
+            .with_stats(metrics.queries()),
+    );
     Ok(Shared {
         table,
         handler,
         events,
         board,
-        metrics: Arc::new(Metrics::new()),
+        metrics,
         slots: Slots::new(&ServeLimits {
             max_tcp_connections: config.server.max_tcp_connections,
             tcp_idle_timeout: config.server.tcp_idle_timeout,
@@ -196,12 +196,18 @@ fn shared_parts(config: &Config) -> Result<Shared, DaemonError> {
     })
 }
 
-fn outputs(config: &Config, events: &EventSender, board: &StatusBoard) -> Outputs {
+fn outputs(
+    config: &Config,
+    events: &EventSender,
+    board: &StatusBoard,
+    metrics: &Arc<Metrics>,
+) -> Outputs {
     Outputs {
         events: events.clone(),
         board: board.clone(),
         config: config.source.clone(),
         started_unix_ms: events::unix_ms(SystemTime::now()),
+        metrics: metrics.clone(),
     }
 }
 
@@ -257,7 +263,7 @@ fn start_generation(
 ) -> Result<Generation, DaemonError> {
     let supervisor = Supervisor::new(
         Arc::new(config.names.clone()),
-        outputs(&config, &shared.events, &shared.board),
+        outputs(&config, &shared.events, &shared.board, &shared.metrics),
     );
     let plan = supervisor.plan().clone();
     let context = ProbeContext {

@@ -2,13 +2,348 @@
 //!
 //! Owns: the registry and every metric's name, unit and help text. Must not: put a lock
 //! on the DNS path.
+//!
+//! The DNS server counts into [`QueryStats`] (plain atomics); they are read at scrape time
+//! by a collector. Probe, failover and reload metrics change a few times a second at most
+//! and use prometheus-client's labelled families.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `pathdns_dns_queries_total` | counter | `source`, `qtype`, `rcode` |
+//! | `pathdns_dns_response_duration_seconds` | histogram | |
+//! | `pathdns_dns_dropped_packets_total` | counter | |
+//! | `pathdns_cache_hits_total` | counter | |
+//! | `pathdns_cache_misses_total` | counter | |
+//! | `pathdns_upstream_errors_total` | counter | |
+//! | `pathdns_probe_runs_total` | counter | `name`, `target`, `probe`, `result` |
+//! | `pathdns_probe_rtt_seconds` | gauge | `name`, `target`, `probe` |
+//! | `pathdns_target_up` | gauge | `name`, `target` |
+//! | `pathdns_failovers_total` | counter | `name` |
+//! | `pathdns_config_reloads_total` | counter | `result` |
+//! | `pathdns_build_info` | gauge (1) | `version` |
+
+use std::net::IpAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::dns::stats::QueryStats;
+
+/// The `Content-Type` of [`Metrics::encode`]'s output (Prometheus text format 0.0.4).
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ProbeRunLabels {
+    name: String,
+    target: String,
+    probe: String,
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ProbeLabels {
+    name: String,
+    target: String,
+    probe: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct TargetLabels {
+    name: String,
+    target: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct NameLabels {
+    name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReloadLabels {
+    result: &'static str,
+}
 
 /// Every metric pathdns exports.
-#[derive(Debug, Default)]
-pub struct Metrics {}
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    queries: Arc<QueryStats>,
+    probe_runs: Family<ProbeRunLabels, Counter>,
+    probe_rtt: Family<ProbeLabels, Gauge<f64, AtomicU64>>,
+    target_up: Family<TargetLabels, Gauge>,
+    failovers: Family<NameLabels, Counter>,
+    reloads: Family<ReloadLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
 
 impl Metrics {
     pub fn new() -> Metrics {
-        Metrics {}
+        let mut registry = Registry::default();
+        let queries = Arc::new(QueryStats::new());
+        registry.register_collector(Box::new(QueryCollector(queries.clone())));
+        let probe_runs = Family::<ProbeRunLabels, Counter>::default();
+        // Counters get `_total` from the encoder, gauges and histograms nothing.
+        registry.register(
+            "pathdns_probe_runs",
+            "Probe runs per owned name and target, by probe kind and result (ok or \
+             fail); a probe shared by several names (an OSS name, its bucket and wildcard) counts \
+             under each",
+            probe_runs.clone(),
+        );
+        let probe_rtt = Family::<ProbeLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "pathdns_probe_rtt_seconds",
+            "Round-trip time of the last successful probe run",
+            probe_rtt.clone(),
+        );
+        let target_up = Family::<TargetLabels, Gauge>::default();
+        registry.register(
+            "pathdns_target_up",
+            "1 when every probe of the target is up, 0 when one is down; absent while \
+             unknown (not probed yet, or a static answer)",
+            target_up.clone(),
+        );
+        let failovers = Family::<NameLabels, Counter>::default();
+        registry.register(
+            "pathdns_failovers",
+            "Times a name's answer moved to a lower-priority target group",
+            failovers.clone(),
+        );
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        // Both series exist from the start, so that an alert on `rejected` can use rate().
+        for result in ["ok", "rejected"] {
+            drop(reloads.get_or_create(&ReloadLabels { result }));
+        }
+        registry.register(
+            "pathdns_config_reloads",
+            "Config reloads (SIGHUP) by result: ok, or rejected (the previous config kept \
+             serving)",
+            reloads.clone(),
+        );
+        registry.register(
+            "pathdns_build",
+            "The running pathdns version (always 1)",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        Metrics {
+            registry,
+            queries,
+            probe_runs,
+            probe_rtt,
+            target_up,
+            failovers,
+            reloads,
+        }
+    }
+
+    /// The DNS server's counters: give these to the [`crate::dns::Handler`].
+    pub fn queries(&self) -> Arc<QueryStats> {
+        self.queries.clone()
+    }
+
+    /// One probe run against `target` for `name`.
+    pub fn probe_ran(
+        &self,
+        name: &str,
+        target: IpAddr,
+        probe: &str,
+        ok: bool,
+        rtt: Option<Duration>,
+    ) {
+        let labels = ProbeLabels {
+            name: name.to_owned(),
+            target: target.to_string(),
+            probe: probe.to_owned(),
+        };
+        if let (true, Some(rtt)) = (ok, rtt) {
+            self.probe_rtt.get_or_create(&labels).set(rtt.as_secs_f64());
+        }
+        let ProbeLabels {
+            name,
+            target,
+            probe,
+        } = labels;
+        let result = if ok { "ok" } else { "fail" };
+        self.probe_runs
+            .get_or_create(&ProbeRunLabels {
+                name,
+                target,
+                probe,
+                result,
+            })
+            .inc();
+    }
+
+    /// A target's combined verdict: `Some(true)` up, `Some(false)` down, `None` unknown.
+    pub fn target_state(&self, name: &str, target: IpAddr, up: Option<bool>) {
+        let labels = TargetLabels {
+            name: name.to_owned(),
+            target: target.to_string(),
+        };
+        match up {
+            Some(up) => {
+                self.target_up.get_or_create(&labels).set(i64::from(up));
+            }
+            None => {
+                self.target_up.remove(&labels);
+            }
+        }
+    }
+
+    /// A name's answer moved to a lower-priority group.
+    pub fn failed_over(&self, name: &str) {
+        self.failovers
+            .get_or_create(&NameLabels {
+                name: name.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Forgets per-target gauges: a new config's names and targets start unknown.
+    pub fn forget_targets(&self) {
+        self.target_up.clear();
+        self.probe_rtt.clear();
+    }
+
+    /// One config reload: accepted (`true`) or rejected.
+    pub fn record_reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "rejected" };
+        self.reloads.get_or_create(&ReloadLabels { result }).inc();
+    }
+
+    /// Every metric in the Prometheus text format ([`CONTENT_TYPE`]).
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut text = String::with_capacity(8 * 1024);
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+/// Reads the DNS counters at scrape time.
+#[derive(Debug)]
+struct QueryCollector(Arc<QueryStats>);
+
+impl Collector for QueryCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let snapshot = self.0.snapshot();
+
+        let mut family = encoder.encode_descriptor(
+            "pathdns_dns_queries",
+            "DNS responses sent, by source (owned, forwarded, refused, error), query type \
+             and response code.",
+            None,
+            MetricType::Counter,
+        )?;
+        for ((source, qtype, rcode), count) in snapshot.queries() {
+            let labels = [("source", source), ("qtype", qtype), ("rcode", rcode)];
+            ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
+        }
+
+        let mut histogram = encoder.encode_descriptor(
+            "pathdns_dns_response_duration_seconds",
+            "Time from receiving a DNS query to its response written to the socket.",
+            None,
+            MetricType::Histogram,
+        )?;
+        histogram.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            snapshot.latency_seconds,
+            snapshot.responses(),
+            &snapshot.latency_buckets(),
+            None,
+        )?;
+
+        let counters = [
+            (
+                "pathdns_dns_dropped_packets",
+                "Packets that got no response: not a DNS query, or malformed from a client \
+                 outside the allow list.",
+                snapshot.dropped,
+            ),
+            (
+                "pathdns_cache_hits",
+                "Forwarded names answered from the cache.",
+                snapshot.cache_misses,
+            ),
+            (
+                "pathdns_cache_misses",
+                "Forwarded names not in the cache (sent upstream).",
+                snapshot.cache_misses,
+            ),
+            (
+                "pathdns_upstream_errors",
+                "Forwarded queries no upstream answered in time (answered SERVFAIL).",
+                snapshot.upstream_errors,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value);
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::stats::Source;
+
+    #[test]
+    fn every_metric_is_exported_with_its_type() {
+        let metrics = Metrics::new();
+        let stats = metrics.queries();
+        stats.answered(Source::Owned, 1, 0);
+        stats.observe(Duration::from_micros(30));
+        stats.cache_hit();
+        let target: IpAddr = [127, 0, 0, 5].into();
+        metrics.probe_ran(
+            "reg.example",
+            target,
+            "tcp",
+            true,
+            Some(Duration::from_millis(2)),
+        );
+        metrics.target_state("reg.example", target, Some(true));
+        metrics.failed_over("reg.example");
+        metrics.record_reload(true);
+        let text = metrics.encode().expect("encode");
+        for line in [
+            "# TYPE pathdns_dns_queries_total counter",
+            "pathdns_dns_queries_total{source=\"owned\",qtype=\"A\",rcode=\"NOERROR\"} 1",
+            "# TYPE pathdns_dns_response_duration_seconds histogram",
+            "pathdns_dns_response_duration_seconds_bucket{le=\"5e-05\"} 1",
+            "pathdns_dns_response_duration_seconds_bucket{le=\"+Inf\"} 1",
+            "pathdns_dns_response_duration_seconds_count 1",
+            "pathdns_cache_hits_total 1",
+            "pathdns_cache_misses_total 0",
+            "pathdns_upstream_errors_total 0",
+            "pathdns_probe_runs_total{name=\"reg.example\",target=\"127.0.0.5\",probe=\"tcp\",result=\"ok\"} 1",
+            "pathdns_probe_rtt_seconds{name=\"reg.example\",target=\"127.0.0.5\",probe=\"tcp\"} 0.002",
+            "pathdns_target_up{name=\"reg.example\",target=\"127.0.0.5\"} 1",
+            "pathdns_failovers_total{name=\"reg.example\"} 1",
+            "pathdns_config_reloads_total{result=\"ok\"} 1",
+            "pathdns_config_reloads_total{result=\"rejected\"} 0",
+            "# TYPE pathdns_build_info gauge",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
+        }
+        metrics.target_state("reg.example", target, None);
+        let text = metrics.encode().expect("encode");
+        assert!(!text.contains("pathdns_target_up{"), "{text}");
     }
 }

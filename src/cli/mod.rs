@@ -84,9 +84,13 @@ enum Command {
     },
     /// Walk the documents' verification steps for every name, without the daemon.
     ///
-    /// For each name: resolve, route and egress interface, connect, `/v2/` 401 and realm,
-    /// dockerauth and OSS reachability, 100.x conflicts. One line per check with the remedy
-    /// for each failure; exits 1 if any check fails.
+    /// For each name: what the agent at the listen address answers (and /etc/hosts lines
+    /// that override it); for each target: route and egress interface, TCP 443, the
+    /// registry's `GET /v2/` (401 and a realm that is an owned name), a TLS handshake with
+    /// dockerauth and OSS (`ca_file` honoured), 100.x conflicts with local networks. One line
+    /// per check, `OK|WARN|FAIL  NAME TARGET  CHECK: DETAIL`, with a remedy under each
+    /// failure. Contacts only the configured targets and listen address; each step waits at
+    /// most 2 s. Exits 1 if any check fails.
     Doctor {
         #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
@@ -101,10 +105,22 @@ enum Command {
     },
     /// Turn hand-written /etc/hosts lines for the registry, dockerauth and OSS names into a
     /// pathdns config (printed to stdout).
+    ///
+    /// `<instance>-registry-vpc.<region>.cr.aliyuncs.com`, `dockerauth-vpc.<region>.aliyuncs.com`,
+    /// `oss-<region>-internal.aliyuncs.com` and `<bucket>.oss-<region>-internal.aliyuncs.com`
+    /// lines become `[[registry]]` blocks; other aliyuncs.com names become `[[name]]` entries;
+    /// every other line is listed in a trailing comment. The output passes `pathdns check`.
+    /// A bad address on an imported line is an error naming the file and line.
+    ///
+    /// Example: `pathdns import-hosts /etc/hosts > /etc/pathdns/pathdns.toml`
     ImportHosts {
         /// The hosts file to read, e.g. /etc/hosts.
         #[arg(value_name = "FILE")]
         file: PathBuf,
+        /// Write `probes = []`: static answers like the hosts file, without health checks or
+        /// failover.
+        #[arg(long)]
+        no_probes: bool,
     },
     /// Make pathdns the host's resolver, or undo it (safely and reversibly).
     Resolver {
@@ -152,7 +168,7 @@ pub fn main() -> anyhow::Result<ExitCode> {
             doctor::run(&config)
         }
         Command::Hosts { config, control } => hosts::run(&config, control),
-        Command::ImportHosts { file } => import_hosts::run(&file),
+        Command::ImportHosts { file, no_probes } => import_hosts::run(&file, no_probes),
         Command::Resolver { action } => resolver::run(action),
         Command::Demo {
             listen,

@@ -1,10 +1,397 @@
-//! `pathdns status`.
+//! `pathdns status`: the running agent's answers and target health, read from its control
+//! endpoint's `/status`.
+//!
+//! Also the small blocking HTTP client that `pathdns hosts` shares: one `GET` over a std
+//! `TcpStream`, HTTP/1.0 so that the body is never chunked and the connection closes.
 
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
 
-#[allow(unused_variables)]
+use anyhow::{bail, Context};
+
+use pathdns::config::operations::DEFAULT_CONTROL;
+use pathdns::status::{Status, TargetStatus};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Far above any real status document; a bound so that a wrong port cannot fill memory.
+const MAX_RESPONSE: u64 = 32 * 1024 * 1024;
+
 pub fn run(config: &Path, control: Option<SocketAddr>, json: bool) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`pathdns status` is being built")
+    let addr = control_addr(config, control)?;
+    let body = get(addr, "/status")?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        out.write_all(&body)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let status = parse_status(addr, &body)?;
+    write_table(&mut out, &status, unix_ms_now())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The agent's `/status`, parsed.
+pub(super) fn fetch(config: &Path, control: Option<SocketAddr>) -> anyhow::Result<Status> {
+    let addr = control_addr(config, control)?;
+    let body = get(addr, "/status")?;
+    parse_status(addr, &body)
+}
+
+fn parse_status(addr: SocketAddr, body: &[u8]) -> anyhow::Result<Status> {
+    serde_json::from_slice(body).with_context(|| {
+        format!("{addr}/status did not return a pathdns status document (is it a pathdns control endpoint of the same version?)")
+    })
+}
+
+/// `--control`, else the config file's `[control] listen`. Only that section of the file is
+/// read: the agent validated the whole file when it loaded it, and some checks (the host's
+/// resolv.conf, for `upstream = ["system"]`) may give another answer now that pathdns is
+/// the host's resolver.
+pub(super) fn control_addr(
+    config: &Path,
+    control: Option<SocketAddr>,
+) -> anyhow::Result<SocketAddr> {
+    if let Some(addr) = control {
+        return Ok(addr);
+    }
+    let text = std::fs::read_to_string(config).with_context(|| {
+        format!(
+            "cannot read {} to find the control endpoint (pass --config FILE or --control ADDR:PORT)",
+            config.display()
+        )
+    })?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", config.display()))?;
+    let listen = match table.get("control").and_then(|c| c.get("listen")) {
+        None => DEFAULT_CONTROL.to_owned(),
+        Some(toml::Value::String(listen)) => listen.trim().to_owned(),
+        Some(other) => bail!(
+            "{}: control.listen must be a string such as \"{DEFAULT_CONTROL}\", not {other}",
+            config.display()
+        ),
+    };
+    if listen == "off" {
+        bail!(
+            "{}: the control endpoint is off ([control] listen = \"off\"), so the running \
+             agent cannot be asked; turn it on (default {DEFAULT_CONTROL}) and restart pathdns",
+            config.display()
+        );
+    }
+    let addr: SocketAddr = listen.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "{}: control.listen {listen:?} is not an address with a port such as \"{DEFAULT_CONTROL}\"",
+            config.display()
+        )
+    })?;
+    if addr.port() == 0 {
+        bail!(
+            "{}: control.listen has port 0 (a free port chosen at start); pass --control with \
+             the address of the agent's `control listening addr=...` log line",
+            config.display()
+        );
+    }
+    Ok(connectable(addr))
+}
+
+/// A wildcard listen address is reached on loopback.
+fn connectable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+        _ => addr,
+    }
+}
+
+/// One `GET path` to the control endpoint; the body of a 200 response.
+pub(super) fn get(addr: SocketAddr, path: &str) -> anyhow::Result<Vec<u8>> {
+    let unreachable = || {
+        format!(
+            "cannot reach the pathdns control endpoint at {addr} (is pathdns running, with \
+             [control] listen at that address?)"
+        )
+    };
+    let mut stream =
+        TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).with_context(unreachable)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: pathdns/{}\r\nAccept: application/json\r\n\r\n",
+        env!("CARGO_PKG_VERSION")
+    )
+    .with_context(unreachable)?;
+    let mut response = Vec::new();
+    stream
+        .take(MAX_RESPONSE)
+        .read_to_end(&mut response)
+        .with_context(|| format!("reading the answer of {addr}{path}"))?;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .with_context(|| format!("{addr}{path}: not an HTTP response"))?;
+    let head = String::from_utf8_lossy(&response[..split]);
+    let status_line = head.lines().next().unwrap_or_default();
+    let code = status_line.split_whitespace().nth(1).unwrap_or_default();
+    if !status_line.starts_with("HTTP/") {
+        bail!("{addr}{path}: not an HTTP response");
+    }
+    if code != "200" {
+        bail!("{addr}{path} answered {}", status_line.trim());
+    }
+    Ok(response.split_off(split + 4))
+}
+
+fn unix_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The readable form: a heading, the names, then every target with each probe.
+fn write_table(out: &mut impl Write, status: &Status, now_ms: u64) -> std::io::Result<()> {
+    let uptime = ago(now_ms, status.started_unix_ms);
+    writeln!(
+        out,
+        "pathdns {}, config {}, up {uptime}, {}",
+        clean(&status.version),
+        clean(&status.config),
+        if status.ready { "ready" } else { "NOT READY" }
+    )?;
+    writeln!(out, "{}", clean(&status.summary()))?;
+    writeln!(out)?;
+
+    let rows: Vec<[String; 4]> = status
+        .names
+        .iter()
+        .map(|n| {
+            [
+                clean(&n.name),
+                clean(&n.answer),
+                clean(&n.reason),
+                n.ttl.to_string(),
+            ]
+        })
+        .collect();
+    write_rows(out, ["NAME", "ANSWER", "REASON", "TTL"], &rows)?;
+
+    if status.targets.is_empty() {
+        writeln!(out)?;
+        return writeln!(out, "no targets");
+    }
+    writeln!(out)?;
+    let mut rows: Vec<[String; 9]> = Vec::new();
+    for target in &status.targets {
+        rows.extend(target_rows(target, now_ms));
+    }
+    write_rows(
+        out,
+        [
+            "NAME",
+            "TARGET",
+            "PRIO",
+            "STATE",
+            "PROBE",
+            "RESULT",
+            "RTT",
+            "CHANGED",
+            "LAST ERROR",
+        ],
+        &rows,
+    )
+}
+
+/// One row per probe; the target's own columns only on its first row.
+fn target_rows(target: &TargetStatus, now_ms: u64) -> Vec<[String; 9]> {
+    let head = [
+        clean(&target.name),
+        clean(&target.addr),
+        target.priority.to_string(),
+        clean(&target.state),
+    ];
+    if target.probes.is_empty() {
+        let [name, addr, priority, state] = head;
+        let none = || "-".to_owned();
+        return vec![[
+            name,
+            addr,
+            priority,
+            state,
+            "none".to_owned(),
+            none(),
+            none(),
+            none(),
+            none(),
+        ]];
+    }
+    target
+        .probes
+        .iter()
+        .enumerate()
+        .map(|(i, probe)| {
+            let [name, addr, priority, state] = if i == 0 {
+                head.clone()
+            } else {
+                Default::default()
+            };
+            [
+                name,
+                addr,
+                priority,
+                state,
+                clean(&probe.kind),
+                clean(&probe.state),
+                probe
+                    .last_rtt_ms
+                    .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1} ms")),
+                probe.last_change_unix_ms.map_or_else(
+                    || "never".to_owned(),
+                    |at| format!("{} ago", ago(now_ms, at)),
+                ),
+                probe
+                    .last_error
+                    .as_deref()
+                    .map_or_else(|| "-".to_owned(), clean),
+            ]
+        })
+        .collect()
+}
+
+/// Left-aligned columns, two spaces apart; the last column is not padded.
+fn write_rows<const N: usize>(
+    out: &mut impl Write,
+    header: [&str; N],
+    rows: &[[String; N]],
+) -> std::io::Result<()> {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |out: &mut dyn Write, cells: &[&str]| -> std::io::Result<()> {
+        let mut text = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                text.push_str(cell);
+            } else {
+                let pad = widths[i].saturating_sub(cell.chars().count()) + 2;
+                text.push_str(cell);
+                text.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        writeln!(out, "{}", text.trim_end())
+    };
+    line(out, &header)?;
+    for row in rows {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        line(out, &cells)?;
+    }
+    Ok(())
+}
+
+/// "45s", "3m12s", "2h05m", "3d04h".
+fn ago(now_ms: u64, then_ms: u64) -> String {
+    let secs = now_ms.saturating_sub(then_ms) / 1000;
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
+        3600..86400 => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d{:02}h", secs / 86400, secs % 86400 / 3600),
+    }
+}
+
+/// Text from the agent goes to a terminal: no control characters.
+pub(super) fn clean(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pathdns::status::{NameStatus, ProbeStatus};
+
+    #[test]
+    fn the_table_shows_names_targets_and_probes() {
+        let status = Status {
+            version: "0.1.0".into(),
+            config: "/etc/pathdns/pathdns.toml".into(),
+            started_unix_ms: 1_000,
+            ready: true,
+            names: vec![NameStatus {
+                name: "reg.example".into(),
+                role: "registry".into(),
+                answer: "10.0.0.2".into(),
+                reason: "group 2 (failed over)".into(),
+                ttl: 3,
+            }],
+            targets: vec![TargetStatus {
+                name: "reg.example".into(),
+                addr: "10.0.0.1".into(),
+                priority: 1,
+                state: "down".into(),
+                probes: vec![
+                    ProbeStatus {
+                        kind: "tcp".into(),
+                        state: "down".into(),
+                        last_rtt_ms: Some(0.31),
+                        last_error: Some("connection refused\u{1b}[2J".into()),
+                        last_detail: None,
+                        last_change_unix_ms: Some(3_725_000 - 125_000),
+                    },
+                    ProbeStatus {
+                        kind: "https".into(),
+                        state: "up".into(),
+                        last_rtt_ms: None,
+                        last_error: None,
+                        last_detail: None,
+                        last_change_unix_ms: None,
+                    },
+                ],
+            }],
+        };
+        let mut out = Vec::new();
+        write_table(&mut out, &status, 3_725_000).expect("write");
+        let text = String::from_utf8(out).expect("utf-8");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "pathdns 0.1.0, config /etc/pathdns/pathdns.toml, up 1h02m, ready"
+        );
+        assert!(lines.contains(&"NAME         ANSWER    REASON                 TTL"));
+        assert!(lines.contains(&"reg.example  10.0.0.2  group 2 (failed over)  3"));
+        let probe = lines
+            .iter()
+            .find(|l| l.starts_with("reg.example  10.0.0.1"))
+            .expect("target row");
+        assert!(probe.contains("tcp"), "{probe}");
+        assert!(probe.contains("0.3 ms"), "{probe}");
+        assert!(probe.contains("2m05s ago"), "{probe}");
+        assert!(probe.ends_with("connection refused?[2J"), "{probe}");
+        assert!(lines
+            .iter()
+            .any(|l| l.trim_start().starts_with("https") && l.contains("never")));
+    }
+
+    #[test]
+    fn a_wildcard_listen_address_is_asked_on_loopback() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("pathdns.toml");
+        std::fs::write(&path, "[control]\nlisten = \"0.0.0.0:9300\"\n").expect("write");
+        let addr = control_addr(&path, None).expect("address");
+        assert_eq!(addr, "127.0.0.1:9300".parse().expect("addr"));
+        std::fs::write(&path, "[server]\nlisten = [\"127.0.0.1:53\"]\n").expect("write");
+        assert_eq!(
+            control_addr(&path, None).expect("default"),
+            DEFAULT_CONTROL.parse().expect("addr")
+        );
+        std::fs::write(&path, "[control]\nlisten = \"off\"\n").expect("write");
+        let err = control_addr(&path, None).expect_err("off");
+        assert!(err.to_string().contains("is off"), "{err}");
+    }
 }

@@ -17,6 +17,7 @@ use ipnet::IpNet;
 
 use super::cache::KeyRef;
 use super::forward::{name_from_wire, ForwardError, Forwarder, UpstreamAnswer};
+use super::stats::{QueryStats, Source};
 use crate::table::{Answer, LiveTable, UpstreamCname};
 use crate::wire::{
     self, lowercase_name, parse_query, Parsed, Query, Rcode, ResponseOptions, CLASS_ANY, CLASS_IN,
@@ -36,6 +37,7 @@ pub enum Step {
 pub struct Handler {
     table: Arc<LiveTable>,
     settings: ArcSwap<Settings>,
+    stats: Arc<QueryStats>,
 }
 
 /// What a reload may change besides the table: who may ask, and where to forward.
@@ -56,7 +58,23 @@ impl Handler {
         Handler {
             table,
             settings: ArcSwap::from_pointee(Settings { forwarder, allow }),
+            stats: Arc::default(),
         }
+    }
+
+    /// Counts queries into `stats` (the ones `/metrics` exports).
+    pub fn with_stats(self, stats: Arc<QueryStats>) -> Handler {
+        Handler { stats, ..self }
+    }
+
+    pub fn stats(&self) -> &QueryStats {
+        &self.stats
+    }
+
+    /// Counts the response in `out` and says it is ready.
+    fn reply(&self, source: Source, qtype: u16, out: &[u8]) -> Step {
+        self.stats.answered_with(source, qtype, out);
+        Step::Reply
     }
 
     /// Swaps the allow list and forwarder atomically; queries in flight finish with the
@@ -80,14 +98,20 @@ impl Handler {
     ) -> Step {
         let settings = self.settings.load();
         let query = match parse_query(packet) {
-            Parsed::Drop => return Step::Silent,
+            Parsed::Drop => {
+                self.stats.dropped();
+                return Step::Silent;
+            }
             _ if !settings.allowed(client) => {
                 return match parse_query(packet) {
                     Parsed::Query(query) => {
                         wire::write_error(&query, Rcode::Refused, false, out);
-                        Step::Reply
+                        self.reply(Source::Refused, query.qtype, out)
                     }
-                    _ => Step::Silent,
+                    _ => {
+                        self.stats.dropped();
+                        Step::Silent
+                    }
                 };
             }
             Parsed::FormErr {
@@ -96,21 +120,21 @@ impl Handler {
                 question,
             } => {
                 wire::write_header_only(id, flags, Rcode::FormErr, question, out);
-                return Step::Reply;
+                return self.reply(Source::Error, 0, out);
             }
             Parsed::NotImp { id, flags } => {
                 wire::write_header_only(id, flags, Rcode::NotImp, None, out);
-                return Step::Reply;
+                return self.reply(Source::Error, 0, out);
             }
             Parsed::Query(query) => query,
         };
         if query.edns.is_some_and(|edns| edns.version > 0) {
             wire::write_error(&query, Rcode::NoError, true, out);
-            return Step::Reply;
+            return self.reply(Source::Error, query.qtype, out);
         }
         if query.qclass != CLASS_IN && query.qclass != CLASS_ANY {
             wire::write_error(&query, Rcode::Refused, false, out);
-            return Step::Reply;
+            return self.reply(Source::Refused, query.qtype, out);
         }
         let limit = transport.limit(&query);
         let mut buf = [0u8; 256];
@@ -132,11 +156,11 @@ impl Handler {
                     limit,
                 };
                 wire::write_response(&query, prepared, options, out);
-                return Step::Reply;
+                return self.reply(Source::Owned, query.qtype, out);
             }
             Some(Answer::Refused) => {
                 wire::write_error(&query, Rcode::Refused, false, out);
-                return Step::Reply;
+                return self.reply(Source::Refused, query.qtype, out);
             }
             // Owned CNAMEs that leave the table are cached under the owned name.
             Some(Answer::ChaseUpstream(_)) | None => settings.forwarder.cached(&key),
@@ -149,9 +173,13 @@ impl Handler {
                     limit,
                 };
                 wire::write_response(&query, &entry.prepared, options, out);
-                Step::Reply
+                self.stats.cache_hit();
+                self.reply(Source::Forwarded, query.qtype, out)
             }
-            None => Step::Upstream,
+            None => {
+                self.stats.cache_miss();
+                Step::Upstream
+            }
         }
     }
 
@@ -195,9 +223,12 @@ impl Handler {
             }
             Err(err) => {
                 tracing::debug!(error = %err, "forwarding failed");
+                self.stats.upstream_error();
                 wire::write_error(&query, Rcode::ServFail, false, out);
             }
         }
+        self.stats
+            .answered_with(Source::Forwarded, query.qtype, out);
     }
 }
 

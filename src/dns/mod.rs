@@ -12,6 +12,7 @@
 pub mod cache;
 pub mod forward;
 pub mod handler;
+pub mod stats;
 mod tcp;
 mod udp;
 

@@ -3,13 +3,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 
 use super::handler::{Handler, Step, Transport};
+use super::stats::Source;
 use crate::wire::{self, parse_query, Parsed, Rcode};
 
 /// Responses queued for one connection's writer before readers wait.
@@ -54,15 +55,18 @@ async fn connection(
 ) {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
-    let (responses, mut queue) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+    // Each response with the time its query was received, for the latency histogram.
+    let (responses, mut queue) = mpsc::channel::<(Vec<u8>, Instant)>(WRITE_QUEUE);
+    let writer_handler = handler.clone();
     let write_loop = tokio::spawn(async move {
-        while let Some(response) = queue.recv().await {
+        while let Some((response, received)) = queue.recv().await {
             let frame_len = (response.len() as u16).to_be_bytes();
             if writer.write_all(&frame_len).await.is_err()
                 || writer.write_all(&response).await.is_err()
             {
                 break;
             }
+            writer_handler.stats().responded(received);
         }
     });
     let mut packet = Vec::new();
@@ -77,10 +81,11 @@ async fn connection(
             Ok(Ok(_)) => {}
             _ => break,
         }
+        let received = Instant::now();
         let mut out = Vec::new();
         match handler.respond_now(&packet, client.ip(), Transport::Tcp, &mut out) {
             Step::Reply => {
-                if responses.send(out).await.is_err() {
+                if responses.send((out, received)).await.is_err() {
                     break;
                 }
             }
@@ -94,7 +99,7 @@ async fn connection(
                             .respond_upstream(&query, Transport::Tcp, &mut out)
                             .await;
                         if !out.is_empty() {
-                            let _ = responses.send(out).await;
+                            let _ = responses.send((out, received)).await;
                         }
                         drop(slot);
                     });
@@ -102,7 +107,9 @@ async fn connection(
                 Err(_) => {
                     if let Parsed::Query(parsed) = parse_query(&packet) {
                         wire::write_error(&parsed, Rcode::ServFail, false, &mut out);
-                        if responses.send(out).await.is_err() {
+                        let stats = handler.stats();
+                        stats.answered_with(Source::Forwarded, parsed.qtype, &out);
+                        if responses.send((out, received)).await.is_err() {
                             break;
                         }
                     }

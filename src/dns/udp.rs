@@ -7,6 +7,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 
 use super::handler::{Handler, Step, Transport};
+use super::stats::Source;
 use crate::wire::{self, parse_query, Parsed, Rcode};
 
 /// Largest datagram we read; anything longer is cut and then fails to parse.
@@ -28,9 +29,13 @@ pub async fn serve(socket: Arc<UdpSocket>, handler: Arc<Handler>, upstream_slots
         if super::FAULT_FREEZE.load(std::sync::atomic::Ordering::Relaxed) {
             continue;
         }
+        let received = std::time::Instant::now();
         let query = &packet[..len];
         match handler.respond_now(query, client.ip(), Transport::Udp, &mut out) {
-            Step::Reply => send(&socket, &out, client).await,
+            Step::Reply => {
+                send(&socket, &out, client).await;
+                handler.stats().responded(received);
+            }
             Step::Silent => {}
             Step::Upstream => match upstream_slots.clone().try_acquire_owned() {
                 Ok(slot) => {
@@ -43,6 +48,7 @@ pub async fn serve(socket: Arc<UdpSocket>, handler: Arc<Handler>, upstream_slots
                             .await;
                         if !out.is_empty() {
                             send(&socket, &out, client).await;
+                            handler.stats().responded(received);
                         }
                         drop(slot);
                     });
@@ -52,6 +58,9 @@ pub async fn serve(socket: Arc<UdpSocket>, handler: Arc<Handler>, upstream_slots
                     if let Parsed::Query(parsed) = parse_query(query) {
                         wire::write_error(&parsed, Rcode::ServFail, false, &mut out);
                         send(&socket, &out, client).await;
+                        let stats = handler.stats();
+                        stats.answered_with(Source::Forwarded, parsed.qtype, &out);
+                        stats.responded(received);
                     }
                 }
             },

@@ -198,6 +198,32 @@ impl Supervisor {
         }
         if !*self.first_round.borrow() && self.reported.iter().all(|seen| *seen) {
             self.first_round.send_replace(true);
+            self.resolve_what_is_not_so();
+        }
+    }
+
+    /// Once every probe has spoken, resolve the name-level problems that do not hold (a
+    /// previous generation may have left them open in the sinks before a reload).
+    fn resolve_what_is_not_so(&self) {
+        for (name, (_, reason)) in self.names.iter().zip(&self.selections) {
+            let labels = [("name", name.display())];
+            let on_backup = matches!(reason, Reason::Group(group) if *group > 1);
+            if !on_backup {
+                self.emit(Event::new(
+                    events::FAILED_OVER,
+                    false,
+                    &labels,
+                    format!("{} answers from its primary group", name.display()),
+                ));
+            }
+            if *reason != Reason::AllDown {
+                self.emit(Event::new(
+                    events::ALL_TARGETS_DOWN,
+                    false,
+                    &labels,
+                    format!("{} has a usable target", name.display()),
+                ));
+            }
         }
     }
 
@@ -284,12 +310,20 @@ impl Supervisor {
             }
             Verdict::Up => {
                 tracing::info!(name, %addr, probe, "target up");
-                if let Some(alert) = self.raised.remove(&(index, addr)) {
+                // After a reload this generation may not have seen the target down while
+                // a sink still holds the problem open: resolve whichever it may be. Sinks
+                // ignore the resolution of a problem they do not hold.
+                let raised = self.raised.remove(&(index, addr));
+                let alerts = match raised {
+                    Some(alert) => vec![alert],
+                    None => vec![events::TARGET_DOWN, events::PATH_CHECK_FAILED],
+                };
+                for alert in alerts {
                     self.emit(Event::new(
                         alert,
                         false,
                         &labels,
-                        format!("{addr} for {name} is up again"),
+                        format!("{addr} for {name} is up"),
                     ));
                 }
             }

@@ -276,7 +276,7 @@ impl Collector for QueryCollector {
             (
                 "pathdns_cache_hits",
                 "Forwarded names answered from the cache.",
-                snapshot.cache_misses,
+                snapshot.cache_hits,
             ),
             (
                 "pathdns_cache_misses",

@@ -8,7 +8,7 @@
 # integration tests drive, if any is missing:
 #
 #   dnsutils (dig)  dnsmasq-base  unbound  iproute2 (ip)  nftables (nft)  procps
-#   prometheus-alertmanager
+#   prometheus-alertmanager  prometheus (promtool)
 #
 # Services are never started by that install, and no test relies on one: the tests start
 # their own dnsmasq and unbound processes, on loopback or inside network namespaces that they
@@ -128,15 +128,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-section "Test dependencies (dig, dnsmasq, unbound, ip, nft, pgrep, python3, prometheus-alertmanager)"
-packages=(dnsutils dnsmasq-base unbound iproute2 nftables procps python3 prometheus-alertmanager)
+section "Test dependencies (dig, dnsmasq, unbound, ip, nft, pgrep, python3, prometheus-alertmanager, promtool)"
+packages=(dnsutils dnsmasq-base unbound iproute2 nftables procps python3 prometheus-alertmanager prometheus)
 missing_tools=()
-for tool in dig dnsmasq unbound ip nft pgrep python3 prometheus-alertmanager; do
+for tool in dig dnsmasq unbound ip nft pgrep python3 prometheus-alertmanager promtool; do
     have "$tool" || missing_tools+=("$tool")
 done
 
 if [[ ${#missing_tools[@]} -eq 0 ]]; then
-    echo "all present: $(command -v dig dnsmasq unbound ip nft pgrep python3 prometheus-alertmanager | tr '\n' ' ')" >&2
+    echo "all present: $(command -v dig dnsmasq unbound ip nft pgrep python3 prometheus-alertmanager promtool | tr '\n' ' ')" >&2
 elif ! $is_root; then
     loud "MISSING TEST TOOLS: ${missing_tools[*]}" \
         "" \
@@ -150,6 +150,8 @@ else
     have unbound && had_unbound=true
     had_alertmanager=false
     have prometheus-alertmanager && had_alertmanager=true
+    had_prometheus=false
+    have promtool && had_prometheus=true
     # The packages must not start services here: there may be no init system (containers,
     # CI), and the tests run their own processes. policy-rc.d exit 101 = "action forbidden".
     if [[ ! -e /usr/sbin/policy-rc.d ]]; then
@@ -174,6 +176,12 @@ else
     if ! $had_alertmanager && [[ -d /run/systemd/system ]] && have systemctl; then
         if systemctl disable prometheus-alertmanager.service >/dev/null 2>&1; then
             echo "note: disabled prometheus-alertmanager.service (installed for the tests only; never started)" >&2
+        fi
+    fi
+    # The prometheus package is installed for promtool only (tests/control.rs).
+    if ! $had_prometheus && [[ -d /run/systemd/system ]] && have systemctl; then
+        if systemctl disable prometheus.service >/dev/null 2>&1; then
+            echo "note: disabled prometheus.service (installed for promtool only; never started)" >&2
         fi
     fi
     for tool in "${missing_tools[@]}"; do

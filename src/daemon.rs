@@ -29,9 +29,9 @@ use crate::metrics::Metrics;
 use crate::probe::scheduler;
 use crate::probe::{Pinger, ProbeContext};
 use crate::status::StatusBoard;
-use crate::supervisor::{Outputs, Supervisor};
+use crate::supervisor::{HealthMemory, Outputs, Supervisor};
 use crate::systemd;
-use crate::table::LiveTable;
+use crate::table::{AnswerTable, LiveTable};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -83,9 +83,9 @@ impl ConfigSource {
 struct Shared {
     table: Arc<LiveTable>,
     handler: Arc<Handler>,
-    events: EventSender,
-    board: StatusBoard,
-    metrics: Arc<Metrics>,
+    /// Where every generation's supervisor reports (events, status, metrics, memory);
+    /// only `config` changes from one generation to the next.
+    outputs: Outputs,
     slots: Slots,
 }
 
@@ -110,10 +110,13 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), DaemonError
     let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
     let mut fault = fault_injection_signal()?;
     let shared = shared_parts(&config)?;
-    let mut listeners = bind_all(&config.server.listen, &shared)?;
+    // Bind everything before anything is served; the first table before any query.
+    let bound = dns::bind(&config.server.listen)?;
     let control = start_control(&config, &shared)?;
-    let mut alerts = crate::alert::start(&config.alerts, &shared.events);
+    let mut alerts = crate::alert::start(&config.alerts, &shared.outputs.events);
+    let listen = config.server.listen.clone();
     let mut generation = start_generation(config, &shared, None)?;
+    let mut listeners = serve_all(&listen, bound, &shared);
     let (watchdog_target, _) = watch::channel(first_address(&listeners));
     let watchdog_target = Arc::new(watchdog_target);
     spawn_notifications(&shared, generation.first_round.clone(), &watchdog_target);
@@ -129,28 +132,31 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), DaemonError
                         let old = generation.config.clone();
                         match apply(next, &old, &shared, &mut listeners) {
                             Ok(next) => {
-                                alerts.reconfigure(&next.config.alerts, &shared.events);
+                                alerts.reconfigure(&next.config.alerts, &shared.outputs.events);
                                 generation = next;
                                 watchdog_target.send_replace(first_address(&listeners));
                                 if std::mem::take(&mut reload_rejected) {
-                                    emit_reload(&shared.events, &source, false, "reload accepted".into());
+                                    emit_reload(&shared.outputs.events, &source, false, "reload accepted".into());
                                 }
+                                shared.outputs.metrics.record_reload(true);
                                 tracing::info!(config = %generation.config.source, names = generation.config.names.len(), "reloaded");
                             }
                             Err(err) => {
                                 reload_rejected = true;
+                                shared.outputs.metrics.record_reload(false);
                                 tracing::error!(error = %err, "reload failed; the previous config keeps serving");
-                                emit_reload(&shared.events, &source, true, err.to_string());
+                                emit_reload(&shared.outputs.events, &source, true, err.to_string());
                             }
                         }
                     }
                     Err(err) => {
                         reload_rejected = true;
+                        shared.outputs.metrics.record_reload(false);
                         tracing::error!(error = %err, "reload rejected; the previous config keeps serving");
-                        emit_reload(&shared.events, &source, true, err.to_string());
+                        emit_reload(&shared.outputs.events, &source, true, err.to_string());
                     }
                 }
-                systemd::ready(&shared.board.load().summary());
+                systemd::ready(&shared.outputs.board.load().summary());
             }
             Some(()) = fault.recv() => {
                 let frozen = !dns::FAULT_FREEZE.load(std::sync::atomic::Ordering::Relaxed);
@@ -171,13 +177,17 @@ fn shared_parts(config: &Config) -> Result<Shared, DaemonError> {
     for finding in config.conflicts() {
         tracing::warn!(%finding, "conflict");
     }
-    let names = Arc::new(config.names.clone());
-    let events = events::channel();
-    let board = StatusBoard::default();
     let metrics = Arc::new(Metrics::new());
-    let outputs = outputs(config, &events, &board, &metrics);
-    // Before the first probe round, every target is unknown: the primary groups answer.
-    let table = Arc::new(LiveTable::new(Supervisor::new(names, outputs).table()));
+    let outputs = Outputs {
+        events: events::channel(),
+        board: StatusBoard::default(),
+        config: config.source.clone(),
+        started_unix_ms: events::unix_ms(SystemTime::now()),
+        metrics: metrics.clone(),
+        memory: HealthMemory::default(),
+    };
+    // Filled by the first generation before any listener serves.
+    let table = Arc::new(LiveTable::new(AnswerTable::default()));
     let forwarder = Arc::new(Forwarder::new(&config.upstream)?);
     let handler = Arc::new(
         Handler::new(table.clone(), forwarder, config.server.allow.clone())
@@ -186,9 +196,7 @@ fn shared_parts(config: &Config) -> Result<Shared, DaemonError> {
     Ok(Shared {
         table,
         handler,
-        events,
-        board,
-        metrics,
+        outputs,
         slots: Slots::new(&ServeLimits {
             max_tcp_connections: config.server.max_tcp_connections,
             tcp_idle_timeout: config.server.tcp_idle_timeout,
@@ -196,26 +204,19 @@ fn shared_parts(config: &Config) -> Result<Shared, DaemonError> {
     })
 }
 
-fn outputs(
-    config: &Config,
-    events: &EventSender,
-    board: &StatusBoard,
-    metrics: &Arc<Metrics>,
-) -> Outputs {
-    Outputs {
-        events: events.clone(),
-        board: board.clone(),
-        config: config.source.clone(),
-        started_unix_ms: events::unix_ms(SystemTime::now()),
-        metrics: metrics.clone(),
+impl Shared {
+    fn outputs_for(&self, config: &Config) -> Outputs {
+        Outputs {
+            config: config.source.clone(),
+            ..self.outputs.clone()
+        }
     }
 }
 
 /// Serving listeners by configured address (a port-0 address keeps the port it got).
 type Listeners = HashMap<SocketAddr, (SocketAddr, JoinSet<()>)>;
 
-fn bind_all(addrs: &[SocketAddr], shared: &Shared) -> Result<Listeners, DaemonError> {
-    let bound = dns::bind(addrs)?;
+fn serve_all(addrs: &[SocketAddr], bound: Vec<dns::Listener>, shared: &Shared) -> Listeners {
     let mut listeners = HashMap::new();
     for (configured, listener) in addrs.iter().zip(bound) {
         let (Ok(udp), Ok(tcp)) = (listener.udp_addr(), listener.tcp_addr()) else {
@@ -225,7 +226,7 @@ fn bind_all(addrs: &[SocketAddr], shared: &Shared) -> Result<Listeners, DaemonEr
         let tasks = dns::serve(listener, shared.handler.clone(), &shared.slots);
         listeners.insert(*configured, (udp, tasks));
     }
-    Ok(listeners)
+    listeners
 }
 
 fn first_address(listeners: &Listeners) -> Option<SocketAddr> {
@@ -248,8 +249,8 @@ fn start_control(config: &Config, shared: &Shared) -> Result<Option<JoinHandle<(
         tracing::info!(%addr, "control listening");
     }
     let state = crate::control::ControlState {
-        board: shared.board.clone(),
-        metrics: shared.metrics.clone(),
+        board: shared.outputs.board.clone(),
+        metrics: shared.outputs.metrics.clone(),
     };
     Ok(Some(tokio::spawn(crate::control::serve(listener, state))))
 }
@@ -261,10 +262,7 @@ fn start_generation(
     shared: &Shared,
     previous: Option<&Config>,
 ) -> Result<Generation, DaemonError> {
-    let supervisor = Supervisor::new(
-        Arc::new(config.names.clone()),
-        outputs(&config, &shared.events, &shared.board, &shared.metrics),
-    );
+    let supervisor = Supervisor::new(Arc::new(config.names.clone()), shared.outputs_for(&config));
     let plan = supervisor.plan().clone();
     let context = ProbeContext {
         tls: Default::default(),
@@ -328,7 +326,7 @@ fn apply(
         .filter(|addr| !listeners.contains_key(addr))
         .copied()
         .collect();
-    let new_listeners = bind_all(&added, shared)?;
+    let new_listeners = serve_all(&added, dns::bind(&added)?, shared);
     listeners.retain(|configured, (actual, _)| {
         let keep = config.server.listen.contains(configured);
         if !keep {
@@ -378,7 +376,7 @@ fn spawn_notifications(
     mut first_round: watch::Receiver<bool>,
     watchdog_target: &Arc<watch::Sender<Option<SocketAddr>>>,
 ) {
-    let board = shared.board.clone();
+    let board = shared.outputs.board.clone();
     tokio::spawn(async move {
         let _ =
             tokio::time::timeout(FIRST_ROUND_DEADLINE, first_round.wait_for(|done| *done)).await;

@@ -59,6 +59,7 @@ pub mod health;
 pub mod metrics;
 pub mod netinfo;
 pub mod probe;
+pub mod resolver;
 pub mod status;
 pub mod supervisor;
 pub mod systemd;

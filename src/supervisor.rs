@@ -8,16 +8,17 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use hickory_proto::rr::Name;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{AnswerSpec, OwnedName};
 use crate::events::{self, Event, EventSender};
 use crate::failover::{self, Reason, Selection};
 use crate::health::{combine, ProbeState, Thresholds, Verdict};
-use crate::probe::scheduler::{Plan, Report};
+use crate::probe::scheduler::{JobKey, Plan, Report};
 use crate::status::{NameStatus, ProbeStatus, Status, StatusBoard, TargetStatus};
 use crate::table::{AnswerTable, LiveTable};
 
@@ -31,6 +32,27 @@ pub struct Outputs {
     pub started_unix_ms: u64,
     /// Probe runs, target health and failovers for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// What the probes knew, kept across reloads.
+    pub memory: HealthMemory,
+}
+
+/// Probe states and last healthy answers that outlive a generation: after a reload, a
+/// probe that did not change keeps its verdict (a name on its backup stays there instead
+/// of answering a dead primary until the new probes find out again).
+#[derive(Clone, Default)]
+pub struct HealthMemory(Arc<Mutex<Memory>>);
+
+#[derive(Default)]
+struct Memory {
+    probes: HashMap<JobKey, ProbeState>,
+    last_good: HashMap<Name, Vec<IpAddr>>,
+}
+
+impl HealthMemory {
+    fn with<T>(&self, f: impl FnOnce(&mut Memory) -> T) -> Option<T> {
+        // A poisoned lock only loses the memory, never the agent.
+        self.0.lock().ok().map(|mut memory| f(&mut memory))
+    }
 }
 
 pub struct Supervisor {
@@ -53,7 +75,7 @@ impl Supervisor {
     pub fn new(names: Arc<Vec<OwnedName>>, outputs: Outputs) -> Supervisor {
         let plan = Plan::from_names(&names);
         outputs.metrics.forget_targets();
-        let states = plan
+        let states: Vec<ProbeState> = plan
             .jobs
             .iter()
             .map(|job| {
@@ -63,8 +85,23 @@ impl Supervisor {
                 })
             })
             .collect();
-        let reported = vec![false; plan.jobs.len()];
-        let (first_round, _) = watch::channel(plan.jobs.is_empty());
+        let remembered: Vec<Option<ProbeState>> = plan
+            .keys
+            .iter()
+            .map(|key| {
+                outputs
+                    .memory
+                    .with(|memory| memory.probes.get(key).cloned())
+                    .flatten()
+            })
+            .collect();
+        let reported: Vec<bool> = remembered.iter().map(Option::is_some).collect();
+        let states: Vec<ProbeState> = states
+            .into_iter()
+            .zip(remembered)
+            .map(|(fresh, remembered)| remembered.unwrap_or(fresh))
+            .collect();
+        let (first_round, _) = watch::channel(reported.iter().all(|seen| *seen));
         let mut supervisor = Supervisor {
             names,
             plan,
@@ -78,7 +115,17 @@ impl Supervisor {
             outputs,
             ready: false,
         };
-        supervisor.last_good = vec![None; supervisor.names.len()];
+        supervisor.last_good = supervisor
+            .names
+            .iter()
+            .map(|name| {
+                supervisor
+                    .outputs
+                    .memory
+                    .with(|memory| memory.last_good.get(&name.name).cloned())
+                    .flatten()
+            })
+            .collect();
         supervisor.selections = (0..supervisor.names.len())
             .map(|index| supervisor.select(index))
             .collect();
@@ -158,7 +205,14 @@ impl Supervisor {
         let Some(state) = self.states.get_mut(report.job) else {
             return false;
         };
-        if state.record(&report.outcome).is_none() {
+        let changed = state.record(&report.outcome);
+        if let Some(key) = self.plan.keys.get(report.job) {
+            let state = state.clone();
+            self.outputs
+                .memory
+                .with(|memory| memory.probes.insert(key.clone(), state));
+        }
+        if changed.is_none() {
             return false;
         }
         if !report.outcome.ok {
@@ -256,6 +310,11 @@ impl Supervisor {
         let (old, old_reason) = self.selections[index].clone();
         if let (Selection::Addresses(addrs), Reason::Group(_)) = (&selection, reason) {
             self.last_good[index] = Some(addrs.clone());
+            let name = self.names[index].name.clone();
+            let addrs = addrs.clone();
+            self.outputs
+                .memory
+                .with(|memory| memory.last_good.insert(name, addrs));
         }
         if selection == old && reason == old_reason {
             return false;

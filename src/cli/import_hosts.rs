@@ -311,9 +311,10 @@ fn render(hosts: &Hosts, source: &str, no_probes: bool) -> String {
                 name: registry_display.clone(),
                 found: registry.clone(),
                 why: Some(format!(
-                    "No {} line in {file}: the [[registry]] preset needs the OSS address (blob\n\
-                     # downloads are redirected there). Look it up from inside the VPC and move\n\
-                     # this name into a [[registry]] block with `oss = [...]`.",
+                    "Not a [[registry]] block: {file} has no line for {},\n\
+                     # and the preset needs the OSS address (blob downloads are redirected\n\
+                     # there). Look it up from inside the VPC and move this name into a\n\
+                     # [[registry]] block with `oss = [...]`.",
                     oss_name(region)
                 )),
             });
@@ -352,10 +353,11 @@ fn render(hosts: &Hosts, source: &str, no_probes: bool) -> String {
             None => {
                 let _ = writeln!(
                     out,
-                    "# No {} line in {file}, so no `auth` key: right when the instance\n\
-                     # takes over the auth domain (its /v2/ answer then names the registry itself\n\
-                     # as the token realm). Otherwise add that name's address here, auth = [\"...\"];\n\
-                     # `pathdns doctor` shows which realm the registry names.",
+                    "# No `auth` key: {file} has no line for {}.\n\
+                     # That is right when the instance takes over the auth domain (its /v2/\n\
+                     # answer then names the registry itself as the token realm); otherwise add\n\
+                     # that name's address here, auth = [\"...\"]. `pathdns doctor` shows which\n\
+                     # realm the registry names.",
                     auth_name(region)
                 );
             }
@@ -626,7 +628,7 @@ mod tests {
         .expect("converts");
         assert!(config.contains("oss = [\"100.118.28.43\"]"), "{config}");
         assert!(config.contains("bucket = \"mybucket\""), "{config}");
-        assert!(config.contains("no `auth` key"), "{config}");
+        assert!(config.contains("No `auth` key"), "{config}");
         assert!(config.contains("probes = []"), "{config}");
     }
 

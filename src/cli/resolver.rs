@@ -1,17 +1,372 @@
-//! `pathdns resolver enable | disable | status`.
+//! `pathdns resolver enable | disable | status`: the command line around
+//! [`pathdns::resolver`], plus what the library must not do itself: ask the running agent
+//! whether it answers, and have systemd-resolved reload its configuration.
 
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use pathdns::config::Config;
+use pathdns::resolver::{
+    DisablePolicy, Disabled, EnableOptions, Enabled, Host, Mode, ResolverError, Settings,
+    RESOLV_CONF,
+};
+
+use super::DEFAULT_CONFIG;
+
+/// `status`: pathdns is the resolver, and the file is as `enable` wrote it.
+const STATUS_ENABLED: u8 = 0;
+/// `status`: enabled, but the file has been changed since.
+const STATUS_CHANGED: u8 = 1;
+/// `status`: pathdns is not the resolver (like `systemctl is-active`'s 3).
+const STATUS_NOT_ENABLED: u8 = 3;
+
+#[derive(Debug, clap::Args)]
+pub struct Root {
+    /// Work on this directory as if it were `/` (an image, a test): /etc/resolv.conf is
+    /// DIR/etc/resolv.conf, and so on. Nothing is queried and no service is reloaded.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    root: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ModeArg {
+    /// A systemd-resolved drop-in routing the owned names to pathdns (split DNS).
+    Resolved,
+    /// A new /etc/resolv.conf with pathdns first and the previous nameservers after it.
+    Plain,
+}
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Action {
     /// Point the host's resolver at pathdns.
-    Enable,
-    /// Restore the resolver configuration saved by `enable`.
-    Disable,
+    ///
+    /// With systemd-resolved (/etc/resolv.conf a symlink to its stub): writes
+    /// /etc/systemd/resolved.conf.d/pathdns.conf, which routes only the owned names to
+    /// pathdns, and reloads systemd-resolved. pathdns must then forward to resolved's own
+    /// upstreams (upstream.resolv_conf = "/run/systemd/resolve/resolv.conf"), never to its
+    /// stub.
+    ///
+    /// With a plain /etc/resolv.conf: saves it under /var/lib/pathdns/resolver/ and writes
+    /// a new one listing pathdns first and then every previous nameserver, with
+    /// `options timeout:1 attempts:2`. pathdns's "system" upstream reads that file without
+    /// its own address, so it forwards to exactly the previous resolvers, and clients fall
+    /// back to them if pathdns is down.
+    ///
+    /// Refuses when resolv.conf is managed by NetworkManager, resolvconf or a symlink it
+    /// does not recognise (unless --force), and when pathdns does not answer.
+    Enable {
+        /// pathdns's config: its listen address and owned names.
+        #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Choose the way instead of detecting it.
+        #[arg(long, value_enum)]
+        mode: Option<ModeArg>,
+        /// Go ahead even when resolv.conf is managed by another program, systemd-resolved
+        /// has global DNS= servers, or pathdns does not answer now.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        root: Root,
+    },
+    /// Restore the resolver configuration saved by `enable`, byte for byte.
+    ///
+    /// Refuses when the file has been changed since `enable` wrote it, unless --force.
+    /// Does nothing (successfully) when pathdns is not the resolver.
+    Disable {
+        /// Restore the original even if the file has been changed since `enable`.
+        #[arg(long)]
+        force: bool,
+        /// For the package's removal scripts: restore the original if the host still
+        /// sends queries to pathdns; if resolv.conf has been pointed elsewhere since, leave
+        /// it and forget the saved copy.
+        #[arg(long, conflicts_with = "force")]
+        package_removal: bool,
+        #[command(flatten)]
+        root: Root,
+    },
     /// Show whether pathdns is the host's resolver.
-    Status,
+    ///
+    /// Exit status: 0 it is, 1 it is but the file has been changed since `enable`, 3 it is
+    /// not.
+    Status {
+        #[command(flatten)]
+        root: Root,
+    },
 }
 
 pub fn run(action: Action) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`pathdns resolver {action:?}` is being built")
+    let result = match action {
+        Action::Enable {
+            config,
+            mode,
+            force,
+            root,
+        } => enable(&config, mode, force, &root.root),
+        Action::Disable {
+            force,
+            package_removal,
+            root,
+        } => {
+            let policy = if package_removal {
+                DisablePolicy::PackageRemoval
+            } else if force {
+                DisablePolicy::Force
+            } else {
+                DisablePolicy::Strict
+            };
+            disable(policy, &root.root)
+        }
+        Action::Status { root } => status(&root.root),
+    };
+    match result {
+        Err(err) => match err.downcast_ref::<ResolverError>() {
+            Some(ResolverError::Refused {
+                what,
+                hint,
+                forcible,
+            }) => {
+                let force = if *forcible {
+                    " (--force does it anyway)"
+                } else {
+                    ""
+                };
+                eprintln!("pathdns resolver: refused: {what}\n  instead: {hint}{force}");
+                Ok(ExitCode::FAILURE)
+            }
+            _ => Err(err),
+        },
+        ok => ok,
+    }
+}
+
+fn enable(
+    config_path: &Path,
+    mode: Option<ModeArg>,
+    force: bool,
+    root: &Path,
+) -> anyhow::Result<ExitCode> {
+    let host = Host::new(root);
+    let config = Config::load(config_path)?;
+    let settings = Settings::from_config(&config)?;
+    if host.is_system() && !force && !answers(settings.nameserver) {
+        return Err(ResolverError::Refused {
+            what: format!(
+                "pathdns does not answer on {}:53, and the host would lose the names it owns",
+                settings.nameserver
+            ),
+            hint: "start it first (systemctl start pathdns; journalctl -u pathdns says why it \
+                   is not running)"
+                .to_owned(),
+            forcible: true,
+        }
+        .into());
+    }
+    let options = EnableOptions {
+        mode: mode.map(|m| match m {
+            ModeArg::Resolved => Mode::Resolved,
+            ModeArg::Plain => Mode::Plain,
+        }),
+        force,
+    };
+    let mut out = std::io::stdout().lock();
+    match host.enable(&settings, options)? {
+        Enabled::Already { mode, target } => {
+            writeln!(
+                out,
+                "pathdns is already the resolver ({mode}): {} is as `enable` wrote it",
+                shown(&host, &target)
+            )?;
+        }
+        Enabled::Now { mode, target } => {
+            if mode == Mode::Plain && host.is_system() {
+                // pathdns reads resolv.conf for "system": it must still find upstreams.
+                if let Err(err) = Config::load(config_path) {
+                    let _ = host.disable(DisablePolicy::Force);
+                    return Err(anyhow::Error::new(err).context(format!(
+                        "put {RESOLV_CONF} back: with the new one, pathdns's config would not load"
+                    )));
+                }
+            }
+            writeln!(
+                out,
+                "pathdns is now the resolver ({mode}): wrote {}",
+                shown(&host, &target)
+            )?;
+            match mode {
+                Mode::Resolved => {
+                    writeln!(out, "routing to pathdns: {}", settings.routes.join(" "))?;
+                    if host.is_system() {
+                        reload_resolved(&mut out)?;
+                    }
+                }
+                Mode::Plain => {
+                    let resolv_conf = host.resolv_conf()?;
+                    writeln!(
+                        out,
+                        "nameservers: {} (pathdns first; the rest are its upstreams and the \
+                         fallback)",
+                        resolv_conf.nameservers.join(", ")
+                    )?;
+                }
+            }
+            writeln!(out, "undo with: pathdns resolver disable")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn disable(policy: DisablePolicy, root: &Path) -> anyhow::Result<ExitCode> {
+    let host = Host::new(root);
+    let mut out = std::io::stdout().lock();
+    match host.disable(policy)? {
+        Disabled::NotEnabled => {
+            writeln!(out, "pathdns is not the resolver: nothing to restore")?;
+        }
+        Disabled::Restored { mode, target } => {
+            writeln!(
+                out,
+                "restored {} as it was before `pathdns resolver enable` ({mode})",
+                shown(&host, &target)
+            )?;
+            if mode == Mode::Resolved && host.is_system() {
+                reload_resolved(&mut out)?;
+            }
+        }
+        Disabled::LeftAsIs { mode, target } => {
+            writeln!(
+                out,
+                "{} no longer points at pathdns: left as it is; the copy saved by \
+                 `enable` ({mode}) is forgotten",
+                shown(&host, &target)
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(root: &Path) -> anyhow::Result<ExitCode> {
+    let host = Host::new(root);
+    let status = host.status()?;
+    let mut out = std::io::stdout().lock();
+    let code = match &status.enabled {
+        Some(enabled) if enabled.intact => {
+            writeln!(
+                out,
+                "pathdns is the resolver ({}, at {})",
+                enabled.mode, enabled.nameserver
+            )?;
+            STATUS_ENABLED
+        }
+        Some(enabled) => {
+            writeln!(
+                out,
+                "pathdns was made the resolver ({}, at {}), but {} has been changed since",
+                enabled.mode,
+                enabled.nameserver,
+                shown(&host, &enabled.target)
+            )?;
+            STATUS_CHANGED
+        }
+        None => {
+            writeln!(out, "pathdns is not the resolver")?;
+            STATUS_NOT_ENABLED
+        }
+    };
+    let conf = &status.resolv_conf;
+    writeln!(
+        out,
+        "{}: {}, {}",
+        shown(&host, RESOLV_CONF),
+        describe_entry(&conf.entry),
+        conf.manager
+    )?;
+    if !conf.nameservers.is_empty() {
+        writeln!(out, "nameservers: {}", conf.nameservers.join(", "))?;
+    }
+    match &status.enabled {
+        Some(enabled) => {
+            writeln!(
+                out,
+                "written: {}; before it: {} (saved in {})",
+                shown(&host, &enabled.target),
+                enabled.original,
+                shown(&host, &enabled.state_dir)
+            )?;
+            writeln!(out, "undo with: pathdns resolver disable")?;
+        }
+        None => match &status.would {
+            Ok(mode) => writeln!(out, "`pathdns resolver enable` would use: {mode}")?,
+            Err(why) => writeln!(out, "`pathdns resolver enable` would refuse: {why}")?,
+        },
+    }
+    Ok(ExitCode::from(code))
+}
+
+fn describe_entry(entry: &pathdns::resolver::Entry) -> String {
+    match entry {
+        pathdns::resolver::Entry::Absent => "absent".to_owned(),
+        pathdns::resolver::Entry::File { bytes, .. } => format!("a file of {} bytes", bytes.len()),
+        pathdns::resolver::Entry::Symlink { target } => {
+            format!("a symlink to {}", target.display())
+        }
+    }
+}
+
+/// A host path as the operator knows it: with the root in front when it is not `/`.
+fn shown(host: &Host, absolute: &str) -> String {
+    if host.is_system() {
+        absolute.to_owned()
+    } else {
+        host.path(absolute).display().to_string()
+    }
+}
+
+/// Whether pathdns answers a query on port 53 of `ip` within a second. The query is
+/// CHAOS-class, which pathdns answers at once without an upstream; any answer will do.
+fn answers(ip: IpAddr) -> bool {
+    let target = SocketAddr::new(ip, 53);
+    let bind: SocketAddr = match ip {
+        IpAddr::V4(_) => "0.0.0.0:0",
+        IpAddr::V6(_) => "[::]:0",
+    }
+    .parse()
+    .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+    let ask = || -> std::io::Result<bool> {
+        let socket = UdpSocket::bind(bind)?;
+        socket.set_read_timeout(Some(Duration::from_secs(1)))?;
+        socket.connect(target)?;
+        let id = fastrand::u16(..).to_be_bytes();
+        // id, RD, 1 question: version.bind. CH TXT
+        let mut query = vec![id[0], id[1], 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        query.extend_from_slice(b"\x07version\x04bind\x00\x00\x10\x00\x03");
+        socket.send(&query)?;
+        let mut buf = [0u8; 512];
+        let len = socket.recv(&mut buf)?;
+        Ok(len >= 12 && buf[..2] == id)
+    };
+    ask().unwrap_or(false)
+}
+
+/// Has systemd-resolved read its configuration again, when systemd runs.
+fn reload_resolved(out: &mut impl Write) -> anyhow::Result<()> {
+    if !Path::new("/run/systemd/system").exists() {
+        writeln!(
+            out,
+            "systemd is not running: systemd-resolved reads the drop-in when it starts"
+        )?;
+        return Ok(());
+    }
+    let status = std::process::Command::new("systemctl")
+        .args(["try-reload-or-restart", "systemd-resolved.service"])
+        .status()
+        .context("cannot run systemctl")?;
+    if !status.success() {
+        anyhow::bail!("`systemctl try-reload-or-restart systemd-resolved.service` failed ({status}); run it by hand");
+    }
+    writeln!(out, "systemd-resolved reloaded")?;
+    Ok(())
 }

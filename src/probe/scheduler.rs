@@ -29,11 +29,13 @@ pub struct Plan {
     pub jobs: Vec<Job>,
     /// Keyed by (index of the name in the config, target address).
     pub by_target: HashMap<(usize, IpAddr), Vec<usize>>,
+    /// Each job's identity, in job order.
+    pub keys: Vec<JobKey>,
 }
 
-/// What makes two probes the same probe.
+/// What makes two probes the same probe (also across a reload, so health carries over).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct JobKey {
+pub struct JobKey {
     kind: ProbeKind,
     addr: IpAddr,
     /// Only TLS and HTTPS depend on the name.
@@ -72,7 +74,8 @@ impl Plan {
                             spec.fall,
                         ),
                     };
-                    let id = *seen.entry(key).or_insert_with(|| {
+                    let id = *seen.entry(key.clone()).or_insert_with(|| {
+                        plan.keys.push(key);
                         plan.jobs.push(Job {
                             spec: spec.clone(),
                             target: ProbeTarget {

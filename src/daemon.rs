@@ -183,6 +183,7 @@ fn shared_parts(config: &Config) -> Result<Shared, DaemonError> {
         board: StatusBoard::default(),
         config: config.source.clone(),
         started_unix_ms: events::unix_ms(SystemTime::now()),
+        loaded_unix_ms: events::unix_ms(SystemTime::now()),
         metrics: metrics.clone(),
         memory: HealthMemory::default(),
     };
@@ -208,6 +209,7 @@ impl Shared {
     fn outputs_for(&self, config: &Config) -> Outputs {
         Outputs {
             config: config.source.clone(),
+            loaded_unix_ms: events::unix_ms(SystemTime::now()),
             ..self.outputs.clone()
         }
     }

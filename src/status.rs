@@ -16,6 +16,12 @@ pub struct Status {
     /// The config file serving now.
     pub config: String,
     pub started_unix_ms: u64,
+    /// The agent's process, for `pathdns reload`.
+    #[serde(default)]
+    pub pid: u32,
+    /// When the config serving now was loaded (start, or the last accepted reload).
+    #[serde(default)]
+    pub loaded_unix_ms: u64,
     /// Sockets bound and the first probe round done (or timed out).
     pub ready: bool,
     pub names: Vec<NameStatus>,

@@ -30,6 +30,8 @@ pub struct Outputs {
     /// The config file, for status.
     pub config: String,
     pub started_unix_ms: u64,
+    /// When this generation's config was loaded.
+    pub loaded_unix_ms: u64,
     /// Probe runs, target health and failovers for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// What the probes knew, kept across reloads.
@@ -515,6 +517,8 @@ impl Supervisor {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             config: self.outputs.config.clone(),
             started_unix_ms: self.outputs.started_unix_ms,
+            pid: std::process::id(),
+            loaded_unix_ms: self.outputs.loaded_unix_ms,
             ready: self.ready,
             names,
             targets,

@@ -263,6 +263,43 @@ fn a_route_leaving_by_another_interface_marks_the_target_down() {
     assert!(reason.contains(PRIMARY_ADDR), "{reason}");
     assert!(reason.contains("not via eth-priv"), "{reason}");
     assert!(reason.contains("eth-pub"), "{reason}");
+    // The same reason in the status, as `pathdns status` reads it.
+    let control = agent
+        .process
+        .wait_for_line("the control address", control_addr)
+        .to_string();
+    let output = netns::ip_netns_exec(
+        &topology.client,
+        &[
+            env!("CARGO_BIN_EXE_pathdns"),
+            "status",
+            "--json",
+            "--control",
+            &control,
+        ],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let status: pathdns::status::Status =
+        serde_json::from_slice(&output.stdout).expect("status JSON");
+    let target = status
+        .targets
+        .iter()
+        .find(|t| t.name == REGISTRY && t.addr == PRIMARY_ADDR)
+        .expect("the primary in the status");
+    assert_eq!(target.state, "down");
+    let path = target
+        .probes
+        .iter()
+        .find(|p| p.kind == "path")
+        .expect("a path probe");
+    let error = path.last_error.as_deref().unwrap_or_default();
+    assert!(error.contains("not via eth-priv"), "{error}");
+    let name = status
+        .names
+        .iter()
+        .find(|n| n.name == REGISTRY)
+        .expect("name");
+    assert!(name.reason.contains("failed over"), "{}", name.reason);
     let samples = client.stop();
     assert!(
         samples.iter().all(|s| s.answer.is_ok()),

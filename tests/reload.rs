@@ -198,3 +198,38 @@ fn twenty_reloads_half_invalid_lose_no_query_and_switch_exactly_on_valid_ones() 
     }
     assert_eq!(count_lines(&agent, "reload rejected"), 10);
 }
+
+/// `pathdns reload` checks the file first (an invalid one never reaches the agent), then
+/// signals the agent and returns once the new config serves.
+#[test]
+fn pathdns_reload_validates_then_applies() {
+    let listen = vec!["127.0.0.1:0".to_owned()];
+    let text = config(&listen, "192.0.2.1").replace("listen = \"off\"", "listen = \"127.0.0.1:0\"");
+    let mut agent = Agent::start(&text);
+    let control = agent
+        .process
+        .wait_for_line("the control address", control_addr)
+        .to_string();
+    let reload = |agent: &Agent| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pathdns"))
+            .args(["reload", "--control", &control, "--config"])
+            .arg(&agent.config_path)
+            .output()
+            .expect("run pathdns reload")
+    };
+    std::fs::write(&agent.config_path, "[server\nnot toml").expect("write");
+    let output = reload(&agent);
+    assert_eq!(output.status.code(), Some(78), "{output:?}");
+    assert_eq!(
+        count_lines(&agent, "reload"),
+        0,
+        "the agent was not signalled"
+    );
+
+    std::fs::write(&agent.config_path, text.replace("192.0.2.1", "192.0.2.77")).expect("write");
+    let output = reload(&agent);
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("reloaded"));
+    let response = ask_udp(agent.addr, &query(NAME, RecordType::A, false));
+    assert_eq!(addresses(&response), vec!["192.0.2.77".to_owned()]);
+}

@@ -15,6 +15,7 @@ use pathdns::daemon::{self, ConfigSource, DaemonError};
 mod doctor;
 mod hosts;
 mod import_hosts;
+mod reload;
 mod resolver;
 mod status;
 
@@ -69,6 +70,18 @@ enum Command {
     Check {
         #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+    },
+    /// Validate the config, then make the running agent reload it (SIGHUP).
+    ///
+    /// An invalid config is reported here (exit 78) and the agent is not touched. The
+    /// agent is found through its control endpoint; under systemd, `systemctl reload
+    /// pathdns` does the same.
+    Reload {
+        #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The control endpoint to ask, instead of the one in the config.
+        #[arg(long, value_name = "ADDR:PORT")]
+        control: Option<SocketAddr>,
     },
     /// Show the running agent's answers and target health (reads its /status).
     Status {
@@ -163,6 +176,7 @@ pub fn main() -> anyhow::Result<ExitCode> {
             control,
             json,
         } => status::run(&config, control, json),
+        Command::Reload { config, control } => reload::run(&config, control),
         Command::Doctor { config } => {
             init_logging(flag, Some("warn"));
             doctor::run(&config)

@@ -1,0 +1,66 @@
+//! `pathdns reload`: validate the config here, then signal the running agent and wait
+//! until it serves the new one.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use pathdns::config::Config;
+
+use super::status;
+
+/// How long the agent may take to apply a valid config.
+const APPLY_DEADLINE: Duration = Duration::from_secs(10);
+
+pub fn run(config: &Path, control: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
+    // The agent would reject it too; saying so here leaves it alone.
+    Config::load(config)?;
+    let before = status::fetch(config, control)?;
+    let ours = std::fs::canonicalize(config).unwrap_or_else(|_| config.to_path_buf());
+    let theirs =
+        std::fs::canonicalize(&before.config).unwrap_or_else(|_| before.config.clone().into());
+    if ours != theirs {
+        bail!(
+            "the agent at the control endpoint serves {}, not {}: it would reload its own file",
+            before.config,
+            config.display()
+        );
+    }
+    if before.pid == 0 {
+        bail!("the agent's /status does not name its process (an older pathdns?); use `systemctl reload pathdns` or `kill -HUP`");
+    }
+    let signalled = Command::new("kill")
+        .args(["-HUP", &before.pid.to_string()])
+        .status()
+        .context("cannot run kill")?;
+    if !signalled.success() {
+        bail!(
+            "cannot signal pathdns (pid {}): run as the same user or root",
+            before.pid
+        );
+    }
+    let started = Instant::now();
+    while started.elapsed() < APPLY_DEADLINE {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = status::fetch(config, control)?;
+        if now.loaded_unix_ms != before.loaded_unix_ms {
+            writeln!(
+                std::io::stdout().lock(),
+                "reloaded {} (pid {}): {}",
+                now.config,
+                now.pid,
+                now.summary()
+            )?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    bail!(
+        "pid {} did not load the new config within {APPLY_DEADLINE:?}; its log says why \
+         (journalctl -u pathdns)",
+        before.pid
+    )
+}

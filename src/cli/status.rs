@@ -322,6 +322,8 @@ mod tests {
             version: "0.1.0".into(),
             config: "/etc/pathdns/pathdns.toml".into(),
             started_unix_ms: 1_000,
+            pid: 42,
+            loaded_unix_ms: 1_000,
             ready: true,
             names: vec![NameStatus {
                 name: "reg.example".into(),

@@ -8,10 +8,20 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     match cli::main() {
         Ok(code) => code,
+        // `pathdns status | head` closing the pipe early is not an error worth a message.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             // One line, the way operators grep journals: the cause chain joined by ": ".
             eprintln!("pathdns: {err:#}");
             ExitCode::from(cli::exit_code(&err))
         }
     }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

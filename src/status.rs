@@ -61,14 +61,28 @@ pub struct ProbeStatus {
 }
 
 impl Status {
-    /// One line for systemd's STATUS=: "3 names, 5/6 targets up, dockerauth-vpc... on backup".
+    /// One line for systemd's STATUS=: "3 names, 5/6 targets up, <name> on backup".
     pub fn summary(&self) -> String {
-        let up = self.targets.iter().filter(|t| t.state != "down").count();
-        let mut line = format!(
-            "{} names, {up}/{} targets up",
-            self.names.len(),
-            self.targets.len()
-        );
+        let probed: Vec<&TargetStatus> = self
+            .targets
+            .iter()
+            .filter(|t| !t.probes.is_empty())
+            .collect();
+        let mut line = if probed.is_empty() {
+            format!("{} names, static answers (no probes)", self.names.len())
+        } else {
+            let up = probed.iter().filter(|t| t.state == "up").count();
+            let unknown = probed.iter().filter(|t| t.state == "unknown").count();
+            let mut line = format!(
+                "{} names, {up}/{} targets up",
+                self.names.len(),
+                probed.len()
+            );
+            if unknown > 0 {
+                line.push_str(&format!(" ({unknown} not probed yet)"));
+            }
+            line
+        };
         for name in &self.names {
             if name.reason.contains("failed over") {
                 line.push_str(&format!(", {} on backup", name.name));

@@ -281,6 +281,8 @@ fn start_generation(
     }
     let first_round = supervisor.first_round();
     shared.table.store(supervisor.table());
+    // Status exists before anyone (READY=1, /status) can ask for it.
+    shared.outputs.board.store(supervisor.status());
     let ready_by = previous
         .is_none()
         .then(|| Instant::now() + FIRST_ROUND_DEADLINE);

@@ -27,43 +27,6 @@ const TARGET_DOWN: &str = "PathdnsTargetDown";
 const FAILED_OVER: &str = "PathdnsFailedOver";
 const RELOAD_REJECTED: &str = "PathdnsReloadRejected";
 
-/// A TCP port that accepts (and drops) connections until dropped; the probe target.
-struct Port {
-    stop: Arc<AtomicBool>,
-    addr: SocketAddr,
-}
-
-impl Port {
-    fn open(ip: &str, port: u16) -> Port {
-        let listener = TcpListener::bind((ip, port)).expect("bind probe target");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                if listener.accept().is_err() {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-        });
-        Port {
-            stop,
-            addr: SocketAddr::new(ip.parse().expect("ip"), port),
-        }
-    }
-}
-
-impl Drop for Port {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let deadline = Instant::now() + READY_DEADLINE;
-        while TcpStream::connect_timeout(&self.addr, Duration::from_millis(100)).is_ok() {
-            assert!(Instant::now() < deadline, "port {} never closed", self.addr);
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
 /// One request the webhook receiver got.
 #[derive(Debug, Clone)]
 struct Request {

@@ -16,45 +16,6 @@ const NAME: &str = "reg.test.example.";
 const PRIMARY: &str = "127.0.0.10";
 const BACKUP: &str = "127.0.0.11";
 
-/// A TCP port that accepts (and drops) connections until stopped.
-struct Port {
-    stop: Arc<AtomicBool>,
-    addr: SocketAddr,
-}
-
-impl Port {
-    fn open(ip: &str, port: u16) -> Port {
-        let listener = TcpListener::bind((ip, port)).expect("bind probe target");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok(_) => {}
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        Port {
-            stop,
-            addr: SocketAddr::new(ip.parse().expect("ip"), port),
-        }
-    }
-}
-
-impl Drop for Port {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        // Wait until the port really refuses, so the test's clock starts at the cut.
-        let deadline = Instant::now() + READY_DEADLINE;
-        while std::net::TcpStream::connect_timeout(&self.addr, Duration::from_millis(100)).is_ok() {
-            assert!(Instant::now() < deadline, "port {} never closed", self.addr);
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
 fn config(upstream: SocketAddr, port: u16, policy: &str) -> String {
     format!(
         r#"

@@ -508,3 +508,43 @@ remote-control:
 }
 
 pub mod netns;
+
+/// A loopback TCP port that accepts (and drops) connections until dropped: a probe target
+/// a test can take away. Dropping it waits until the port really refuses, so a test's
+/// clock starts at the cut.
+pub struct Port {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    addr: SocketAddr,
+}
+
+impl Port {
+    pub fn open(ip: &str, port: u16) -> Port {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind((ip, port)).expect("bind probe target");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                if listener.accept().is_err() {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        });
+        Port {
+            stop,
+            addr: SocketAddr::new(ip.parse().expect("ip"), port),
+        }
+    }
+}
+
+impl Drop for Port {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let deadline = Instant::now() + READY_DEADLINE;
+        while TcpStream::connect_timeout(&self.addr, Duration::from_millis(100)).is_ok() {
+            assert!(Instant::now() < deadline, "port {} never closed", self.addr);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}

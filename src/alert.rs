@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{AlertKind, AlertSink};
 use crate::events::{self, Event, EventSender};
+use crate::probe::error_chain;
 
 /// The version of the webhook JSON body; bumped on any incompatible change.
 pub const WEBHOOK_SCHEMA_VERSION: u32 = 1;
@@ -368,14 +369,10 @@ struct SinkTask {
 
 impl SinkTask {
     fn new(config: &AlertSink, host: Arc<str>) -> Result<SinkTask, SinkError> {
-        let tls = if config.url.starts_with("https://") {
-            crate::probe::tls::TlsConfigs::default()
-                .get(None)
-                .map_err(SinkError::Client)?
-        } else {
-            // reqwest needs a TLS configuration even for plain http.
-            Arc::new(no_roots_tls().map_err(SinkError::Client)?)
-        };
+        // The system's roots for https:// receivers (reqwest wants one for http:// too).
+        let tls = crate::probe::tls::TlsConfigs::default()
+            .get(None)
+            .map_err(SinkError::Client)?;
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured((*tls).clone())
             .timeout(config.timeout)
@@ -674,26 +671,6 @@ fn hostname() -> String {
             (!name.is_empty()).then(|| name.to_owned())
         })
         .unwrap_or_else(|| "localhost".to_owned())
-}
-
-fn no_roots_tls() -> Result<rustls::ClientConfig, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|err| err.to_string())?
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth())
-}
-
-/// reqwest's top-level message is "error sending request"; the causes say what happened.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
 }
 
 async fn maybe(sending: Option<&mut Sending>) -> Sent {

@@ -75,8 +75,9 @@ impl HttpsProbe {
     }
 }
 
-/// reqwest's top-level message is "error sending request"; the cause says what happened.
-fn error_chain(err: &dyn std::error::Error) -> String {
+/// An error with its causes joined by ": ". reqwest's top-level message is "error sending
+/// request"; the causes say what happened.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

@@ -20,6 +20,7 @@ use hickory_proto::rr::Name;
 
 use crate::config::ProbeKind;
 
+pub use https::error_chain;
 pub use icmp::Pinger;
 
 /// What one probe run found.

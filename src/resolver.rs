@@ -306,8 +306,12 @@ pub struct EnableOptions {
 
 #[derive(Debug)]
 pub enum Enabled {
-    /// Done now; `target` is the file written.
-    Now { mode: Mode, target: String },
+    /// Done now; `target` is the file written; `warnings` are what may undo it.
+    Now {
+        mode: Mode,
+        target: String,
+        warnings: Vec<String>,
+    },
     /// It was already, and the file is as `enable` wrote it.
     Already { mode: Mode, target: String },
 }
@@ -478,9 +482,14 @@ impl Host {
             Mode::Plain => self.enable_plain(settings, &resolv_conf)?,
             Mode::Resolved => self.enable_resolved(settings, options.force)?,
         }
+        let warnings = match mode {
+            Mode::Plain => self.plain_warnings(),
+            Mode::Resolved => Vec::new(),
+        };
         Ok(Enabled::Now {
             mode,
             target: mode.target().to_owned(),
+            warnings,
         })
     }
 
@@ -622,6 +631,28 @@ impl Host {
                      replaces the symlink with a file (disable puts the symlink back)",
                 )
             }
+        }
+    }
+
+    /// Programs that rewrite a plain resolv.conf without saying so in it.
+    fn plain_warnings(&self) -> Vec<String> {
+        let leases = fs::read_dir(self.path("/var/lib/dhcp"))
+            .map(|dir| {
+                dir.flatten().any(|entry| {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    name.starts_with("dhclient") && name.ends_with(".leases")
+                })
+            })
+            .unwrap_or(false);
+        if leases {
+            vec![format!(
+                "dhclient has leases here (/var/lib/dhcp): it rewrites {RESOLV_CONF} when a \
+                 lease is renewed, unless told not to (an enter hook that replaces \
+                 make_resolv_conf, or `supersede domain-name-servers` in dhclient.conf); \
+                 `pathdns resolver status` exits 1 once that has happened"
+            )]
+        } else {
+            Vec::new()
         }
     }
 

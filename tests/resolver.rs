@@ -640,3 +640,19 @@ fn an_interrupted_disable_is_finished_by_the_next() {
     s.ok(&["disable"]);
     assert_same(&before, &snapshot(&s.root), "after the second disable");
 }
+
+#[test]
+fn dhclient_is_named_as_a_risk() {
+    let s = Scratch::new();
+    s.write("etc/resolv.conf", PLAIN);
+    let output = s.pathdns(&["enable"]);
+    assert!(output.status.success());
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("dhclient"));
+    s.ok(&["disable"]);
+    s.write("var/lib/dhcp/dhclient.eth0.leases", "lease {}\n");
+    let output = s.pathdns(&["enable"]);
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("warning: dhclient"), "{stderr}");
+    s.ok(&["disable"]);
+}

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole pathdns test suite: formatting, lints, unit and integration tests, doc tests.
+# The whole pathdns test suite: formatting, lints, unit and integration tests, doc tests,
+# and the packages: both built and checked, installed into a fresh Debian root, and booted.
 #
 #   sudo tests/run.sh
 #
@@ -9,6 +10,16 @@
 #
 #   dnsutils (dig)  dnsmasq-base  unbound  iproute2 (ip)  nftables (nft)  procps
 #   prometheus-alertmanager  prometheus (promtool)
+#
+# and those the package steps need:
+#
+#   lintian  rpm  cpio  debootstrap  systemd-container (systemd-nspawn)
+#
+# plus cargo-deb and cargo-generate-rpm (cargo install --locked, pinned versions, only when
+# missing). The package steps (packaging/check-packages, install-test, boot-test; see
+# packaging/README.md) need root; without it they are skipped, loudly. The Debian root they
+# use is made once by debootstrap from this machine's apt mirror and kept outside the
+# repository (/var/cache/pathdns-ci), so later runs take seconds for it.
 #
 # Services are never started by that install, and no test relies on one: the tests start
 # their own dnsmasq and unbound processes, on loopback or inside network namespaces that they
@@ -114,6 +125,13 @@ fi
 
 # --- Debian packages for the integration tests ------------------------------------------
 
+# Files that package builds create in the repository (packaging/build/).
+packaging_build=$repo/packaging/build
+if $is_root; then
+    owner=$(stat -c %u:%g "$repo" 2>/dev/null || echo 0:0)
+    [[ $owner == 0:0 ]] || restore_owner+=("$owner" "$packaging_build")
+fi
+
 created_policy_rc_d=false
 cleanup() {
     if $created_policy_rc_d; then
@@ -192,6 +210,40 @@ else
     done
 fi
 
+# Tools of the package steps, which run as root only (without root they are skipped).
+if $is_root; then
+    section "Package step tools (lintian, rpm, cpio, debootstrap, systemd-nspawn)"
+    package_step_packages=(lintian rpm cpio debootstrap systemd-container)
+    package_step_tools=(lintian rpm rpm2cpio cpio debootstrap systemd-nspawn)
+    missing_tools=()
+    for tool in "${package_step_tools[@]}"; do
+        have "$tool" || missing_tools+=("$tool")
+    done
+    if [[ ${#missing_tools[@]} -eq 0 ]]; then
+        echo "all present: $(command -v "${package_step_tools[@]}" | tr '\n' ' ')" >&2
+    else
+        echo "missing: ${missing_tools[*]}; installing from Debian: ${package_step_packages[*]}" >&2
+        if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+            printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+            chmod 755 /usr/sbin/policy-rc.d
+            created_policy_rc_d=true
+        fi
+        export DEBIAN_FRONTEND=noninteractive RUNLEVEL=1
+        apt-get update
+        apt-get install -y --no-install-recommends "${package_step_packages[@]}"
+        if $created_policy_rc_d; then
+            rm -f /usr/sbin/policy-rc.d
+            created_policy_rc_d=false
+        fi
+        for tool in "${missing_tools[@]}"; do
+            if ! have "$tool"; then
+                loud "$tool is still missing after installing ${package_step_packages[*]}"
+                exit 1
+            fi
+        done
+    fi
+fi
+
 if $is_root; then
     if ! unshare --net true 2>/dev/null; then
         loud "WARNING: running as root, but network namespaces cannot be created here" \
@@ -202,6 +254,29 @@ else
         "Tests that build network namespaces (test hosts, routes and broken paths for" \
         "probes and failover) will be SKIPPED; loopback tests still run." \
         "For the whole suite run:   sudo tests/run.sh"
+fi
+
+# --- Package builders ---------------------------------------------------------------------
+
+# Pinned, so that every run builds the packages with the same tools; installed only when
+# missing or at another version (cargo keeps them in its home, so later runs skip this).
+cargo_deb_version=3.8.0
+cargo_rpm_version=0.21.1
+section "Package builders (cargo-deb $cargo_deb_version, cargo-generate-rpm $cargo_rpm_version)"
+to_install=()
+[[ $(cargo deb --version 2>/dev/null) == "cargo-deb $cargo_deb_version" ]] ||
+    to_install+=("cargo-deb@$cargo_deb_version")
+[[ $(cargo generate-rpm --version 2>/dev/null) == "cargo-generate-rpm $cargo_rpm_version" ]] ||
+    to_install+=("cargo-generate-rpm@$cargo_rpm_version")
+if [[ ${#to_install[@]} -eq 0 ]]; then
+    echo "present: $(cargo deb --version), $(cargo generate-rpm --version)" >&2
+else
+    start=$SECONDS
+    if cargo install --locked "${to_install[@]}"; then
+        echo "installed ${to_install[*]} in $((SECONDS - start)) s" >&2
+    else
+        loud "cargo install --locked ${to_install[*]} FAILED: the package steps will fail."
+    fi
 fi
 
 # --- The suite --------------------------------------------------------------------------
@@ -235,6 +310,19 @@ step "clippy" cargo clippy --all-targets --locked -- -D warnings
 step "tests" cargo test --all-targets --locked
 step "doc tests" cargo test --doc --locked
 
+# The packages (packaging/README.md): build and check both (lintian, rpm -qlp, unit
+# verify and security figure), then the .deb in a fresh Debian root: install, upgrade,
+# remove, purge; then booted under systemd in systemd-nspawn.
+if $is_root; then
+    step "packages" packaging/check-packages
+    step "install test" packaging/install-test
+    step "boot test" packaging/boot-test
+else
+    loud "PACKAGE STEPS SKIPPED: NOT ROOT." \
+        "Building and checking the .deb and .rpm, the install test in a Debian root and" \
+        "the boot test in systemd-nspawn need root:   sudo tests/run.sh"
+fi
+
 section "Summary"
 if [[ ${#failed[@]} -gt 0 ]]; then
     echo "FAILED: ${failed[*]}" >&2
@@ -243,5 +331,5 @@ fi
 if $is_root; then
     echo "all passed" >&2
 else
-    echo "all passed (network-namespace tests SKIPPED: not root)" >&2
+    echo "all passed (network-namespace tests and package steps SKIPPED: not root)" >&2
 fi

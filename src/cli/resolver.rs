@@ -181,7 +181,11 @@ fn enable(
                 shown(&host, &target)
             )?;
         }
-        Enabled::Now { mode, target } => {
+        Enabled::Now {
+            mode,
+            target,
+            warnings,
+        } => {
             if mode == Mode::Plain && host.is_system() {
                 // pathdns reads resolv.conf for "system": it must still find upstreams.
                 if let Err(err) = Config::load(config_path) {
@@ -214,6 +218,9 @@ fn enable(
                 }
             }
             writeln!(out, "undo with: pathdns resolver disable")?;
+            for warning in warnings {
+                eprintln!("pathdns resolver: warning: {warning}");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

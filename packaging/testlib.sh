@@ -72,8 +72,10 @@ fi
 
 pristine=$("$repo/packaging/test-root") || exit 1
 
-# A fresh copy of the root, on the cache's file system; removed at exit.
+# A fresh copy of the root, on the cache's file system; removed at exit. Copies left by a
+# run that was killed are removed after a day.
 mkdir -p "$cache"
+find "$cache" -maxdepth 1 -name 'work-*' -mmin +1440 -exec rm -rf {} + 2>/dev/null || true
 work=$(mktemp -d "$cache/work-$test_name.XXXXXX")
 cleanups+=("rm -rf '$work'")
 root=$work/root

@@ -1,8 +1,8 @@
 # pathdns %postun: what %systemd_postun_with_restart pathdns.service expands to. After an
 # upgrade ($1 >= 1) a running pathdns is restarted on the new binary; after an erase
 # ($1 = 0) systemd forgets the unit, and what the package created besides its files goes:
-# the resolver state directory and the configuration directory (an edited config is kept
-# as pathdns.toml.rpmsave by rpm, and then the directory stays).
+# the resolver state directory, the documentation directories and the configuration
+# directory (an edited config is kept as pathdns.toml.rpmsave by rpm, and then it stays).
 if [ -x /usr/lib/systemd/systemd-update-helper ]; then
     if [ "$1" -ge 1 ]; then
         /usr/lib/systemd/systemd-update-helper mark-restart-system-units pathdns.service || :
@@ -16,5 +16,7 @@ elif [ -d /run/systemd/system ]; then
 fi
 if [ "$1" -eq 0 ]; then
     rm -rf /var/lib/pathdns
-    rmdir /etc/pathdns 2>/dev/null || :
+    # Directories the payload implies but does not own (cargo-generate-rpm lists files only).
+    rmdir /usr/share/doc/pathdns/examples /usr/share/doc/pathdns /usr/share/licenses/pathdns \
+        /etc/pathdns 2>/dev/null || :
 fi

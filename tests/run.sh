@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole pathdns test suite: formatting, lints, unit and integration tests, doc tests,
-# and the packages: both built and checked, installed into a fresh Debian root, and booted.
+# supply-chain checks (cargo deny), a fuzz smoke run, and the packages: both built and
+# checked, installed into a fresh Debian root, and booted.
 #
 #   sudo tests/run.sh
 #
@@ -16,7 +17,14 @@
 #   lintian  rpm  cpio  debootstrap  systemd-container (systemd-nspawn)
 #
 # plus cargo-deb and cargo-generate-rpm (cargo install --locked, pinned versions, only when
-# missing). The package steps (packaging/check-packages, install-test, boot-test; see
+# missing) and cargo-deny (cargo install --locked, only when missing). `cargo deny check bans
+# licenses sources` runs every time; `advisories` needs the RustSec database from GitHub and
+# is SKIPPED, loudly, when GitHub cannot be reached. The fuzz smoke run (fuzz/run --smoke,
+# 45 s per libFuzzer target) runs when rustup has a nightly toolchain and cargo-fuzz is
+# installed, and is SKIPPED, loudly, otherwise; tests/fuzz_smoke.rs runs the same fuzz
+# target bodies on the stable toolchain in every run either way.
+#
+# The package steps (packaging/check-packages, install-test, boot-test; see
 # packaging/README.md) need root; without it they are skipped, loudly. The Debian root they
 # use is made once by debootstrap from this machine's apt mirror and kept outside the
 # repository (/var/cache/pathdns-ci), so later runs take seconds for it.
@@ -130,6 +138,8 @@ packaging_build=$repo/packaging/build
 if $is_root; then
     owner=$(stat -c %u:%g "$repo" 2>/dev/null || echo 0:0)
     [[ $owner == 0:0 ]] || restore_owner+=("$owner" "$packaging_build")
+    # And those the fuzz steps create (fuzz/target, fuzz/corpus, fuzz/artifacts, Cargo.lock).
+    [[ $owner == 0:0 ]] || restore_owner+=("$owner" "$repo/fuzz")
 fi
 
 created_policy_rc_d=false
@@ -279,6 +289,20 @@ else
     fi
 fi
 
+# --- Supply-chain checker ----------------------------------------------------------------
+
+section "Supply-chain checker (cargo-deny)"
+if cargo deny --version >/dev/null 2>&1; then
+    echo "present: $(cargo deny --version)" >&2
+else
+    start=$SECONDS
+    if cargo install --locked cargo-deny; then
+        echo "installed $(cargo deny --version) in $((SECONDS - start)) s" >&2
+    else
+        loud "cargo install --locked cargo-deny FAILED: the cargo deny steps will fail."
+    fi
+fi
+
 # --- The suite --------------------------------------------------------------------------
 
 section "Toolchain"
@@ -292,6 +316,7 @@ section "Toolchain"
 export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 
 failed=()
+skipped=()
 step() {
     local name=$1
     shift
@@ -306,9 +331,71 @@ step() {
 }
 
 step "format" cargo fmt --all -- --check
+# The fuzz crate is a workspace of its own (cargo fmt --all does not reach it).
+step "format (fuzz)" rustfmt --edition 2021 --check fuzz/src/lib.rs fuzz/fuzz_targets/*.rs
 step "clippy" cargo clippy --all-targets --locked -- -D warnings
 step "tests" cargo test --all-targets --locked
 step "doc tests" cargo test --doc --locked
+
+# Supply chain (deny.toml): duplicate versions (warnings), licenses, sources. Offline apart
+# from the crates.io index. The fuzz crate's graph adds libFuzzer; its lock file follows
+# pathdns's, so it is not --locked.
+step "cargo deny" cargo deny --locked check bans licenses sources
+step "cargo deny (fuzz)" cargo deny --manifest-path fuzz/Cargo.toml check bans licenses sources
+
+# Advisories need the RustSec advisory database, which cargo-deny clones from GitHub. Where
+# GitHub cannot be reached: a local copy from an earlier run is used (and called stale),
+# else the check is SKIPPED, loudly. Never a silent pass.
+advisories_result=ok
+deny_advisories() {
+    local out
+    if out=$(cargo deny --locked check advisories 2>&1); then
+        printf '%s\n' "$out" | tail -n 5 >&2
+        return 0
+    fi
+    if ! grep -q "failed to fetch advisory database" <<<"$out"; then
+        printf '%s\n' "$out" >&2
+        return 1
+    fi
+    printf '%s\n' "$out" | grep -m1 "failed to fetch" >&2 || true
+    local db
+    for db in "${CARGO_HOME:-$HOME/.cargo}"/advisory-dbs/*/crates; do
+        [[ -d $db ]] || continue
+        loud "advisories: GitHub unreachable; checking against the local copy of the" \
+            "RustSec database in $(dirname "$db")," \
+            "last updated $(git -C "$(dirname "$db")" log -1 --format=%cs 2>/dev/null || echo '(unknown)'): STALE"
+        advisories_result="ok against a STALE local database"
+        skipped+=("cargo deny advisories against the latest database (GitHub unreachable; a stale local copy was used)")
+        cargo deny --offline --locked check advisories
+        return
+    done
+    loud "SKIPPED advisories: advisory database unreachable (GitHub)" \
+        "cargo deny check advisories clones https://github.com/RustSec/advisory-db;" \
+        "run it where GitHub is reachable (README, Hardening):" \
+        "  cargo deny --locked check advisories"
+    advisories_result="SKIPPED (advisory database unreachable)"
+    skipped+=("cargo deny advisories (advisory database unreachable: GitHub)")
+    return 0
+}
+section "cargo deny advisories: cargo deny --locked check advisories"
+start=$SECONDS
+if deny_advisories; then
+    echo "--- cargo deny advisories: $advisories_result ($((SECONDS - start)) s)" >&2
+else
+    echo "--- cargo deny advisories: FAILED ($((SECONDS - start)) s)" >&2
+    failed+=("cargo deny advisories")
+fi
+
+# libFuzzer needs a nightly toolchain and cargo-fuzz; the stable stand-in
+# (tests/fuzz_smoke.rs) has already run the same target bodies above.
+if fuzz_check=$(fuzz/run --check 2>&1); then
+    step "fuzz smoke" fuzz/run --smoke
+else
+    loud "SKIPPED: fuzz smoke run needs rustup nightly + cargo-fuzz" \
+        "(${fuzz_check#fuzz/run: })" \
+        "Install: rustup toolchain install nightly && cargo install --locked cargo-fuzz"
+    skipped+=("fuzz smoke run (needs rustup nightly + cargo-fuzz)")
+fi
 
 # The packages (packaging/README.md): build and check both (lintian, rpm -qlp, unit
 # verify and security figure), then the .deb in a fresh Debian root: install, upgrade,
@@ -324,6 +411,9 @@ else
 fi
 
 section "Summary"
+for note in "${skipped[@]}"; do
+    echo "SKIPPED: $note" >&2
+done
 if [[ ${#failed[@]} -gt 0 ]]; then
     echo "FAILED: ${failed[*]}" >&2
     exit 1

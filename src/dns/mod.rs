@@ -7,7 +7,9 @@
 //! Why our own listener on hickory-proto rather than hickory-server: hickory-server 0.26
 //! spawns a task per UDP query without bound, answers queries on one TCP connection one at
 //! a time, has no connection cap, and retries accept errors at once. Owned answers here are
-//! ready-made wire bytes, so the UDP path answers in the receiving task without spawning.
+//! ready-made wire bytes, so the UDP path answers in the receiving thread, a batch of
+//! datagrams per `recvmmsg`/`sendmmsg`, without spawning; TCP answers every pipelined query
+//! of a read with one write (README, "Performance").
 
 pub mod cache;
 pub mod forward;
@@ -21,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -67,7 +69,7 @@ impl BindError {
 
 /// Bound sockets for one listen address.
 pub struct Listener {
-    pub udp: UdpSocket,
+    pub udp: std::net::UdpSocket,
     pub tcp: TcpListener,
 }
 
@@ -105,14 +107,13 @@ fn bind_one(addr: SocketAddr) -> Result<Listener, BindError> {
         .unwrap_or_else(|| BindError::new(addr, "tcp", std::io::Error::other("no port found"))))
 }
 
-fn udp_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
-    socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    UdpSocket::from_std(socket.into())
+    Ok(socket.into())
 }
 
 fn tcp_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -153,19 +154,36 @@ impl Slots {
     }
 }
 
+/// Most UDP receiving threads per listen address: a node-local agent's load does not need
+/// one per core on a big host.
+const MAX_UDP_THREADS: usize = 4;
+
 /// Starts the UDP and TCP loops of one listener; dropping the set stops them (and closes
-/// its sockets), which a reload does for an address it no longer listens on.
+/// its sockets), which a reload does for an address it no longer listens on. Must be called
+/// inside the runtime (upstream queries are spawned on it).
 pub fn serve(listener: Listener, handler: Arc<Handler>, slots: &Slots) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
-    let udp = Arc::new(listener.udp);
-    // One receiving task per core: each answers owned names and cache hits inline.
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    for _ in 0..workers {
-        tasks.spawn(udp::serve(
-            udp.clone(),
-            handler.clone(),
-            slots.upstream.clone(),
-        ));
+    // One receiving thread per core (up to a few): each answers owned names and cache hits
+    // inline, a batch of datagrams per system call.
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(MAX_UDP_THREADS);
+    match udp::Receivers::start(
+        listener.udp,
+        threads,
+        handler.clone(),
+        slots.upstream.clone(),
+        tokio::runtime::Handle::current(),
+    ) {
+        // The task holds the receivers until the set is dropped (or aborted), which stops
+        // their threads.
+        Ok(receivers) => {
+            tasks.spawn(async move {
+                let _receivers = receivers;
+                std::future::pending::<()>().await
+            });
+        }
+        Err(err) => tracing::error!(error = %err, "cannot start the UDP receivers"),
     }
     tasks.spawn(tcp::serve(
         listener.tcp,

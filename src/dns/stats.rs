@@ -212,14 +212,25 @@ impl QueryStats {
 
     #[inline]
     pub fn observe(&self, took: Duration) {
+        self.observe_many(took, 1);
+    }
+
+    /// Records `count` responses that each took `took` (a batch sent together).
+    #[inline]
+    pub fn observe_many(&self, took: Duration, count: u64) {
+        if count == 0 {
+            return;
+        }
         let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         let bucket = LATENCY_BOUNDS_NANOS
             .iter()
             .position(|bound| nanos <= *bound)
             .unwrap_or(LATENCY_BOUNDS_NANOS.len());
         let shard = self.shard();
-        shard.latency[bucket].fetch_add(1, Ordering::Relaxed);
-        shard.latency_nanos.fetch_add(nanos, Ordering::Relaxed);
+        shard.latency[bucket].fetch_add(count, Ordering::Relaxed);
+        shard
+            .latency_nanos
+            .fetch_add(nanos.saturating_mul(count), Ordering::Relaxed);
     }
 
     /// The sums over every shard, for a scrape. Counters read one by one: a scrape taken

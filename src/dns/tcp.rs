@@ -1,5 +1,10 @@
 //! The TCP loop (RFC 7766): capped connections, idle timeout, pipelined queries answered
 //! as they complete, so a slow forwarded name never holds up an owned one behind it.
+//!
+//! One task per connection reads whatever the client has sent (often many pipelined
+//! queries in one read), answers every complete query it can answer at once into one write
+//! buffer, and writes that buffer with one system call. Queries that need an upstream run on
+//! their own tasks and come back through a channel, in whatever order they complete.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,8 +18,10 @@ use super::handler::{Handler, Step, Transport};
 use super::stats::Source;
 use crate::wire::{self, parse_query, Parsed, Rcode};
 
-/// Responses queued for one connection's writer before readers wait.
-const WRITE_QUEUE: usize = 64;
+/// Upstream answers queued for one connection before their tasks wait.
+const UPSTREAM_QUEUE: usize = 64;
+/// Room made for each read (a larger message arrives over several reads).
+const READ_CHUNK: usize = 16 << 10;
 
 pub async fn serve(
     listener: TcpListener,
@@ -38,86 +45,183 @@ pub async fn serve(
             drop(stream);
             continue;
         };
-        let (handler, upstream_slots) = (handler.clone(), upstream_slots.clone());
+        let connection = Connection {
+            handler: handler.clone(),
+            upstream_slots: upstream_slots.clone(),
+            client,
+        };
         tokio::spawn(async move {
-            connection(stream, client, handler, upstream_slots, idle_timeout).await;
+            connection.run(stream, idle_timeout).await;
             drop(slot);
         });
     }
 }
 
-async fn connection(
-    stream: TcpStream,
-    client: SocketAddr,
+struct Connection {
     handler: Arc<Handler>,
     upstream_slots: Arc<Semaphore>,
-    idle_timeout: Duration,
-) {
-    let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
-    // Each response with the time its query was received, for the latency histogram.
-    let (responses, mut queue) = mpsc::channel::<(Vec<u8>, Instant)>(WRITE_QUEUE);
-    let writer_handler = handler.clone();
-    let write_loop = tokio::spawn(async move {
-        while let Some((response, received)) = queue.recv().await {
-            let frame_len = (response.len() as u16).to_be_bytes();
-            if writer.write_all(&frame_len).await.is_err()
-                || writer.write_all(&response).await.is_err()
-            {
-                break;
+    client: SocketAddr,
+}
+
+/// Answers waiting to be written, each framed, and when their queries arrived.
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    /// Arrival time of the answers in `bytes` (one entry per read batch), with their count.
+    received: Vec<(Instant, u64)>,
+}
+
+impl Pending {
+    fn push_frame(&mut self, response: &[u8], received: Instant) {
+        // A response never exceeds the frame limit (the TCP limit is 65,535 bytes).
+        let len = u16::try_from(response.len()).unwrap_or(u16::MAX);
+        self.bytes.extend_from_slice(&len.to_be_bytes());
+        self.bytes
+            .extend_from_slice(&response[..usize::from(len).min(response.len())]);
+        match self.received.last_mut() {
+            Some((at, count)) if *at == received => *count += 1,
+            _ => self.received.push((received, 1)),
+        }
+    }
+
+    async fn flush(&mut self, stream: &mut TcpStream, handler: &Handler) -> std::io::Result<()> {
+        if self.bytes.is_empty() {
+            return Ok(());
+        }
+        stream.write_all(&self.bytes).await?;
+        self.bytes.clear();
+        if !self.received.is_empty() {
+            let now = Instant::now();
+            for (received, count) in self.received.drain(..) {
+                handler
+                    .stats()
+                    .observe_many(now.saturating_duration_since(received), count);
             }
-            writer_handler.stats().responded(received);
         }
-    });
-    let mut packet = Vec::new();
-    loop {
-        let mut frame_len = [0u8; 2];
-        match tokio::time::timeout(idle_timeout, reader.read_exact(&mut frame_len)).await {
-            Ok(Ok(_)) => {}
-            _ => break,
-        }
-        packet.resize(u16::from_be_bytes(frame_len) as usize, 0);
-        match tokio::time::timeout(idle_timeout, reader.read_exact(&mut packet)).await {
-            Ok(Ok(_)) => {}
-            _ => break,
-        }
-        let received = Instant::now();
+        Ok(())
+    }
+}
+
+impl Connection {
+    async fn run(self, mut stream: TcpStream, idle_timeout: Duration) {
+        let _ = stream.set_nodelay(true);
+        let (answers, mut upstream_answers) = mpsc::channel::<(Vec<u8>, Instant)>(UPSTREAM_QUEUE);
+        // Dropped when the client stops sending, so the channel closes once the last
+        // upstream query in flight has answered.
+        let mut answers = Some(answers);
+        let mut input: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+        let mut pending = Pending::default();
         let mut out = Vec::new();
-        match handler.respond_now(&packet, client.ip(), Transport::Tcp, &mut out) {
-            Step::Reply => {
-                if responses.send((out, received)).await.is_err() {
+        let mut reading = true;
+        loop {
+            if reading {
+                let Some(sender) = answers.as_ref() else {
                     break;
-                }
-            }
-            Step::Silent => {}
-            Step::Upstream => match upstream_slots.clone().try_acquire_owned() {
-                Ok(slot) => {
-                    let (handler, responses, query) =
-                        (handler.clone(), responses.clone(), packet.clone());
-                    tokio::spawn(async move {
-                        handler
-                            .respond_upstream(&query, Transport::Tcp, &mut out)
-                            .await;
-                        if !out.is_empty() {
-                            let _ = responses.send((out, received)).await;
+                };
+                let mut stop = false;
+                tokio::select! {
+                    biased;
+                    Some((response, received)) = upstream_answers.recv() => {
+                        pending.push_frame(&response, received);
+                        while let Ok((response, received)) = upstream_answers.try_recv() {
+                            pending.push_frame(&response, received);
                         }
-                        drop(slot);
-                    });
-                }
-                Err(_) => {
-                    if let Parsed::Query(parsed) = parse_query(&packet) {
-                        wire::write_error(&parsed, Rcode::ServFail, false, &mut out);
-                        let stats = handler.stats();
-                        stats.answered_with(Source::Forwarded, parsed.qtype, &out);
-                        if responses.send((out, received)).await.is_err() {
-                            break;
+                    }
+                    read = tokio::time::timeout(idle_timeout, read_more(&mut stream, &mut input)) => {
+                        match read {
+                            Ok(Ok(n)) if n > 0 => {
+                                let received = Instant::now();
+                                self.answer_frames(&mut input, &mut pending, &mut out, sender, received);
+                            }
+                            // EOF, error or idle: stop reading, let answers in flight out.
+                            _ => stop = true,
                         }
                     }
                 }
-            },
+                if stop {
+                    reading = false;
+                    answers = None;
+                }
+            } else {
+                match upstream_answers.recv().await {
+                    Some((response, received)) => pending.push_frame(&response, received),
+                    None => {
+                        let _ = pending.flush(&mut stream, &self.handler).await;
+                        break;
+                    }
+                }
+            }
+            if pending.flush(&mut stream, &self.handler).await.is_err() {
+                break;
+            }
         }
     }
-    // Let answers still in flight reach the client before the writer closes.
-    drop(responses);
-    let _ = write_loop.await;
+
+    /// Answers every complete frame in `input` and keeps the incomplete rest.
+    fn answer_frames(
+        &self,
+        input: &mut Vec<u8>,
+        pending: &mut Pending,
+        out: &mut Vec<u8>,
+        answers: &mpsc::Sender<(Vec<u8>, Instant)>,
+        received: Instant,
+    ) {
+        let mut at = 0;
+        while let Some(header) = input.get(at..at + 2) {
+            let len = usize::from(u16::from_be_bytes([header[0], header[1]]));
+            let Some(packet) = input.get(at + 2..at + 2 + len) else {
+                break;
+            };
+            at += 2 + len;
+            match self
+                .handler
+                .respond_now(packet, self.client.ip(), Transport::Tcp, out)
+            {
+                Step::Reply => pending.push_frame(out, received),
+                Step::Silent => {}
+                Step::Upstream => self.upstream(packet, answers, pending, out, received),
+            }
+        }
+        input.drain(..at);
+    }
+
+    fn upstream(
+        &self,
+        packet: &[u8],
+        answers: &mpsc::Sender<(Vec<u8>, Instant)>,
+        pending: &mut Pending,
+        out: &mut Vec<u8>,
+        received: Instant,
+    ) {
+        match self.upstream_slots.clone().try_acquire_owned() {
+            Ok(slot) => {
+                let (handler, answers, query) =
+                    (self.handler.clone(), answers.clone(), packet.to_vec());
+                tokio::spawn(async move {
+                    let mut out = Vec::new();
+                    handler
+                        .respond_upstream(&query, Transport::Tcp, &mut out)
+                        .await;
+                    if !out.is_empty() {
+                        let _ = answers.send((out, received)).await;
+                    }
+                    drop(slot);
+                });
+            }
+            Err(_) => {
+                if let Parsed::Query(parsed) = parse_query(packet) {
+                    wire::write_error(&parsed, Rcode::ServFail, false, out);
+                    let stats = self.handler.stats();
+                    stats.answered_with(Source::Forwarded, parsed.qtype, out);
+                    pending.push_frame(out, received);
+                }
+            }
+        }
+    }
+}
+
+/// Reads what the client has sent onto the end of `input`: at least one byte, or 0 at EOF.
+async fn read_more(stream: &mut TcpStream, input: &mut Vec<u8>) -> std::io::Result<usize> {
+    input.reserve(READ_CHUNK);
+    stream.read_buf(input).await
 }

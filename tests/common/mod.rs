@@ -321,6 +321,12 @@ pub struct Dnsmasq {
 impl Dnsmasq {
     /// `records`: (name, address) pairs served with TTL 300.
     pub fn start(records: &[(&str, &str)]) -> Dnsmasq {
+        Dnsmasq::start_with(records, &[])
+    }
+
+    /// Like [`Dnsmasq::start`], with extra dnsmasq arguments, e.g. `--local=/example/` to
+    /// answer NODATA and NXDOMAIN for a domain itself instead of REFUSED.
+    pub fn start_with(records: &[(&str, &str)], extra: &[&str]) -> Dnsmasq {
         let binary = which("dnsmasq").expect(
             "dnsmasq is not installed: run `sudo tests/run.sh`, which installs it \
              (apt-get install dnsmasq-base)",
@@ -343,6 +349,7 @@ impl Dnsmasq {
             "--user=root",
         ]);
         command.arg(format!("--port={port}"));
+        command.args(extra);
         for (name, address) in records {
             command.arg(format!("--host-record={name},{address}"));
         }

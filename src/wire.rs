@@ -166,7 +166,11 @@ pub fn parse_query(packet: &[u8]) -> Parsed<'_> {
     })
 }
 
-/// End of an uncompressed name (the question name must not use pointers).
+/// Longest name in wire form, root label included (RFC 1035 section 3.1).
+pub const MAX_NAME_LEN: usize = 255;
+
+/// End of an uncompressed name (the question name must not use pointers) of at most
+/// [`MAX_NAME_LEN`] octets.
 fn question_name_end(packet: &[u8], start: usize) -> Option<usize> {
     let mut at = start;
     loop {
@@ -178,7 +182,8 @@ fn question_name_end(packet: &[u8], start: usize) -> Option<usize> {
             return None;
         }
         at += 1 + len;
-        if at - start > 255 {
+        // The labels so far and the root label that must still follow.
+        if at - start + 1 > MAX_NAME_LEN {
             return None;
         }
     }
@@ -637,6 +642,39 @@ mod tests {
         let mut notify = query_packet(NAME, TYPE_A, None);
         notify[2] = 4 << 3;
         assert!(matches!(parse_query(&notify), Parsed::NotImp { .. }));
+    }
+
+    /// A name of `len` octets in wire form (root included): labels of 63, then the rest.
+    fn name_of(len: usize) -> Vec<u8> {
+        let mut name = Vec::new();
+        let mut left = len - 1;
+        while left > 0 {
+            let label = (left - 1).min(63);
+            name.push(label as u8);
+            name.extend(std::iter::repeat_n(b'a', label));
+            left -= 1 + label;
+        }
+        name.push(0);
+        assert_eq!(name.len(), len);
+        name
+    }
+
+    #[test]
+    fn question_names_end_at_255_octets() {
+        for len in [254, 255] {
+            let packet = query_packet(&name_of(len), TYPE_A, None);
+            assert!(
+                matches!(parse_query(&packet), Parsed::Query(q) if q.qname.len() == len),
+                "{len}-octet name"
+            );
+        }
+        for len in [256, 257] {
+            let packet = query_packet(&name_of(len), TYPE_A, None);
+            assert!(
+                matches!(parse_query(&packet), Parsed::FormErr { question: None, .. }),
+                "{len}-octet name is FORMERR"
+            );
+        }
     }
 
     #[test]

@@ -421,14 +421,18 @@ fn fuzz_smoke_checks_can_fail() {
         assert!(caught.is_err(), "{bad:02x?} passed the reply checks");
     }
     assert!(catch_unwind(|| targets::check_reply(&query, &reply, None, 18)).is_err());
-    // A question name of 257 octets (256 is a known bug, tolerated: see the target's
-    // TOLERATE_256_OCTET_QUESTION_NAME), and a label of 64.
+    // Question names of 257 and 256 octets (RFC 1035 allows 255), and a label of 64.
     let mut long: Vec<u8> = (0..4)
         .flat_map(|_| [[63u8].as_slice(), &[b'a'; 63]].concat())
         .collect();
     long.extend_from_slice(&[0, 0, 1, 0, 1]);
     assert_eq!(long.len(), 257 + 4);
     assert!(catch_unwind(|| targets::check_question(&long)).is_err());
+    let mut long_256 = long.clone();
+    long_256.remove(1);
+    long_256[0] = 62;
+    assert_eq!(long_256.len(), 256 + 4);
+    assert!(catch_unwind(|| targets::check_question(&long_256)).is_err());
     let mut label_64 = vec![64u8];
     label_64.extend_from_slice(&[b'a'; 64]);
     label_64.extend_from_slice(&[0, 0, 1, 0, 1]);

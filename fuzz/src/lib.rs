@@ -324,13 +324,7 @@ fn prepared_bodies() -> &'static [Prepared] {
 }
 
 /// Known bug, tolerated so that fuzzing finds the next one instead of this one again:
-/// `wire::parse_query` accepts a question name of exactly 256 octets (RFC 1035 section 3.1
-/// allows 255), and the replies echo it, so they do not decode. Tracked by the ignored test
-/// `rfc1035_3_1_question_name_of_256_octets_is_formerr` in tests/conformance.rs; set this
-/// to `false` once it is fixed.
-pub const TOLERATE_256_OCTET_QUESTION_NAME: bool = true;
-
-/// Known bug, tolerated for the same reason: hickory-resolver hands pathdns an upstream
+/// hickory-resolver hands pathdns an upstream
 /// reply whatever its opcode (and QR bit), and hickory-proto decodes a record with RDLENGTH 0
 /// in an UPDATE message as an "update" placeholder. `Forwarder::store` re-encodes such a
 /// record into a QUERY response with RDLENGTH 0 (an A record with no address), which clients
@@ -338,15 +332,6 @@ pub const TOLERATE_256_OCTET_QUESTION_NAME: bool = true;
 /// `upstream_reply_with_opcode_update_is_not_passed_on` in tests/conformance.rs; set this to
 /// `false` once it is fixed.
 pub const TOLERATE_EMPTY_RDATA_FROM_UPSTREAM: bool = true;
-
-/// Longest question name the checks accept.
-fn max_question_name() -> usize {
-    if TOLERATE_256_OCTET_QUESTION_NAME {
-        256
-    } else {
-        255
-    }
-}
 
 /// The length of the uncompressed name at the start of `bytes`, if it is one.
 fn name_len(bytes: &[u8]) -> Option<usize> {
@@ -370,7 +355,7 @@ pub fn check_question(question: &[u8]) {
         panic!("question name is not an uncompressed name: {question:02x?}");
     };
     assert!(
-        len <= max_question_name(),
+        len <= wire::MAX_NAME_LEN,
         "question name of {len} octets (RFC 1035 allows 255)"
     );
     assert_eq!(question.len(), len + 4, "question = name + type + class");
@@ -392,10 +377,6 @@ pub fn check_reply(packet: &[u8], out: &[u8], rcode: Option<Rcode>, limit: usize
         assert_eq!(out[3] & 0x0f, rcode as u8, "rcode");
     }
     assert_eq!(out[3] & 0x40, 0, "Z bit clear");
-    let echoes_256 = out.get(HEADER_LEN..).and_then(name_len) == Some(256);
-    if TOLERATE_256_OCTET_QUESTION_NAME && echoes_256 {
-        return;
-    }
     if let Err(err) = Message::from_vec(out) {
         panic!("reply does not decode: {err}\nreply: {out:02x?}\nto: {packet:02x?}");
     }

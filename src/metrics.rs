@@ -15,6 +15,7 @@
 //! | `pathdns_cache_hits_total` | counter | |
 //! | `pathdns_cache_misses_total` | counter | |
 //! | `pathdns_upstream_errors_total` | counter | |
+//! | `pathdns_rebinding_stripped_records_total` | counter | |
 //! | `pathdns_probe_runs_total` | counter | `name`, `target`, `probe`, `result` |
 //! | `pathdns_probe_rtt_seconds` | gauge | `name`, `target`, `probe` |
 //! | `pathdns_target_up` | gauge | `name`, `target` |
@@ -288,6 +289,12 @@ impl Collector for QueryCollector {
                 "Forwarded queries no upstream answered in time (answered SERVFAIL).",
                 snapshot.upstream_errors,
             ),
+            (
+                "pathdns_rebinding_stripped_records",
+                "Private A and AAAA records taken out of forwarded answers to public names \
+                 (rebinding protection).",
+                snapshot.rebinding_stripped,
+            ),
         ];
         for (name, help, value) in counters {
             let counter = ConstCounter::new(value);
@@ -332,6 +339,7 @@ mod tests {
             "pathdns_cache_hits_total 1",
             "pathdns_cache_misses_total 0",
             "pathdns_upstream_errors_total 0",
+            "pathdns_rebinding_stripped_records_total 0",
             "pathdns_probe_runs_total{name=\"reg.example\",target=\"127.0.0.5\",probe=\"tcp\",result=\"ok\"} 1",
             "pathdns_probe_rtt_seconds{name=\"reg.example\",target=\"127.0.0.5\",probe=\"tcp\"} 0.002",
             "pathdns_target_up{name=\"reg.example\",target=\"127.0.0.5\"} 1",

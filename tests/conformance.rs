@@ -9,14 +9,14 @@
 //! for it, not its authority). Where the RFC expects "aa", an owned name must have it and a
 //! forwarded name must not.
 //!
-//! Below the matrix: known bugs found by fuzzing, as ignored tests that state the fix.
+//! Below the matrix: bugs found by fuzzing, each with the test that keeps it fixed.
 
 mod common;
 
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -846,7 +846,7 @@ www.upstream.example.\t300\tIN\tA\t192.0.2.1
     assert!(std::panic::catch_unwind(|| expect_badvers(&badvers)).is_err());
 }
 
-// --- Known bugs (found by fuzzing; see fuzz/src/lib.rs) ------------------------------------
+// --- Bugs found by fuzzing (see fuzz/src/lib.rs) -------------------------------------------
 
 /// RFC 1035 section 3.1: a name is at most 255 octets. A question name of 256 is malformed:
 /// FORMERR, as for 257 (which pathdns already rejects).
@@ -874,15 +874,12 @@ fn rfc1035_3_1_question_name_of_256_octets_is_formerr() {
 }
 
 /// An upstream reply whose opcode is UPDATE (or anything but QUERY) is not an answer to our
-/// query. hickory-resolver does not check the opcode; hickory-proto then decodes a record
-/// with RDLENGTH 0 as an UPDATE placeholder, and `Forwarder::store` re-encodes it into the
-/// client's response as an A record with no address: `dig` reports "malformed message
-/// packet", and the broken answer is cached for its TTL.
+/// query. hickory-resolver does not check the opcode, and hickory-proto decodes a record
+/// with RDLENGTH 0 as an UPDATE placeholder that encodes back as an A record with no
+/// address (`dig`: "malformed message packet"); pathdns used to pass that on and cache it.
+/// Now such a reply is refused: the client gets SERVFAIL, well-formed, and nothing is
+/// cached (the second query reaches the upstream again).
 #[test]
-#[ignore = "waiting on fix: dns/forward.rs passes on upstream replies whatever their opcode \
-            (and QR bit), and re-encodes RDLENGTH-0 records (hickory's RData::Update0) into a \
-            malformed response that is cached; reject such replies (SERVFAIL, nothing \
-            cached) or drop those records"]
 fn upstream_reply_with_opcode_update_is_not_passed_on() {
     let upstream = OddUpstream::start();
     let config = format!(
@@ -894,14 +891,23 @@ fn upstream_reply_with_opcode_update_is_not_passed_on() {
     let packet = common::query("www.odd.example.", hickory_proto::rr::RecordType::A, true)
         .to_vec()
         .expect("encode");
-    for attempt in ["fetched", "cached"] {
+    for attempt in 1..=2 {
         let raw = exchange_raw_udp(agent.addr, &packet, Duration::from_secs(5))
-            .unwrap_or_else(|| panic!("no reply ({attempt})"));
-        if let Err(err) = Message::from_vec(&raw) {
-            panic!("the {attempt} reply is malformed ({err}): {raw:02x?}");
-        }
+            .unwrap_or_else(|| panic!("no reply to query {attempt}"));
+        let reply = Message::from_vec(&raw)
+            .unwrap_or_else(|err| panic!("reply {attempt} is malformed ({err}): {raw:02x?}"));
+        assert_eq!(
+            rcode(&reply),
+            hickory_proto::op::ResponseCode::ServFail,
+            "reply {attempt}: {reply:?}"
+        );
+        assert!(reply.answers.is_empty(), "reply {attempt}: {reply:?}");
+        assert_eq!(
+            upstream.answered.load(Ordering::Relaxed),
+            attempt,
+            "query {attempt} reached the upstream: nothing was cached"
+        );
     }
-    assert!(upstream.answered.load(Ordering::Relaxed));
 }
 
 /// A loopback UDP upstream that answers every query with opcode UPDATE and one A record
@@ -909,7 +915,8 @@ fn upstream_reply_with_opcode_update_is_not_passed_on() {
 struct OddUpstream {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
-    answered: Arc<AtomicBool>,
+    /// Replies sent.
+    answered: Arc<AtomicUsize>,
 }
 
 impl OddUpstream {
@@ -921,7 +928,7 @@ impl OddUpstream {
             .set_read_timeout(Some(Duration::from_millis(100)))
             .expect("timeout");
         let stop = Arc::new(AtomicBool::new(false));
-        let answered = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicUsize::new(0));
         let (flag, seen) = (stop.clone(), answered.clone());
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
@@ -939,8 +946,9 @@ impl OddUpstream {
                 reply.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 0]);
                 reply.extend_from_slice(&query[12..end]);
                 reply.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 1, 0x2c, 0, 0]);
+                // Counted before it leaves, so that a client that has its answer sees it.
+                seen.fetch_add(1, Ordering::Relaxed);
                 let _ = socket.send_to(&reply, peer);
-                seen.store(true, Ordering::Relaxed);
             }
         });
         OddUpstream {

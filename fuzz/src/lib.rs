@@ -27,7 +27,7 @@ use std::sync::{Arc, OnceLock};
 
 use hickory_proto::op::Message;
 use hickory_proto::rr::rdata::{A, CNAME};
-use hickory_proto::rr::{Name, RData, Record, RecordData, RecordType};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use pathdns::config::Config;
 use pathdns::dns::cache::KeyRef;
 use pathdns::dns::forward::{name_from_wire, Forwarder, UpstreamAnswer};
@@ -323,16 +323,6 @@ fn prepared_bodies() -> &'static [Prepared] {
     })
 }
 
-/// Known bug, tolerated so that fuzzing finds the next one instead of this one again:
-/// hickory-resolver hands pathdns an upstream
-/// reply whatever its opcode (and QR bit), and hickory-proto decodes a record with RDLENGTH 0
-/// in an UPDATE message as an "update" placeholder. `Forwarder::store` re-encodes such a
-/// record into a QUERY response with RDLENGTH 0 (an A record with no address), which clients
-/// reject as malformed. Tracked by the ignored test
-/// `upstream_reply_with_opcode_update_is_not_passed_on` in tests/conformance.rs; set this to
-/// `false` once it is fixed.
-pub const TOLERATE_EMPTY_RDATA_FROM_UPSTREAM: bool = true;
-
 /// The length of the uncompressed name at the start of `bytes`, if it is one.
 fn name_len(bytes: &[u8]) -> Option<usize> {
     let mut at = 0;
@@ -557,8 +547,8 @@ fn prepared_body(flags: u8, counts: [u16; 3], body: &[u8]) {
     }
 }
 
-/// What the forwarder does with an upstream's answer (see `Forwarder::fetch`, `positive`
-/// and `store` in src/dns/forward.rs), then the cached response as a client gets it.
+/// What the forwarder does with an upstream's answer (`UpstreamAnswer::from_response` and
+/// `Forwarder::store` in src/dns/forward.rs), then the cached response as a client gets it.
 fn upstream_message(data: &[u8]) {
     let Ok(message) = Message::from_vec(data) else {
         return;
@@ -578,29 +568,9 @@ fn upstream_message(data: &[u8]) {
     let Ok(question_name) = name_from_wire(key.name) else {
         return;
     };
-    let lifetime = if message.metadata.truncation {
-        0
-    } else {
-        message
-            .answers
-            .iter()
-            .chain(&message.authorities)
-            .map(|record| record.ttl)
-            .min()
-            .unwrap_or(0)
-            .min(86_400)
-    };
-    let answer = UpstreamAnswer {
-        rcode: message.metadata.response_code,
-        answers: message.answers.clone(),
-        authorities: message.authorities.clone(),
-        additionals: message
-            .additionals
-            .iter()
-            .filter(|record| record.record_type() != RecordType::OPT)
-            .cloned()
-            .collect(),
-        lifetime,
+    let Ok(answer) = UpstreamAnswer::from_response(&message) else {
+        // Not a QUERY response, or a malformed record: refused, the client gets SERVFAIL.
+        return;
     };
     // An owned CNAME in front, as `chase_upstream` adds for a chain that leaves the table.
     let leading = if message.metadata.id & 1 == 1 {
@@ -625,15 +595,6 @@ fn upstream_message(data: &[u8]) {
     };
     reached(&REACHED.stored_answers);
     let prepared = &cached.prepared;
-    let empty_rdata = message
-        .answers
-        .iter()
-        .chain(&message.authorities)
-        .chain(&message.additionals)
-        .any(|record| record.record_type() != RecordType::OPT && record.data.is_update());
-    if TOLERATE_EMPTY_RDATA_FROM_UPSTREAM && empty_rdata {
-        return;
-    }
     // The client asks with any case; the cached body was built behind the lower-case name.
     let mut client_name = key.name.to_vec();
     for (byte, flip) in client_name.iter_mut().zip(data.iter().rev()) {

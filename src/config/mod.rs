@@ -52,12 +52,45 @@ pub struct ServerSettings {
     pub tcp_idle_timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
+/// Everything about forwarding; a reload keeps the forwarder (and its cache) while this
+/// stays equal.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamSettings {
     /// Resolved upstream addresses, pathdns's own listen addresses removed.
     pub servers: Vec<SocketAddr>,
     pub timeout: Duration,
     pub cache_size: usize,
+    /// Send forwarded query names in random case (0x20) and refuse replies that do not
+    /// echo it exactly.
+    pub case_randomization: bool,
+    pub rebinding: RebindingSettings,
+}
+
+/// Domains whose names may resolve to private addresses whatever `private_domains` says
+/// (their subdomains too): Alibaba Cloud PrivateLink endpoint names, which an `oss_cname`
+/// points at and which always resolve to addresses inside a VPC, and the special-use
+/// names that are private by definition (RFC 6761 `localhost`, RFC 8375 `home.arpa`,
+/// ICANN's private-use TLD `internal`).
+pub const BUILTIN_PRIVATE_DOMAINS: [&str; 4] = [
+    "privatelink.aliyuncs.com",
+    "localhost",
+    "internal",
+    "home.arpa",
+];
+
+/// The rebinding filter: private addresses are stripped from forwarded answers, except
+/// for these names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebindingSettings {
+    /// `[upstream] rebinding_protection`.
+    pub enabled: bool,
+    /// Names at or under these may hold private addresses: `private_domains`, then
+    /// [`BUILTIN_PRIVATE_DOMAINS`]. Lower-case, fully qualified.
+    pub private_domains: Vec<Name>,
+    /// Names owned by this config (a wildcard `*.d` stands for the names below `d`) and
+    /// the CNAME and fallback targets of owned names: the product's own answers are
+    /// private by design, also when one is forwarded (`when_all_down = "forward"`).
+    pub owned: Vec<Name>,
 }
 
 /// One name pathdns answers authoritatively.

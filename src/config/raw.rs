@@ -153,6 +153,15 @@ pub struct RawUpstream {
     /// Forwarded answers kept in the cache.
     #[serde(default = "default_cache_size")]
     pub cache_size: usize,
+    /// Random case in forwarded query names (0x20), echoed exactly or the reply is refused.
+    #[serde(default)]
+    pub case_randomization: bool,
+    /// Strip private addresses from forwarded answers to names that are not exempt.
+    #[serde(default = "default_rebinding_protection")]
+    pub rebinding_protection: bool,
+    /// Domains whose names (and their subdomains') may resolve to private addresses.
+    #[serde(default)]
+    pub private_domains: Vec<Spanned<String>>,
 }
 
 impl Default for RawUpstream {
@@ -162,6 +171,9 @@ impl Default for RawUpstream {
             resolv_conf: default_resolv_conf(),
             timeout: default_upstream_timeout(),
             cache_size: default_cache_size(),
+            case_randomization: false,
+            rebinding_protection: default_rebinding_protection(),
+            private_domains: Vec::new(),
         }
     }
 }
@@ -350,6 +362,10 @@ fn default_upstream_timeout() -> Spanned<Duration> {
 
 fn default_cache_size() -> usize {
     10_000
+}
+
+fn default_rebinding_protection() -> bool {
+    true
 }
 
 pub fn default_priority() -> u8 {

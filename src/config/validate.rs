@@ -13,10 +13,11 @@ use toml::Spanned;
 
 use super::operations;
 use super::preset::{self, BACKUP_PRIORITY};
-use super::probes::{self, HealthSettings};
+use super::probes::{self, AllDownPolicy, HealthSettings};
 use super::raw::{HealthChecks, RawConfig, RawName, RawRegistry, RawTarget, DEFAULT_PORT};
 use super::{
-    AnswerSpec, Config, ConfigError, OwnedName, Role, ServerSettings, Target, UpstreamSettings,
+    AnswerSpec, Config, ConfigError, OwnedName, RebindingSettings, Role, ServerSettings, Target,
+    UpstreamSettings, BUILTIN_PRIVATE_DOMAINS,
 };
 
 /// The longest CNAME chain pathdns follows inside its own table.
@@ -94,7 +95,7 @@ pub(super) fn validate(raw: RawConfig, text: &str, path: &str) -> Result<Config,
     let src = Source { text, path };
     let server = validate_server(&raw, &src)?;
     let names = collect_names(&raw, &src)?;
-    let upstream = validate_upstream(&raw, &server.listen, &src)?;
+    let upstream = validate_upstream(&raw, &server.listen, &names, &src)?;
     let blame =
         |span: Option<Range<usize>>, field: &str, message: String| src.error(span, field, message);
     let control = operations::control(raw.control.as_ref(), &blame)?;
@@ -607,6 +608,7 @@ fn reject_cname_loops(candidates: &[Candidate], src: &Source) -> Result<(), Conf
 fn validate_upstream(
     raw: &RawConfig,
     listen: &[SocketAddr],
+    names: &[OwnedName],
     src: &Source,
 ) -> Result<UpstreamSettings, ConfigError> {
     let upstream = &raw.upstream;
@@ -690,7 +692,64 @@ fn validate_upstream(
         servers,
         timeout: *timeout.get_ref(),
         cache_size: upstream.cache_size,
+        case_randomization: upstream.case_randomization,
+        rebinding: rebinding_settings(upstream, names, src)?,
     })
+}
+
+/// `rebinding_protection`, `private_domains` and the built-in private domains, and the
+/// names the config owns or points at.
+fn rebinding_settings(
+    upstream: &super::raw::RawUpstream,
+    names: &[OwnedName],
+    src: &Source,
+) -> Result<RebindingSettings, ConfigError> {
+    let mut private_domains = Vec::new();
+    for (index, entry) in upstream.private_domains.iter().enumerate() {
+        let text = entry.get_ref();
+        let field = format!("upstream.private_domains[{index}]");
+        let domain = private_domain(text)
+            .map_err(|message| src.error(Some(entry.span()), &field, message))?;
+        private_domains.push(domain);
+    }
+    // Built in: valid by construction (a unit test parses each).
+    private_domains.extend(
+        BUILTIN_PRIVATE_DOMAINS
+            .iter()
+            .filter_map(|domain| private_domain(domain).ok()),
+    );
+    let mut owned = Vec::new();
+    for name in names {
+        owned.push(name.name.clone());
+        if let AnswerSpec::Cname(target) = &name.answer {
+            owned.push(target.clone());
+        }
+        if let AllDownPolicy::Cname(fallback) = &name.health.when_all_down {
+            owned.push(fallback.clone());
+        }
+    }
+    owned.sort();
+    owned.dedup();
+    Ok(RebindingSettings {
+        enabled: upstream.rebinding_protection,
+        private_domains,
+        owned,
+    })
+}
+
+/// A `private_domains` entry: a domain, without `*.` (its subdomains are always included).
+fn private_domain(text: &str) -> Result<Name, String> {
+    if text.trim().trim_end_matches('.').is_empty() {
+        return Err(format!(
+            "{text:?} would exempt every name: set rebinding_protection = false instead"
+        ));
+    }
+    if let Some(domain) = text.trim().strip_prefix("*.") {
+        return Err(format!(
+            "{text:?}: write the domain, {domain:?}: the names under it are exempt too"
+        ));
+    }
+    parse_name(text)
 }
 
 /// The host's resolv.conf path and its nameservers, pathdns's own addresses included.
@@ -939,6 +998,67 @@ mod tests {
         assert!(
             error_of(text).starts_with("t.toml:2:12: upstream.servers[0]: \"dns.google\" is not")
         );
+    }
+
+    #[test]
+    fn private_domains_are_domains() {
+        let message = error_of(&config(
+            "private_domains = [\"corp.example\", \"*.lab.example\"]\n",
+        ));
+        assert_eq!(
+            message,
+            "t.toml:3:36: upstream.private_domains[1]: \"*.lab.example\": write the domain, \
+             \"lab.example\": the names under it are exempt too"
+        );
+        let message = error_of(&config("private_domains = [\".\"]\n"));
+        assert!(
+            message.starts_with("t.toml:3:20: upstream.private_domains[0]: \".\" would exempt"),
+            "{message}"
+        );
+        let message = error_of(&config("private_domains = [\"bad_label!.example\"]\n"));
+        assert!(
+            message.starts_with("t.toml:3:20: upstream.private_domains[0]: \"bad_label!.example\""),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn rebinding_exempts_private_domains_builtins_and_owned_names() {
+        let text = config(
+            "private_domains = [\"Corp.Example.\"]\n\
+             [[name]]\nname = \"*.mirror.example\"\ntargets = [\"10.1.2.3\"]\n\
+             [[name]]\nname = \"alias.example\"\ncname = \"ep-1.privatelink.example\"\n",
+        );
+        let config = Config::parse(&text, "t.toml").expect("valid");
+        let rebinding = &config.upstream.rebinding;
+        assert!(rebinding.enabled);
+        assert!(!config.upstream.case_randomization);
+        let text = |names: &[Name]| names.iter().map(Name::to_ascii).collect::<Vec<_>>();
+        assert_eq!(
+            text(&rebinding.private_domains),
+            [
+                "corp.example.",
+                "privatelink.aliyuncs.com.",
+                "localhost.",
+                "internal.",
+                "home.arpa."
+            ]
+        );
+        assert_eq!(
+            text(&rebinding.owned),
+            [
+                "alias.example.",
+                "*.mirror.example.",
+                "ep-1.privatelink.example."
+            ]
+        );
+        let off = config_from("rebinding_protection = false\ncase_randomization = true\n");
+        assert!(!off.upstream.rebinding.enabled);
+        assert!(off.upstream.case_randomization);
+    }
+
+    fn config_from(body: &str) -> Config {
+        Config::parse(&config(body), "t.toml").expect("valid")
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! Forwarding names pathdns does not own to the host's upstream resolvers.
 //!
-//! Owns: the upstream pool (hickory-resolver's `NameServerPool`: several upstreams, UDP
-//! with TCP fallback on truncation, random source ports and IDs, answers checked against the
-//! question, identical in-flight queries coalesced), the per-query time budget, and turning
-//! upstream answers into cached [`Prepared`] responses (TTL-bounded, negative answers kept
-//! for their SOA's negative TTL, truncated answers never kept). Must not: touch the owned
-//! names' table or wait without a deadline.
+//! Owns: the upstream pool (hickory-resolver's `NameServerPool` over
+//! [`super::upstream::CheckedConnections`]: several upstreams, UDP with TCP fallback on
+//! truncation, random source ports and IDs, replies checked against the question, the QR
+//! bit and the opcode, optional 0x20 case randomization, identical in-flight queries
+//! coalesced), the per-query time budget, the rebinding filter's place (after the fetch,
+//! before the cache), and turning upstream answers into cached [`Prepared`] responses
+//! (TTL-bounded, TTL 0 never kept, negative answers kept for their SOA's negative TTL,
+//! truncated answers never kept, malformed records never encoded). Must not: touch the
+//! owned names' table or wait without a deadline.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,12 +18,14 @@ use hickory_proto::op::{DnsRequestOptions, Message, OpCode, Query, ResponseCode}
 use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
 use hickory_proto::serialize::binary::BinDecodable;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverOpts};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::xfer::DnsHandle;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::{NameServerPool, PoolContext, TlsConfig};
 
 use super::cache::{AnswerCache, Cached, KeyRef, MAX_LIFETIME, MAX_NEGATIVE_LIFETIME};
+use super::rebinding::RebindingFilter;
+use super::stats::QueryStats;
+use super::upstream::{check_header, check_records, BadReply, CheckedConnections};
 use crate::config::UpstreamSettings;
 use crate::wire::{Prepared, Rcode, HEADER_LEN};
 
@@ -35,6 +40,8 @@ pub enum ForwardError {
     BadName,
     #[error("cannot encode the upstream answer: {0}")]
     Encode(String),
+    #[error("upstream reply refused: {0}")]
+    BadReply(#[from] BadReply),
 }
 
 /// An upstream's answer, decoded.
@@ -49,9 +56,10 @@ pub struct UpstreamAnswer {
 }
 
 pub struct Forwarder {
-    pool: NameServerPool<TokioRuntimeProvider>,
+    pool: NameServerPool<CheckedConnections>,
     cache: AnswerCache,
     budget: Duration,
+    rebinding: RebindingFilter,
 }
 
 impl Forwarder {
@@ -63,6 +71,8 @@ impl Forwarder {
         options.cache_size = 0;
         options.try_tcp_on_error = true;
         options.edns0 = true;
+        // Over UDP only; a reply that does not echo the case is asked again over TCP.
+        options.case_randomization = settings.case_randomization;
         let servers = settings.servers.iter().map(|addr| {
             let connection = |mut c: ConnectionConfig| {
                 c.port = addr.port();
@@ -80,10 +90,11 @@ impl Forwarder {
         let tls = TlsConfig::new().map_err(|err| ForwardError::Upstream(err.to_string()))?;
         let context = Arc::new(PoolContext::new(options, tls));
         Ok(Forwarder {
-            pool: NameServerPool::from_config(servers, context, TokioRuntimeProvider::default()),
+            pool: NameServerPool::from_config(servers, context, CheckedConnections::default()),
             cache: AnswerCache::new(settings.cache_size),
             // A little beyond the pool's own deadline so that its answer, not ours, wins.
             budget: settings.timeout + Duration::from_millis(250),
+            rebinding: RebindingFilter::new(&settings.rebinding),
         })
     }
 
@@ -92,10 +103,17 @@ impl Forwarder {
         self.cache.get(key)
     }
 
-    /// Asks the upstreams for `key` and caches what they say.
-    pub async fn resolve(&self, key: &KeyRef<'_>) -> Result<Arc<Cached>, ForwardError> {
+    /// Asks the upstreams for `key`, strips what the rebinding filter says (counted into
+    /// `stats`) and caches the rest.
+    pub async fn resolve(
+        &self,
+        key: &KeyRef<'_>,
+        stats: &QueryStats,
+    ) -> Result<Arc<Cached>, ForwardError> {
         let name = name_from_wire(key.name)?;
-        let answer = self.fetch(name.clone(), key.qtype, key.qclass).await?;
+        let mut answer = self.fetch(name.clone(), key.qtype, key.qclass).await?;
+        let stripped = self.rebinding.strip(&name, &mut answer);
+        stats.rebinding_stripped(stripped);
         self.store(key, &name, answer, Vec::new(), false)
     }
 
@@ -115,7 +133,7 @@ impl Forwarder {
         match tokio::time::timeout(self.budget, responses.next()).await {
             Err(_) => Err(ForwardError::Timeout(self.budget)),
             Ok(None) => Err(ForwardError::Upstream("no response".into())),
-            Ok(Some(Ok(response))) => Ok(positive(&response)),
+            Ok(Some(Ok(response))) => UpstreamAnswer::from_response(&response),
             Ok(Some(Err(NetError::Dns(DnsError::NoRecordsFound(no_records))))) => {
                 let authorities = match (&no_records.authorities, &no_records.soa) {
                     (Some(authorities), _) => authorities.to_vec(),
@@ -139,7 +157,9 @@ impl Forwarder {
     }
 
     /// Encodes `answer` as the response to a question for `question_name` (the key's name),
-    /// with `leading` records (an owned CNAME chain) before its answers, and caches it.
+    /// with `leading` records (an owned CNAME chain) before its answers, and caches it
+    /// unless its lifetime is 0. A record that would encode malformed (empty data of a
+    /// type that needs data) fails the whole answer: nothing is cached.
     pub fn store(
         &self,
         key: &KeyRef<'_>,
@@ -148,14 +168,30 @@ impl Forwarder {
         leading: Vec<Record>,
         authoritative: bool,
     ) -> Result<Arc<Cached>, ForwardError> {
+        check_records(
+            leading
+                .iter()
+                .chain(&answer.answers)
+                .chain(&answer.authorities)
+                .chain(&answer.additionals),
+        )?;
         let mut message = Message::response(0, OpCode::Query);
         let mut query = Query::query(question_name.clone(), RecordType::from(key.qtype));
         query.set_query_class(DNSClass::from(key.qclass));
         message.add_query(query);
-        message.add_answers(leading);
-        message.add_answers(answer.answers);
-        message.add_authorities(answer.authorities);
-        message.add_additionals(answer.additionals);
+        // Owner names in lower case, like the question: records of the question name then
+        // compress to it and reach the client in the client's own case, whatever case the
+        // upstream wrote (0x20 makes that random).
+        let lower = |records: Vec<Record>| {
+            records.into_iter().map(|mut record| {
+                record.name = record.name.to_lowercase();
+                record
+            })
+        };
+        message.add_answers(lower(leading));
+        message.add_answers(lower(answer.answers));
+        message.add_authorities(lower(answer.authorities));
+        message.add_additionals(lower(answer.additionals));
         let counts = [
             message.answers.len() as u16,
             message.authorities.len() as u16,
@@ -184,30 +220,44 @@ impl Forwarder {
     }
 }
 
-/// A positive (or CNAME-only, or referral) answer: cached for its smallest TTL, unless it
-/// was truncated.
-fn positive(response: &Message) -> UpstreamAnswer {
-    let ttls = response
-        .answers
-        .iter()
-        .chain(response.authorities.iter())
-        .map(|record| record.ttl);
-    let lifetime = if response.metadata.truncation {
-        0
-    } else {
-        ttls.min().unwrap_or(0).min(MAX_LIFETIME)
-    };
-    UpstreamAnswer {
-        rcode: response.metadata.response_code,
-        answers: response.answers.clone(),
-        authorities: response.authorities.clone(),
-        additionals: response
+impl UpstreamAnswer {
+    /// What pathdns keeps of an upstream's reply: its records (OPT left out), cached for
+    /// the smallest TTL among them, or not at all when it was truncated or a TTL is 0.
+    /// A reply that is not a response to a QUERY, or that holds a malformed record, is
+    /// refused (the connections under the pool refuse those already; this holds for
+    /// replies from anywhere else too).
+    pub fn from_response(response: &Message) -> Result<UpstreamAnswer, ForwardError> {
+        check_header(response)?;
+        let additionals: Vec<Record> = response
             .additionals
             .iter()
             .filter(|r| r.record_type() != RecordType::OPT)
             .cloned()
-            .collect(),
-        lifetime,
+            .collect();
+        check_records(
+            response
+                .answers
+                .iter()
+                .chain(&response.authorities)
+                .chain(&additionals),
+        )?;
+        let ttls = response
+            .answers
+            .iter()
+            .chain(response.authorities.iter())
+            .map(|record| record.ttl);
+        let lifetime = if response.metadata.truncation {
+            0
+        } else {
+            ttls.min().unwrap_or(0).min(MAX_LIFETIME)
+        };
+        Ok(UpstreamAnswer {
+            rcode: response.metadata.response_code,
+            answers: response.answers.clone(),
+            authorities: response.authorities.clone(),
+            additionals,
+            lifetime,
+        })
     }
 }
 

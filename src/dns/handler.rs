@@ -210,7 +210,7 @@ impl Handler {
         let forwarder = self.forwarder();
         let result = match chase {
             Some(upstream) => chase_upstream(&forwarder, &key, &upstream).await,
-            None => forwarder.resolve(&key).await,
+            None => forwarder.resolve(&key, &self.stats).await,
         };
         match result {
             Ok(entry) => {
@@ -232,7 +232,9 @@ impl Handler {
     }
 }
 
-/// An owned CNAME chain, then what upstream says for its target.
+/// An owned CNAME chain, then what upstream says for its target. Not filtered for
+/// rebinding: the chain is the operator's, and its target is where the operator sends the
+/// owned name (a PrivateLink endpoint resolves to private addresses by design).
 async fn chase_upstream(
     forwarder: &Forwarder,
     key: &KeyRef<'_>,

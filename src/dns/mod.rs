@@ -1,8 +1,8 @@
 //! The DNS server: sockets, the per-query handler and forwarding.
 //!
 //! Owns: [`bind`] (UDP and TCP on each listen address, all or nothing), the UDP and TCP
-//! serving loops, [`handler`] (what to answer), [`forward`] and [`cache`] (names pathdns
-//! does not own). Reads the answer table; never writes it.
+//! serving loops, [`handler`] (what to answer), [`forward`], [`upstream`], [`rebinding`] and
+//! [`cache`] (names pathdns does not own). Reads the answer table; never writes it.
 //!
 //! Why our own listener on hickory-proto rather than hickory-server: hickory-server 0.26
 //! spawns a task per UDP query without bound, answers queries on one TCP connection one at
@@ -14,9 +14,11 @@
 pub mod cache;
 pub mod forward;
 pub mod handler;
+pub mod rebinding;
 pub mod stats;
 mod tcp;
 mod udp;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

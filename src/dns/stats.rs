@@ -2,8 +2,8 @@
 //! allocation, no map lookup per query.
 //!
 //! Owns: what is counted per query (source, query type bucket, response code), the response
-//! latency histogram (fixed buckets, receipt to response written), cache hits and misses
-//! and upstream failures. Must not: know about Prometheus; `metrics` reads [`QueryStats`]
+//! latency histogram (fixed buckets, receipt to response written), cache hits and misses,
+//! upstream failures and the records the rebinding filter stripped. Must not: know about Prometheus; `metrics` reads [`QueryStats`]
 //! at scrape time through [`QueryStats::snapshot`].
 //!
 //! The counters are sharded by thread (one shard per serving thread, each on its own cache
@@ -104,6 +104,7 @@ struct Shard {
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
     upstream_errors: AtomicU64,
+    rebinding_stripped: AtomicU64,
 }
 
 impl Shard {
@@ -116,6 +117,7 @@ impl Shard {
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
             upstream_errors: AtomicU64::new(0),
+            rebinding_stripped: AtomicU64::new(0),
         }
     }
 }
@@ -204,6 +206,16 @@ impl QueryStats {
         self.shard().upstream_errors.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Private addresses the rebinding filter took out of a forwarded answer.
+    #[inline]
+    pub fn rebinding_stripped(&self, records: usize) {
+        if records > 0 {
+            self.shard()
+                .rebinding_stripped
+                .fetch_add(records as u64, Ordering::Relaxed);
+        }
+    }
+
     /// Records the time from receiving a query (`received`) to its response written now.
     #[inline]
     pub fn responded(&self, received: Instant) {
@@ -244,6 +256,7 @@ impl QueryStats {
             cache_hits: 0,
             cache_misses: 0,
             upstream_errors: 0,
+            rebinding_stripped: 0,
         };
         let mut nanos: u64 = 0;
         for shard in self.shards.iter() {
@@ -258,6 +271,7 @@ impl QueryStats {
             snapshot.cache_hits += shard.cache_hits.load(Ordering::Relaxed);
             snapshot.cache_misses += shard.cache_misses.load(Ordering::Relaxed);
             snapshot.upstream_errors += shard.upstream_errors.load(Ordering::Relaxed);
+            snapshot.rebinding_stripped += shard.rebinding_stripped.load(Ordering::Relaxed);
         }
         snapshot.latency_seconds = nanos as f64 / 1e9;
         snapshot
@@ -290,6 +304,7 @@ pub struct Snapshot {
     pub cache_hits: u64,
     pub cache_misses: u64,
     pub upstream_errors: u64,
+    pub rebinding_stripped: u64,
 }
 
 impl Snapshot {

@@ -1,0 +1,236 @@
+//! The connections under hickory-resolver's name server pool, with pathdns's own checks on
+//! every upstream reply before the pool (and so the cache) sees it.
+//!
+//! Owns: [`CheckedConnections`], the pool's connection provider: hickory's own UDP and TCP
+//! connections, each wrapped so that a reply is believed only when [`check_reply`] accepts
+//! it; and [`has_empty_rdata`], the one record shape hickory-proto decodes but cannot
+//! encode back correctly. Must not: cache, retry or choose servers (the pool does), or
+//! change a reply it accepts.
+//!
+//! What hickory already does, and what is added here (read from hickory-net 0.26's
+//! `udp_client_stream.rs` and `dns_multiplexer.rs`):
+//!
+//! - UDP: every query goes out from a fresh random source port with a random ID; a reply
+//!   from another address or port, with another ID, or with another question (name, type
+//!   and class) is ignored and the client keeps waiting for the real one. With
+//!   `case_randomization` the question name goes out in random case and a reply whose
+//!   question does not echo that case is refused; the pool then asks the same server again
+//!   over TCP.
+//! - TCP: replies are matched to queries by ID only.
+//! - Neither looks at the QR bit or the opcode, so an upstream (or a spoofer) that echoes
+//!   the query back (QR=0) or answers with opcode UPDATE is taken as an answer: an echoed
+//!   query reads as an empty NOERROR answer, which would be cached as NODATA. And in an
+//!   UPDATE message hickory-proto decodes a record with RDLENGTH 0 as a placeholder
+//!   (`RData::Update0`) which it encodes back with RDLENGTH 0: an A record with no address,
+//!   which clients reject as malformed. (In other messages it refuses such a record.)
+//!
+//! So every reply must be a response (QR=1) to a QUERY, carry exactly the question asked
+//! (over TCP too), and hold no record with empty data of a type that needs data. A reply
+//! that fails is dropped as an I/O error: the pool records the failure against that
+//! server, tries the next one within the time budget, and the client gets SERVFAIL if none
+//! answers properly. Nothing of it is cached.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures_util::{Stream, StreamExt};
+use hickory_proto::op::{DnsRequest, DnsResponse, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{RData, Record, RecordType};
+use hickory_resolver::config::ConnectionConfig;
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::xfer::{DnsExchange, DnsHandle};
+use hickory_resolver::net::NetError;
+use hickory_resolver::{ConnectionProvider, PoolContext};
+
+/// Why an upstream reply is not believed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadReply {
+    #[error("QR bit clear: not a response")]
+    NotAResponse,
+    #[error("opcode {0:?}, not QUERY")]
+    Opcode(OpCode),
+    #[error("another question than the one asked")]
+    Question,
+    #[error("a {0} record with empty data")]
+    EmptyRdata(RecordType),
+}
+
+/// Accepts `reply` as the answer to a query with `asked` questions, or says why not.
+pub fn check_reply(asked: &[Query], reply: &Message) -> Result<(), BadReply> {
+    check_header(reply)?;
+    // Names compare case-insensitively here: whether the case must match exactly
+    // (case_randomization) is hickory's UDP client's check, made before this one.
+    if reply.queries != asked {
+        return Err(BadReply::Question);
+    }
+    check_records(
+        reply
+            .answers
+            .iter()
+            .chain(&reply.authorities)
+            .chain(&reply.additionals),
+    )
+}
+
+/// A response (QR=1) to a QUERY.
+pub fn check_header(reply: &Message) -> Result<(), BadReply> {
+    if reply.metadata.message_type != MessageType::Response {
+        return Err(BadReply::NotAResponse);
+    }
+    if reply.metadata.op_code != OpCode::Query {
+        return Err(BadReply::Opcode(reply.metadata.op_code));
+    }
+    Ok(())
+}
+
+/// Refuses the first record with empty data of a type that needs data.
+pub fn check_records<'r>(records: impl IntoIterator<Item = &'r Record>) -> Result<(), BadReply> {
+    match records.into_iter().find(|record| has_empty_rdata(record)) {
+        Some(record) => Err(BadReply::EmptyRdata(record.record_type())),
+        None => Ok(()),
+    }
+}
+
+/// A record whose RDATA was empty on the wire although its type needs data (an A record
+/// without an address, say). Empty data is well-formed only for NULL, OPT and types
+/// hickory does not know (RFC 3597 says nothing about their length).
+pub fn has_empty_rdata(record: &Record) -> bool {
+    matches!(record.data, RData::Update0(_))
+        && !matches!(
+            record.record_type(),
+            RecordType::NULL | RecordType::OPT | RecordType::Unknown(_)
+        )
+}
+
+/// hickory's own connections (UDP, TCP) to each upstream, each [`Checked`].
+#[derive(Clone, Default)]
+pub struct CheckedConnections(TokioRuntimeProvider);
+
+type Connecting = Pin<
+    Box<dyn Future<Output = Result<Checked<DnsExchange<TokioRuntimeProvider>>, NetError>> + Send>,
+>;
+
+impl ConnectionProvider for CheckedConnections {
+    type Conn = Checked<DnsExchange<TokioRuntimeProvider>>;
+    type FutureConn = Connecting;
+    type RuntimeProvider = TokioRuntimeProvider;
+
+    fn new_connection(
+        &self,
+        ip: IpAddr,
+        config: &ConnectionConfig,
+        cx: &PoolContext,
+    ) -> Result<Self::FutureConn, NetError> {
+        let connecting = self.0.new_connection(ip, config, cx)?;
+        Ok(Box::pin(async move { connecting.await.map(Checked) }))
+    }
+
+    fn runtime_provider(&self) -> &Self::RuntimeProvider {
+        &self.0
+    }
+}
+
+/// A connection whose replies pass [`check_reply`] or become errors.
+#[derive(Debug, Clone)]
+pub struct Checked<H>(H);
+
+impl<H: DnsHandle> DnsHandle for Checked<H> {
+    type Response = Pin<Box<dyn Stream<Item = Result<DnsResponse, NetError>> + Send>>;
+    type Runtime = H::Runtime;
+
+    fn is_verifying_dnssec(&self) -> bool {
+        self.0.is_verifying_dnssec()
+    }
+
+    fn is_using_edns(&self) -> bool {
+        self.0.is_using_edns()
+    }
+
+    fn send(&self, request: DnsRequest) -> Self::Response {
+        let asked = request.queries.clone();
+        let server = self.0.send(request);
+        Box::pin(server.map(move |reply| {
+            let reply = reply?;
+            match check_reply(&asked, &reply) {
+                Ok(()) => Ok(reply),
+                Err(bad) => {
+                    tracing::debug!(reason = %bad, id = reply.metadata.id, "upstream reply dropped");
+                    Err(NetError::Io(Arc::new(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("upstream reply dropped: {bad}"),
+                    ))))
+                }
+            }
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::Name;
+
+    fn question() -> Query {
+        Query::query(
+            Name::from_ascii("www.example.").expect("name"),
+            RecordType::A,
+        )
+    }
+
+    fn answer() -> Message {
+        let mut reply = Message::response(7, OpCode::Query);
+        reply.add_query(question());
+        reply.add_answer(Record::from_rdata(
+            Name::from_ascii("www.example.").expect("name"),
+            60,
+            RData::A(A::new(192, 0, 2, 1)),
+        ));
+        reply
+    }
+
+    #[test]
+    fn a_proper_answer_passes_in_any_case() {
+        let mut asked = question();
+        asked.set_name(Name::from_ascii("WwW.eXample.").expect("name"));
+        assert_eq!(check_reply(&[asked], &answer()), Ok(()));
+    }
+
+    #[test]
+    fn queries_updates_and_other_questions_fail() {
+        let asked = [question()];
+        let mut echoed = answer();
+        echoed.metadata.message_type = MessageType::Query;
+        assert_eq!(check_reply(&asked, &echoed), Err(BadReply::NotAResponse));
+        let mut update = answer();
+        update.metadata.op_code = OpCode::Update;
+        assert_eq!(
+            check_reply(&asked, &update),
+            Err(BadReply::Opcode(OpCode::Update))
+        );
+        let mut other = answer();
+        other.queries[0].set_query_type(RecordType::AAAA);
+        assert_eq!(check_reply(&asked, &other), Err(BadReply::Question));
+        let mut none = answer();
+        none.queries.clear();
+        assert_eq!(check_reply(&asked, &none), Err(BadReply::Question));
+    }
+
+    #[test]
+    fn empty_rdata_fails_unless_the_type_allows_it() {
+        // What hickory-proto decodes from an UPDATE message's record with RDLENGTH 0.
+        let mut reply = answer();
+        reply.answers[0] = Record::update0(reply.answers[0].name.clone(), 60, RecordType::A);
+        assert!(has_empty_rdata(&reply.answers[0]));
+        assert_eq!(
+            check_reply(&[question()], &reply),
+            Err(BadReply::EmptyRdata(RecordType::A))
+        );
+        let null = Record::update0(Name::root(), 0, RecordType::NULL);
+        assert!(!has_empty_rdata(&null));
+        let unknown = Record::update0(Name::root(), 0, RecordType::Unknown(65_280));
+        assert!(!has_empty_rdata(&unknown));
+    }
+}

@@ -17,18 +17,21 @@
 //!   question does not echo that case is refused; the pool then asks the same server again
 //!   over TCP.
 //! - TCP: replies are matched to queries by ID only.
-//! - Neither looks at the QR bit or the opcode, so an upstream (or a spoofer) that echoes
-//!   the query back (QR=0) or answers with opcode UPDATE is taken as an answer: an echoed
-//!   query reads as an empty NOERROR answer, which would be cached as NODATA. And in an
+//! - A reply that matches but does not decode, or has QR=0 (an echo of the query), ends the
+//!   wait with an error: the real reply behind it is lost and the client gets SERVFAIL.
+//! - Nobody looks at the opcode, so a reply with opcode UPDATE is taken as an answer. In an
 //!   UPDATE message hickory-proto decodes a record with RDLENGTH 0 as a placeholder
 //!   (`RData::Update0`) which it encodes back with RDLENGTH 0: an A record with no address,
 //!   which clients reject as malformed. (In other messages it refuses such a record.)
 //!
 //! So every reply must be a response (QR=1) to a QUERY, carry exactly the question asked
-//! (over TCP too), and hold no record with empty data of a type that needs data. A reply
-//! that fails is dropped as an I/O error: the pool records the failure against that
-//! server, tries the next one within the time budget, and the client gets SERVFAIL if none
-//! answers properly. Nothing of it is cached.
+//! (over TCP too), and hold no record with empty data of a type that needs data. Nothing of
+//! a reply that fails is cached. Over UDP such a reply, and one that matched port and ID
+//! but did not decode, is taken as a spoofing attempt, as hickory takes a 0x20 case
+//! mismatch: the pool asks the same server again over TCP, which a spoofer cannot answer
+//! blind, so the client still gets the real answer. Over TCP it is an I/O error: the pool
+//! records the failure against that server and tries the next one within the time budget;
+//! the client gets SERVFAIL if none answers properly.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -38,7 +41,7 @@ use std::sync::Arc;
 use futures_util::{Stream, StreamExt};
 use hickory_proto::op::{DnsRequest, DnsResponse, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{RData, Record, RecordType};
-use hickory_resolver::config::ConnectionConfig;
+use hickory_resolver::config::{ConnectionConfig, ProtocolConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::xfer::{DnsExchange, DnsHandle};
 use hickory_resolver::net::NetError;
@@ -124,7 +127,10 @@ impl ConnectionProvider for CheckedConnections {
         cx: &PoolContext,
     ) -> Result<Self::FutureConn, NetError> {
         let connecting = self.0.new_connection(ip, config, cx)?;
-        Ok(Box::pin(async move { connecting.await.map(Checked) }))
+        let udp = matches!(config.protocol, ProtocolConfig::Udp);
+        Ok(Box::pin(async move {
+            connecting.await.map(|conn| Checked { conn, udp })
+        }))
     }
 
     fn runtime_provider(&self) -> &Self::RuntimeProvider {
@@ -134,36 +140,56 @@ impl ConnectionProvider for CheckedConnections {
 
 /// A connection whose replies pass [`check_reply`] or become errors.
 #[derive(Debug, Clone)]
-pub struct Checked<H>(H);
+pub struct Checked<H> {
+    conn: H,
+    udp: bool,
+}
 
 impl<H: DnsHandle> DnsHandle for Checked<H> {
     type Response = Pin<Box<dyn Stream<Item = Result<DnsResponse, NetError>> + Send>>;
     type Runtime = H::Runtime;
 
     fn is_verifying_dnssec(&self) -> bool {
-        self.0.is_verifying_dnssec()
+        self.conn.is_verifying_dnssec()
     }
 
     fn is_using_edns(&self) -> bool {
-        self.0.is_using_edns()
+        self.conn.is_using_edns()
     }
 
     fn send(&self, request: DnsRequest) -> Self::Response {
         let asked = request.queries.clone();
-        let server = self.0.send(request);
-        Box::pin(server.map(move |reply| {
-            let reply = reply?;
-            match check_reply(&asked, &reply) {
+        let udp = self.udp;
+        Box::pin(self.conn.send(request).map(move |reply| match reply {
+            Ok(reply) => match check_reply(&asked, &reply) {
                 Ok(()) => Ok(reply),
                 Err(bad) => {
-                    tracing::debug!(reason = %bad, id = reply.metadata.id, "upstream reply dropped");
-                    Err(NetError::Io(Arc::new(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("upstream reply dropped: {bad}"),
-                    ))))
+                    tracing::debug!(reason = %bad, udp, "upstream reply refused");
+                    Err(refused(bad, udp))
                 }
+            },
+            // From the right address, port and ID, but not a DNS response that decodes.
+            Err(NetError::Proto(err)) if udp => {
+                tracing::debug!(error = %err, "undecodable upstream reply over UDP");
+                Err(NetError::QueryCaseMismatch)
             }
+            Err(err) => Err(err),
         }))
+    }
+}
+
+/// The pool's error for a refused reply: over UDP the one that makes it ask the same
+/// server again over TCP (hickory's answer to a suspected spoof); over TCP an I/O error,
+/// which moves on to the next server (asking the same one again would loop until the
+/// deadline).
+fn refused(bad: BadReply, udp: bool) -> NetError {
+    if udp {
+        NetError::QueryCaseMismatch
+    } else {
+        NetError::Io(Arc::new(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("upstream reply refused: {bad}"),
+        )))
     }
 }
 

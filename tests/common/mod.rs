@@ -514,6 +514,7 @@ remote-control:
     }
 }
 
+pub mod fake_upstream;
 pub mod netns;
 
 /// A loopback TCP port that accepts (and drops) connections until dropped: a probe target

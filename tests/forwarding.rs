@@ -158,3 +158,42 @@ fn rfc2308_5_nxdomain_and_nodata_are_cached_with_their_soa() {
     assert_eq!(upstream.queries_for("missing.neg.example."), 1);
     assert_eq!(upstream.queries_for("a.neg.example."), 1);
 }
+
+/// RFC 1035 section 3.2.1: TTL 0 means "use for this transaction only". An answer with
+/// TTL 0 is passed on and not cached: the next query reaches the upstream again. The same
+/// upstream's TTL 300 answers are cached (the control).
+#[test]
+fn rfc1035_3_2_1_ttl_zero_answers_are_not_cached() {
+    use common::fake_upstream::{address, bytes, question, reply, FakeUpstream, Step};
+    let upstream = FakeUpstream::start(|incoming| {
+        let name = question(incoming.query).name().clone();
+        let ttl = if name.to_ascii().starts_with("zero.") {
+            0
+        } else {
+            300
+        };
+        let answer = reply(incoming.query, vec![address(&name, ttl, "192.0.2.7")]);
+        vec![Step::Reply(bytes(&answer))]
+    });
+    let agent = Agent::start(&upstream.config(""));
+    for (name, ttl, asked) in [
+        ("zero.ttl.example.", 0, [1, 2, 3]),
+        ("kept.ttl.example.", 300, [1, 1, 1]),
+    ] {
+        for (round, expected) in asked.into_iter().enumerate() {
+            let response = ask_udp(agent.addr, &query(name, RecordType::A, false));
+            assert_eq!(addresses(&response), vec!["192.0.2.7".to_owned()], "{name}");
+            assert!(
+                response.answers[0].ttl <= ttl,
+                "{name}: {:?}",
+                response.answers
+            );
+            assert_eq!(
+                upstream.total(name),
+                expected,
+                "{name}: upstream queries after client query {}",
+                round + 1
+            );
+        }
+    }
+}

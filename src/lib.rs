@@ -34,7 +34,9 @@
 //! - [`table`]: the answer table. Each owned name's response per query type is encoded once,
 //!   when the table is built; the DNS path only loads the current table (an `ArcSwap`).
 //! - [`dns`]: sockets and serving loops, the per-query [`dns::Handler`], and forwarding with
-//!   hickory-resolver's name server pool behind pathdns's own answer cache.
+//!   hickory-resolver's name server pool (every upstream reply checked by
+//!   [`dns::upstream`], private addresses stripped by [`dns::rebinding`]) behind pathdns's
+//!   own answer cache.
 //! - [`supervisor`]: the loop from probe reports to answer tables, events and status.
 //! - [`daemon`]: start-up order, live reload on SIGHUP, readiness, shutdown.
 //! - [`systemd`], [`control`], [`metrics`], [`alert`], [`events`], [`status`]: how the agent

@@ -210,6 +210,33 @@ fn an_echoed_query_or_an_update_reply_is_refused_and_asked_again_over_tcp() {
     }
 }
 
+/// Every forwarded query leaves from its own random source port with a random ID (RFC
+/// 5452 section 9.2): 20 queries for 20 names show (nearly) 20 ports spread over the port
+/// range and (nearly) 20 IDs. "Nearly": two random draws may collide, once in a few
+/// hundred runs; two collisions, once in millions.
+#[test]
+fn forwarded_queries_use_random_source_ports_and_ids() {
+    let upstream = FakeUpstream::start(|incoming| vec![Step::Reply(real(incoming.query))]);
+    let agent = Agent::start(&upstream.config(""));
+    for index in 0..20 {
+        let (response, _) = ask(&agent, &format!("n{index}.random.example."));
+        assert_real(&response, "answer");
+    }
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 20, "{seen:?}");
+    let mut ports: Vec<u16> = seen.iter().map(|seen| seen.peer.port()).collect();
+    let mut ids: Vec<u16> = seen.iter().map(|seen| seen.id).collect();
+    eprintln!("source ports {ports:?}\nIDs {ids:?}");
+    let spread = ports.iter().max().unwrap_or(&0) - ports.iter().min().unwrap_or(&0);
+    ports.sort_unstable();
+    ports.dedup();
+    ids.sort_unstable();
+    ids.dedup();
+    assert!(ports.len() >= 19, "{} distinct source ports", ports.len());
+    assert!(ids.len() >= 19, "{} distinct IDs", ids.len());
+    assert!(spread > 5_000, "source ports within {spread} of each other");
+}
+
 /// (c) 200 identical queries at once for a name not in the cache, from 200 client sockets,
 /// against an upstream that takes 200 ms to answer: they share the upstream fetch. The
 /// upstream sees at most two queries (hickory's pool coalesces identical queries in

@@ -112,7 +112,7 @@ impl RebindingFilter {
                 false
             });
         }
-        if let (Some(address), true) = (example, stripped > 0) {
+        if let Some(address) = example {
             if let Some(suppressed) = self.log.allow() {
                 tracing::warn!(
                     name = %question,

@@ -31,6 +31,9 @@ pub struct Seen {
     pub name: String,
     pub qtype: RecordType,
     pub at: Instant,
+    /// The message ID and the querier's address and source port.
+    pub id: u16,
+    pub peer: SocketAddr,
 }
 
 /// A query handed to the script.
@@ -131,7 +134,7 @@ fn bind_pair() -> (UdpSocket, TcpListener) {
     panic!("no free loopback port for the fake upstream")
 }
 
-fn record(seen: &Mutex<Vec<Seen>>, via: Via, query: &Message) {
+fn record(seen: &Mutex<Vec<Seen>>, via: Via, peer: SocketAddr, query: &Message) {
     let Some(question) = query.queries.first() else {
         return;
     };
@@ -140,6 +143,8 @@ fn record(seen: &Mutex<Vec<Seen>>, via: Via, query: &Message) {
         name: question.name().to_ascii(),
         qtype: question.query_type(),
         at: Instant::now(),
+        id: query.metadata.id,
+        peer,
     });
 }
 
@@ -162,7 +167,7 @@ fn serve_udp(
             continue;
         };
         // Recorded before any reply leaves: a client that has its answer sees the count.
-        record(&seen, Via::Udp, &query);
+        record(&seen, Via::Udp, peer, &query);
         let (socket, script) = (socket.clone(), script.clone());
         // Each query on its own thread, so that a delayed answer does not hold up others.
         std::thread::spawn(move || {
@@ -222,7 +227,10 @@ fn serve_connection(
         let Ok(query) = Message::from_vec(&bytes) else {
             return;
         };
-        record(seen, Via::Tcp, &query);
+        let Ok(peer) = stream.peer_addr() else {
+            return;
+        };
+        record(seen, Via::Tcp, peer, &query);
         for step in script(&Incoming {
             via: Via::Tcp,
             query: &query,

@@ -43,7 +43,8 @@
 //!   hot path.
 //!
 //! The DNS hot path never waits on a probe, a reload, a webhook or a lock: owned names and
-//! cache hits are answered in the task that received the query, from the current table.
+//! cache hits are answered inline by the thread (UDP) or connection task (TCP) that received
+//! the query, from the current table; only cache misses go to the async runtime.
 
 #![forbid(unsafe_code)]
 

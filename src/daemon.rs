@@ -342,10 +342,7 @@ fn apply(
     if config.control.listen != old.control.listen {
         tracing::warn!("control.listen changed: it takes effect at the next restart");
     }
-    let forwarder = if config.upstream.servers == old.upstream.servers
-        && config.upstream.timeout == old.upstream.timeout
-        && config.upstream.cache_size == old.upstream.cache_size
-    {
+    let forwarder = if config.upstream == old.upstream {
         shared.handler.forwarder()
     } else {
         Arc::new(Forwarder::new(&config.upstream)?)

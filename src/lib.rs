@@ -34,7 +34,8 @@
 //! - [`table`]: the answer table. Each owned name's response per query type is encoded once,
 //!   when the table is built; the DNS path only loads the current table (an `ArcSwap`).
 //! - [`dns`]: sockets and serving loops, the per-query [`dns::Handler`], and forwarding with
-//!   hickory-resolver's name server pool behind pathdns's own answer cache.
+//!   hickory-resolver's name server pool behind pathdns's own answer cache, which serves
+//!   expired answers when the upstreams fail (serve-stale, RFC 8767).
 //! - [`supervisor`]: the loop from probe reports to answer tables, events and status.
 //! - [`daemon`]: start-up order, live reload on SIGHUP, readiness, shutdown.
 //! - [`systemd`], [`control`], [`metrics`], [`alert`], [`events`], [`status`]: how the agent

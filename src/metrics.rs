@@ -15,6 +15,7 @@
 //! | `pathdns_cache_hits_total` | counter | |
 //! | `pathdns_cache_misses_total` | counter | |
 //! | `pathdns_upstream_errors_total` | counter | |
+//! | `pathdns_stale_answers_total` | counter | |
 //! | `pathdns_probe_runs_total` | counter | `name`, `target`, `probe`, `result` |
 //! | `pathdns_probe_rtt_seconds` | gauge | `name`, `target`, `probe` |
 //! | `pathdns_target_up` | gauge | `name`, `target` |
@@ -288,6 +289,12 @@ impl Collector for QueryCollector {
                 "Forwarded queries no upstream answered in time (answered SERVFAIL).",
                 snapshot.upstream_errors,
             ),
+            (
+                "pathdns_stale_answers",
+                "Forwarded queries answered with an expired cached answer (RFC 8767 \
+                 serve-stale, TTL 30 s) because the upstreams failed or did not answer in time.",
+                snapshot.stale_answers,
+            ),
         ];
         for (name, help, value) in counters {
             let counter = ConstCounter::new(value);
@@ -310,6 +317,7 @@ mod tests {
         stats.answered(Source::Owned, 1, 0);
         stats.observe(Duration::from_micros(30));
         stats.cache_hit();
+        stats.stale_answer();
         let target: IpAddr = [127, 0, 0, 5].into();
         metrics.probe_ran(
             "reg.example",
@@ -332,6 +340,7 @@ mod tests {
             "pathdns_cache_hits_total 1",
             "pathdns_cache_misses_total 0",
             "pathdns_upstream_errors_total 0",
+            "pathdns_stale_answers_total 1",
             "pathdns_probe_runs_total{name=\"reg.example\",target=\"127.0.0.5\",probe=\"tcp\",result=\"ok\"} 1",
             "pathdns_probe_rtt_seconds{name=\"reg.example\",target=\"127.0.0.5\",probe=\"tcp\"} 0.002",
             "pathdns_target_up{name=\"reg.example\",target=\"127.0.0.5\"} 1",

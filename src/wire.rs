@@ -304,11 +304,44 @@ pub struct ResponseOptions {
     pub limit: usize,
 }
 
+/// EDNS option code of Extended DNS Errors (RFC 8914).
+pub const OPTION_EDE: u16 = 15;
+/// Extended DNS Error info-code 3, "Stale Answer" (RFC 8914 section 4.4).
+pub const EDE_STALE_ANSWER: u16 = 3;
+
 /// Writes a response to `query` carrying `prepared` into `out`.
 pub fn write_response(
     query: &Query<'_>,
     prepared: &Prepared,
     options: ResponseOptions,
+    out: &mut Vec<u8>,
+) {
+    write_sections(query, prepared, options, None, out);
+}
+
+/// Writes a stale response (RFC 8767): `prepared` with every record's TTL set to `ttl`,
+/// and, for a client that sent EDNS, Extended DNS Error 3 "Stale Answer" (RFC 8914).
+pub fn write_stale_response(
+    query: &Query<'_>,
+    prepared: &Prepared,
+    ttl: u32,
+    limit: usize,
+    out: &mut Vec<u8>,
+) {
+    let options = ResponseOptions {
+        recursion_available: true,
+        age: 0,
+        limit,
+    };
+    write_sections(query, prepared, options, Some((ttl, EDE_STALE_ANSWER)), out);
+}
+
+/// A response around `prepared`; `stale` sets every TTL and adds that EDE info-code.
+fn write_sections(
+    query: &Query<'_>,
+    prepared: &Prepared,
+    options: ResponseOptions,
+    stale: Option<(u32, u16)>,
     out: &mut Vec<u8>,
 ) {
     out.clear();
@@ -332,14 +365,22 @@ pub fn write_response(
     out.extend_from_slice(query.question);
     let body_start = out.len();
     out.extend_from_slice(&prepared.body);
-    if options.age > 0 {
-        age_ttls(&mut out[body_start..], &prepared.ttl_offsets, options.age);
-    }
+    let ede = match stale {
+        Some((ttl, ede)) => {
+            set_ttls(&mut out[body_start..], &prepared.ttl_offsets, ttl);
+            Some(ede)
+        }
+        None if options.age > 0 => {
+            age_ttls(&mut out[body_start..], &prepared.ttl_offsets, options.age);
+            None
+        }
+        None => None,
+    };
     if let Some(edns) = query.edns {
-        append_opt(out, 0, edns.dnssec_ok);
+        append_opt(out, 0, edns.dnssec_ok, ede);
     }
     if out.len() > options.limit {
-        truncate(query, out);
+        truncate(query, out, ede);
     }
 }
 
@@ -356,7 +397,7 @@ pub fn write_error(query: &Query<'_>, rcode: Rcode, badvers: bool, out: &mut Vec
     out.extend_from_slice(query.question);
     if let Some(edns) = query.edns {
         // BADVERS is extended rcode 16: 1 in the OPT's upper eight bits, 0 in the header.
-        append_opt(out, u8::from(badvers), edns.dnssec_ok);
+        append_opt(out, u8::from(badvers), edns.dnssec_ok, None);
     }
 }
 
@@ -406,27 +447,46 @@ fn age_ttls(body: &mut [u8], offsets: &[u16], age: u32) {
     }
 }
 
-/// Our OPT record: payload size, extended rcode, version 0, the client's DO bit echoed,
-/// no options (RFC 6891: unknown options are ignored, never echoed).
-fn append_opt(out: &mut Vec<u8>, extended_rcode: u8, dnssec_ok: bool) {
+fn set_ttls(body: &mut [u8], offsets: &[u16], ttl: u32) {
+    for &offset in offsets {
+        let at = offset as usize;
+        if let Some(field) = body.get_mut(at..at + 4) {
+            field.copy_from_slice(&ttl.to_be_bytes());
+        }
+    }
+}
+
+/// Our OPT record: payload size, extended rcode, version 0, the client's DO bit echoed;
+/// no options but an Extended DNS Error without extra text when `ede` says so (RFC 6891:
+/// the client's unknown options are ignored, never echoed).
+fn append_opt(out: &mut Vec<u8>, extended_rcode: u8, dnssec_ok: bool, ede: Option<u16>) {
     out.push(0);
     out.extend_from_slice(&TYPE_OPT.to_be_bytes());
     out.extend_from_slice(&MAX_UDP_PAYLOAD.to_be_bytes());
     let ttl = (u32::from(extended_rcode) << 24) | if dnssec_ok { 0x8000 } else { 0 };
     out.extend_from_slice(&ttl.to_be_bytes());
-    out.extend_from_slice(&0u16.to_be_bytes());
+    match ede {
+        Some(info_code) => {
+            // RDLENGTH 6: option code, option length 2, info-code.
+            out.extend_from_slice(&6u16.to_be_bytes());
+            out.extend_from_slice(&OPTION_EDE.to_be_bytes());
+            out.extend_from_slice(&2u16.to_be_bytes());
+            out.extend_from_slice(&info_code.to_be_bytes());
+        }
+        None => out.extend_from_slice(&0u16.to_be_bytes()),
+    }
     let arcount = u16::from_be_bytes([out[10], out[11]]) + 1;
     out[10..12].copy_from_slice(&arcount.to_be_bytes());
 }
 
 /// Cuts a too-long response down to header + question (+ OPT) with TC set, so the client
 /// retries over TCP.
-fn truncate(query: &Query<'_>, out: &mut Vec<u8>) {
+fn truncate(query: &Query<'_>, out: &mut Vec<u8>, ede: Option<u16>) {
     out.truncate(HEADER_LEN + query.question.len());
     out[2] |= 0x02;
     out[6..12].fill(0);
     if let Some(edns) = query.edns {
-        append_opt(out, 0, edns.dnssec_ok);
+        append_opt(out, 0, edns.dnssec_ok, ede);
     }
 }
 
@@ -678,6 +738,43 @@ mod tests {
         );
         assert_eq!(out.len(), 12 + q.question.len());
         assert_eq!(out[2] & 0x02, 0x02, "TC");
+    }
+
+    #[test]
+    fn stale_responses_carry_the_stale_ttl_and_ede_3() {
+        let mut writer = BodyWriter::new();
+        writer.record(
+            Section::Answer,
+            Owner::Question,
+            3600,
+            RData::Address(IpAddr::from([10, 0, 0, 1])),
+        );
+        let prepared = writer.finish(Rcode::NoError, false);
+        let ttl_at = |q: &Query<'_>| 12 + q.question.len() + 2 + 4;
+        let mut out = Vec::new();
+        // With EDNS: TTL 30 and an OPT carrying EDE 3, no extra text.
+        let packet = query_packet(NAME, TYPE_A, Some(0));
+        let Parsed::Query(q) = parse_query(&packet) else {
+            panic!("not a query")
+        };
+        write_stale_response(&q, &prepared, 30, 1232, &mut out);
+        assert_eq!(&out[ttl_at(&q)..ttl_at(&q) + 4], &30u32.to_be_bytes());
+        assert_eq!(u16::from_be_bytes([out[10], out[11]]), 1, "one OPT");
+        let opt_rdata = &out[out.len() - 8..];
+        assert_eq!(
+            opt_rdata,
+            &[0, 6, 0, 15, 0, 2, 0, 3],
+            "RDLENGTH, EDE, length, code 3"
+        );
+        // Without EDNS: TTL 30, no OPT.
+        let packet = query_packet(NAME, TYPE_A, None);
+        let Parsed::Query(q) = parse_query(&packet) else {
+            panic!("not a query")
+        };
+        write_stale_response(&q, &prepared, 30, 512, &mut out);
+        assert_eq!(&out[ttl_at(&q)..ttl_at(&q) + 4], &30u32.to_be_bytes());
+        assert_eq!(u16::from_be_bytes([out[10], out[11]]), 0);
+        assert_eq!(out.len(), 12 + q.question.len() + prepared.body.len());
     }
 
     #[test]

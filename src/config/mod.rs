@@ -52,12 +52,42 @@ pub struct ServerSettings {
     pub tcp_idle_timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamSettings {
     /// Resolved upstream addresses, pathdns's own listen addresses removed.
     pub servers: Vec<SocketAddr>,
+    /// The upstream pool's own deadline for one query over every upstream.
     pub timeout: Duration,
     pub cache_size: usize,
+    /// Serve-stale (RFC 8767); `None` with `serve_stale = false`.
+    pub stale: Option<StaleSettings>,
+}
+
+/// What pathdns adds to `upstream.timeout` before it gives up on a query itself, so that
+/// the upstream pool's own timeout, not ours, ends the query.
+pub const UPSTREAM_GUARD: Duration = Duration::from_millis(250);
+
+/// How long glibc's stub resolver waits for one nameserver by default (`options timeout:5`
+/// in resolv.conf, RES_TIMEOUT). pathdns's per-query budget stays below it, so that a
+/// client sees pathdns's answer (SERVFAIL or stale) instead of its own timeout and retry.
+pub const GLIBC_RESOLVER_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl UpstreamSettings {
+    /// The whole time a forwarded query may take before its client gets SERVFAIL.
+    pub fn budget(&self) -> Duration {
+        self.timeout + UPSTREAM_GUARD
+    }
+}
+
+/// Serve-stale (RFC 8767): answers kept past their TTL, for when the upstreams fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaleSettings {
+    /// How long past its expiry an answer may still be served (RFC 8767's maximum stale
+    /// timer).
+    pub max_age: Duration,
+    /// How long a client waits for the upstreams before it gets the stale answer (RFC 8767's
+    /// client response timer). Shorter than `timeout`.
+    pub answer_after: Duration,
 }
 
 /// One name pathdns answers authoritatively.

@@ -153,6 +153,18 @@ pub struct RawUpstream {
     /// Forwarded answers kept in the cache.
     #[serde(default = "default_cache_size")]
     pub cache_size: usize,
+    /// Serve expired answers when the upstreams fail (RFC 8767).
+    #[serde(default = "default_serve_stale")]
+    pub serve_stale: bool,
+    /// How long past its TTL an answer may be served stale.
+    #[serde(default = "default_stale_max_age", deserialize_with = "text::spanned")]
+    pub stale_max_age: Spanned<Duration>,
+    /// How long a client waits for the upstreams before it gets a stale answer.
+    #[serde(
+        default = "default_stale_answer_after",
+        deserialize_with = "text::spanned"
+    )]
+    pub stale_answer_after: Spanned<Duration>,
 }
 
 impl Default for RawUpstream {
@@ -162,6 +174,9 @@ impl Default for RawUpstream {
             resolv_conf: default_resolv_conf(),
             timeout: default_upstream_timeout(),
             cache_size: default_cache_size(),
+            serve_stale: default_serve_stale(),
+            stale_max_age: default_stale_max_age(),
+            stale_answer_after: default_stale_answer_after(),
         }
     }
 }
@@ -350,6 +365,27 @@ fn default_upstream_timeout() -> Spanned<Duration> {
 
 fn default_cache_size() -> usize {
     10_000
+}
+
+/// On by default. pathdns is the only cache of a host behind it (systemd-resolved does not
+/// cache a localhost upstream), so without serve-stale a short upstream outage fails every
+/// lookup of a name whose TTL ran out, `docker pull` included; with it, the host keeps the
+/// last answers it had, marked stale, for up to `stale_max_age`. Unbound's serve-expired is
+/// commonly enabled on node-local caches for the same reason. A stale answer
+/// carries a 30-second TTL and Extended DNS Error 3, so it is short-lived and visible.
+fn default_serve_stale() -> bool {
+    true
+}
+
+/// One day, the low end of RFC 8767's suggested 1 to 3 days (section 5).
+fn default_stale_max_age() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration::from_secs(86_400))
+}
+
+/// RFC 8767 section 5 suggests 1.8 s for this client response timer: the stale answer
+/// arrives before a stub resolver's own timer (2 s or more) makes it retry or give up.
+fn default_stale_answer_after() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration::from_millis(1800))
 }
 
 pub fn default_priority() -> u8 {

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
+use std::time::Duration;
 
 use hickory_proto::rr::Name;
 use toml::Spanned;
@@ -16,7 +17,8 @@ use super::preset::{self, BACKUP_PRIORITY};
 use super::probes::{self, HealthSettings};
 use super::raw::{HealthChecks, RawConfig, RawName, RawRegistry, RawTarget, DEFAULT_PORT};
 use super::{
-    AnswerSpec, Config, ConfigError, OwnedName, Role, ServerSettings, Target, UpstreamSettings,
+    AnswerSpec, Config, ConfigError, OwnedName, Role, ServerSettings, StaleSettings, Target,
+    UpstreamSettings, GLIBC_RESOLVER_TIMEOUT, UPSTREAM_GUARD,
 };
 
 /// The longest CNAME chain pathdns follows inside its own table.
@@ -25,6 +27,9 @@ const MAX_CNAME_CHAIN: usize = 8;
 /// More concurrent TCP clients than a node-local resolver ever needs (and than a
 /// semaphore can count on every platform).
 const MAX_TCP_CONNECTIONS: usize = 1_000_000;
+
+/// The longest `upstream.stale_max_age`: a week, over RFC 8767's suggested 1 to 3 days.
+const MAX_STALE_AGE: Duration = Duration::from_secs(7 * 86_400);
 
 /// Where a message points: the config text and its name.
 struct Source<'a> {
@@ -44,6 +49,11 @@ impl Source<'_> {
             message,
         }
     }
+}
+
+/// A value that was not written in the file: serde's default has no span.
+fn is_default<T>(value: &Spanned<T>) -> bool {
+    value.span() == (0..0)
 }
 
 /// 1-based line and column of a byte offset.
@@ -686,10 +696,82 @@ fn validate_upstream(
             "must be above 0".into(),
         ));
     }
+    let budget = *timeout.get_ref() + UPSTREAM_GUARD;
+    if budget >= GLIBC_RESOLVER_TIMEOUT {
+        return Err(src.error(
+            Some(timeout.span()),
+            "upstream.timeout",
+            format!(
+                "{} plus pathdns's {} guard is {}, not below glibc's default resolver \
+                 timeout of {}: a client would give up and retry before pathdns answers \
+                 SERVFAIL or a stale answer; use less than {}",
+                humantime::format_duration(*timeout.get_ref()),
+                humantime::format_duration(UPSTREAM_GUARD),
+                humantime::format_duration(budget),
+                humantime::format_duration(GLIBC_RESOLVER_TIMEOUT),
+                humantime::format_duration(GLIBC_RESOLVER_TIMEOUT - UPSTREAM_GUARD),
+            ),
+        ));
+    }
+    let stale = validate_stale(upstream, src)?;
     Ok(UpstreamSettings {
         servers,
         timeout: *timeout.get_ref(),
         cache_size: upstream.cache_size,
+        stale: upstream.serve_stale.then_some(stale),
+    })
+}
+
+/// The serve-stale keys. Checked even with `serve_stale = false`, so that turning it on
+/// later never meets an error in a value written long ago.
+fn validate_stale(
+    upstream: &super::raw::RawUpstream,
+    src: &Source,
+) -> Result<StaleSettings, ConfigError> {
+    let max_age = &upstream.stale_max_age;
+    if max_age.get_ref().is_zero() {
+        return Err(src.error(
+            Some(max_age.span()),
+            "upstream.stale_max_age",
+            "must be above 0; to never serve stale answers, set serve_stale = false".into(),
+        ));
+    }
+    if *max_age.get_ref() > MAX_STALE_AGE {
+        return Err(src.error(
+            Some(max_age.span()),
+            "upstream.stale_max_age",
+            format!(
+                "{} is more than {}: answers that old are more likely wrong than useful \
+                 (RFC 8767 suggests 1 to 3 days)",
+                humantime::format_duration(*max_age.get_ref()),
+                humantime::format_duration(MAX_STALE_AGE),
+            ),
+        ));
+    }
+    let answer_after = &upstream.stale_answer_after;
+    let timeout = *upstream.timeout.get_ref();
+    // Not written: the default, or `timeout` if that is shorter (an upstream timeout then
+    // serves the stale answer before the timer would).
+    if is_default(answer_after) {
+        return Ok(StaleSettings {
+            max_age: *max_age.get_ref(),
+            answer_after: (*answer_after.get_ref()).min(timeout),
+        });
+    }
+    if answer_after.get_ref().is_zero() || *answer_after.get_ref() >= timeout {
+        return Err(src.error(
+            Some(answer_after.span()),
+            "upstream.stale_answer_after",
+            format!(
+                "must be above 0 and shorter than upstream.timeout ({}): it is how long a \
+                 client waits for the upstreams before it gets a stale answer",
+                humantime::format_duration(timeout),
+            ),
+        ));
+    }
+    Ok(StaleSettings {
+        max_age: *max_age.get_ref(),
+        answer_after: *answer_after.get_ref(),
     })
 }
 
@@ -1098,5 +1180,69 @@ mod tests {
         assert!(!is_own_address("127.0.0.1:5353".parse().unwrap(), &listen));
         let listen = ["127.0.0.1:53".parse().unwrap()];
         assert!(!is_own_address("127.0.0.53:53".parse().unwrap(), &listen));
+    }
+
+    #[test]
+    fn serve_stale_defaults_and_its_budget_rules() {
+        let upstream = |body: &str| {
+            Config::parse(&config(body), "t.toml")
+                .expect("valid")
+                .upstream
+        };
+        let defaults = upstream("");
+        assert_eq!(
+            defaults.stale,
+            Some(StaleSettings {
+                max_age: Duration::from_secs(86_400),
+                answer_after: Duration::from_millis(1800),
+            })
+        );
+        assert_eq!(defaults.budget(), Duration::from_millis(2250));
+        assert_eq!(
+            upstream("serve_stale = false\nstale_max_age = \"4s\"\n").stale,
+            None
+        );
+        let answer_after = |body| upstream(body).stale.map(|s| s.answer_after);
+        assert_eq!(
+            answer_after(
+                "timeout = \"3s\"\nstale_max_age = \"3d\"\nstale_answer_after = \"2500ms\"\n"
+            ),
+            Some(Duration::from_millis(2500))
+        );
+        // A short timeout shortens the default timer with it.
+        assert_eq!(
+            answer_after("timeout = \"1500ms\"\n"),
+            Some(Duration::from_millis(1500))
+        );
+        assert!(Config::parse(&config("timeout = \"4700ms\"\n"), "t.toml").is_ok());
+        for (body, expected) in [
+            (
+                "timeout = \"4750ms\"\n",
+                "t.toml:3:11: upstream.timeout: 4s 750ms plus pathdns's 250ms guard is 5s, \
+                 not below glibc's default resolver timeout of 5s: a client would give up and \
+                 retry before pathdns answers SERVFAIL or a stale answer; use less than 4s 750ms",
+            ),
+            (
+                "stale_answer_after = \"2s\"\n",
+                "t.toml:3:22: upstream.stale_answer_after: must be above 0 and shorter than \
+                 upstream.timeout (2s)",
+            ),
+            (
+                "stale_answer_after = \"0s\"\n",
+                "t.toml:3:22: upstream.stale_answer_after: must be above 0",
+            ),
+            (
+                "stale_max_age = \"0s\"\n",
+                "t.toml:3:17: upstream.stale_max_age: must be above 0; to never serve stale \
+                 answers, set serve_stale = false",
+            ),
+            (
+                "stale_max_age = \"30d\"\n",
+                "t.toml:3:17: upstream.stale_max_age: 30days is more than 7days",
+            ),
+        ] {
+            let message = error_of(&config(body));
+            assert!(message.starts_with(expected), "{message}");
+        }
     }
 }

@@ -4,8 +4,9 @@
 //! with TCP fallback on truncation, random source ports and IDs, answers checked against the
 //! question, identical in-flight queries coalesced), the per-query time budget, and turning
 //! upstream answers into cached [`Prepared`] responses (TTL-bounded, negative answers kept
-//! for their SOA's negative TTL, truncated answers never kept). Must not: touch the owned
-//! names' table or wait without a deadline.
+//! for their SOA's negative TTL, truncated answers never kept), and finding the expired
+//! entries that serve-stale may use. Must not: touch the owned names' table or wait without
+//! a deadline.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +22,7 @@ use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::{NameServerPool, PoolContext, TlsConfig};
 
 use super::cache::{AnswerCache, Cached, KeyRef, MAX_LIFETIME, MAX_NEGATIVE_LIFETIME};
-use crate::config::UpstreamSettings;
+use crate::config::{StaleSettings, UpstreamSettings};
 use crate::wire::{Prepared, Rcode, HEADER_LEN};
 
 /// Why a forwarded query got no answer (the client then gets SERVFAIL).
@@ -52,6 +53,7 @@ pub struct Forwarder {
     pool: NameServerPool<TokioRuntimeProvider>,
     cache: AnswerCache,
     budget: Duration,
+    stale: Option<StaleSettings>,
 }
 
 impl Forwarder {
@@ -83,13 +85,26 @@ impl Forwarder {
             pool: NameServerPool::from_config(servers, context, TokioRuntimeProvider::default()),
             cache: AnswerCache::new(settings.cache_size),
             // A little beyond the pool's own deadline so that its answer, not ours, wins.
-            budget: settings.timeout + Duration::from_millis(250),
+            budget: settings.budget(),
+            stale: settings.stale,
         })
     }
 
     /// A cached response and its age, if fresh. Never waits.
     pub fn cached(&self, key: &KeyRef<'_>) -> Option<(Arc<Cached>, u32)> {
         self.cache.get(key)
+    }
+
+    /// An expired response that may still be served (RFC 8767), if serve-stale is on.
+    /// Never waits.
+    pub fn stale(&self, key: &KeyRef<'_>) -> Option<Arc<Cached>> {
+        let settings = self.stale?;
+        self.cache.get_stale(key, settings.max_age)
+    }
+
+    /// Serve-stale's settings; `None` when it is off.
+    pub fn stale_settings(&self) -> Option<StaleSettings> {
+        self.stale
     }
 
     /// Asks the upstreams for `key` and caches what they say.

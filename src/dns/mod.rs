@@ -2,7 +2,8 @@
 //!
 //! Owns: [`bind`] (UDP and TCP on each listen address, all or nothing), the UDP and TCP
 //! serving loops, [`handler`] (what to answer), [`forward`] and [`cache`] (names pathdns
-//! does not own). Reads the answer table; never writes it.
+//! does not own), and [`stale`] (serve-stale, RFC 8767, when the upstreams fail). Reads the
+//! answer table; never writes it.
 //!
 //! Why our own listener on hickory-proto rather than hickory-server: hickory-server 0.26
 //! spawns a task per UDP query without bound, answers queries on one TCP connection one at
@@ -14,6 +15,7 @@
 pub mod cache;
 pub mod forward;
 pub mod handler;
+pub mod stale;
 pub mod stats;
 mod tcp;
 mod udp;

@@ -2,8 +2,8 @@
 //! allocation, no map lookup per query.
 //!
 //! Owns: what is counted per query (source, query type bucket, response code), the response
-//! latency histogram (fixed buckets, receipt to response written), cache hits and misses
-//! and upstream failures. Must not: know about Prometheus; `metrics` reads [`QueryStats`]
+//! latency histogram (fixed buckets, receipt to response written), cache hits and misses,
+//! upstream failures and stale answers served. Must not: know about Prometheus; `metrics` reads [`QueryStats`]
 //! at scrape time through [`QueryStats::snapshot`].
 //!
 //! The counters are sharded by thread (one shard per serving thread, each on its own cache
@@ -104,6 +104,7 @@ struct Shard {
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
     upstream_errors: AtomicU64,
+    stale_answers: AtomicU64,
 }
 
 impl Shard {
@@ -116,6 +117,7 @@ impl Shard {
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
             upstream_errors: AtomicU64::new(0),
+            stale_answers: AtomicU64::new(0),
         }
     }
 }
@@ -204,6 +206,13 @@ impl QueryStats {
         self.shard().upstream_errors.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A forwarded query answered with an expired answer (RFC 8767) because the upstreams
+    /// failed or were too slow.
+    #[inline]
+    pub fn stale_answer(&self) {
+        self.shard().stale_answers.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Records the time from receiving a query (`received`) to its response written now.
     #[inline]
     pub fn responded(&self, received: Instant) {
@@ -244,6 +253,7 @@ impl QueryStats {
             cache_hits: 0,
             cache_misses: 0,
             upstream_errors: 0,
+            stale_answers: 0,
         };
         let mut nanos: u64 = 0;
         for shard in self.shards.iter() {
@@ -258,6 +268,7 @@ impl QueryStats {
             snapshot.cache_hits += shard.cache_hits.load(Ordering::Relaxed);
             snapshot.cache_misses += shard.cache_misses.load(Ordering::Relaxed);
             snapshot.upstream_errors += shard.upstream_errors.load(Ordering::Relaxed);
+            snapshot.stale_answers += shard.stale_answers.load(Ordering::Relaxed);
         }
         snapshot.latency_seconds = nanos as f64 / 1e9;
         snapshot
@@ -290,6 +301,7 @@ pub struct Snapshot {
     pub cache_hits: u64,
     pub cache_misses: u64,
     pub upstream_errors: u64,
+    pub stale_answers: u64,
 }
 
 impl Snapshot {

@@ -40,13 +40,14 @@
 //! - [`systemd`], [`control`], [`metrics`], [`alert`], [`events`], [`status`]: how the agent
 //!   tells systemd, Prometheus, operators and their alerting how it is.
 //! - [`netinfo`]: the host's interfaces and routes; [`wire`]: the DNS wire format on the
-//!   hot path.
+//!   hot path; [`accept`]: accept-loop errors (EMFILE and friends) backed off, not spun on.
 //!
 //! The DNS hot path never waits on a probe, a reload, a webhook or a lock: owned names and
 //! cache hits are answered in the task that received the query, from the current table.
 
 #![forbid(unsafe_code)]
 
+pub mod accept;
 pub mod alert;
 pub mod config;
 pub mod control;

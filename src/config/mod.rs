@@ -50,6 +50,7 @@ pub struct ServerSettings {
     pub allow: Vec<IpNet>,
     pub max_tcp_connections: usize,
     pub tcp_idle_timeout: Duration,
+    pub max_queries_per_connection: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +59,7 @@ pub struct UpstreamSettings {
     pub servers: Vec<SocketAddr>,
     pub timeout: Duration,
     pub cache_size: usize,
+    pub max_in_flight: usize,
 }
 
 /// One name pathdns answers authoritatively.

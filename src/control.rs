@@ -65,6 +65,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: ControlState) {
     let http = Arc::new(http);
     // Connections die with the accept loop: dropping this task (shutdown) drops the set.
     let mut connections = tokio::task::JoinSet::new();
+    let mut errors = crate::accept::AcceptErrors::new("control");
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -73,12 +74,11 @@ pub async fn serve(listener: tokio::net::TcpListener, state: ControlState) {
         let (stream, client) = match accepted {
             Ok(accepted) => accepted,
             Err(err) => {
-                // EMFILE and friends: back off instead of spinning on retries.
-                tracing::warn!(error = %err, "control accept failed; pausing accepts for 100 ms");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                errors.failed(&err).await;
                 continue;
             }
         };
+        errors.accepted();
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::debug!(%client, "control connection limit reached; closing");
             continue;

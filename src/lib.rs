@@ -41,7 +41,7 @@
 //! - [`systemd`], [`control`], [`metrics`], [`alert`], [`events`], [`status`]: how the agent
 //!   tells systemd, Prometheus, operators and their alerting how it is.
 //! - [`netinfo`]: the host's interfaces and routes; [`wire`]: the DNS wire format on the
-//!   hot path.
+//!   hot path; [`accept`]: accept-loop errors (EMFILE and friends) backed off, not spun on.
 //!
 //! The DNS hot path never waits on a probe, a reload, a webhook or a lock: owned names and
 //! cache hits are answered inline by the thread (UDP) or connection task (TCP) that received
@@ -49,6 +49,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod accept;
 pub mod alert;
 pub mod config;
 pub mod control;

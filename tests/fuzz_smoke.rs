@@ -218,6 +218,8 @@ const CONFIG_TOKENS: &[&str] = &[
     "cache_size",
     "max_tcp_connections",
     "tcp_idle_timeout",
+    "max_queries_per_connection",
+    "max_in_flight",
     "url",
     "level",
     "format",

@@ -50,6 +50,7 @@ pub struct ServerSettings {
     pub allow: Vec<IpNet>,
     pub max_tcp_connections: usize,
     pub tcp_idle_timeout: Duration,
+    pub max_queries_per_connection: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +60,7 @@ pub struct UpstreamSettings {
     /// The upstream pool's own deadline for one query over every upstream.
     pub timeout: Duration,
     pub cache_size: usize,
+    pub max_in_flight: usize,
     /// Serve-stale (RFC 8767); `None` with `serve_stale = false`.
     pub stale: Option<StaleSettings>,
 }

@@ -120,6 +120,10 @@ pub struct RawServer {
     /// A TCP client connection idle this long is closed.
     #[serde(default = "default_tcp_idle", deserialize_with = "text::spanned")]
     pub tcp_idle_timeout: Spanned<Duration>,
+    /// Queries of one TCP connection waiting for upstreams at once; at the cap pathdns
+    /// stops reading that connection until answers have been written.
+    #[serde(default = "default_queries_per_connection")]
+    pub max_queries_per_connection: Spanned<usize>,
 }
 
 impl Default for RawServer {
@@ -130,6 +134,7 @@ impl Default for RawServer {
             ttl: default_ttl(),
             max_tcp_connections: default_tcp_connections(),
             tcp_idle_timeout: default_tcp_idle(),
+            max_queries_per_connection: default_queries_per_connection(),
         }
     }
 }
@@ -165,6 +170,9 @@ pub struct RawUpstream {
         deserialize_with = "text::spanned"
     )]
     pub stale_answer_after: Spanned<Duration>,
+    /// Forwarded queries waiting on upstreams at once; more are answered SERVFAIL at once.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: Spanned<usize>,
 }
 
 impl Default for RawUpstream {
@@ -177,6 +185,7 @@ impl Default for RawUpstream {
             serve_stale: default_serve_stale(),
             stale_max_age: default_stale_max_age(),
             stale_answer_after: default_stale_answer_after(),
+            max_in_flight: default_max_in_flight(),
         }
     }
 }
@@ -348,6 +357,17 @@ fn default_tcp_connections() -> Spanned<usize> {
 
 fn default_tcp_idle() -> Spanned<Duration> {
     Spanned::new(0..0, Duration::from_secs(10))
+}
+
+fn default_queries_per_connection() -> Spanned<usize> {
+    Spanned::new(0..0, 100)
+}
+
+fn default_max_in_flight() -> Spanned<usize> {
+    // Each holds up to three sockets while it waits: with the TCP connections, more file
+    // descriptors than the usual soft limit of 1024 (the packaged unit sets 65536, and
+    // pathdns raises its soft limit to what the caps need).
+    Spanned::new(0..0, 1024)
 }
 
 fn default_upstreams() -> Spanned<Vec<Spanned<String>>> {

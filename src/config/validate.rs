@@ -31,6 +31,14 @@ const MAX_TCP_CONNECTIONS: usize = 1_000_000;
 /// The longest `upstream.stale_max_age`: a week, over RFC 8767's suggested 1 to 3 days.
 const MAX_STALE_AGE: Duration = Duration::from_secs(7 * 86_400);
 
+/// More queries waiting on upstreams than one node's clients ever need: each holds a
+/// socket, and a file descriptor limit of a million is already unusual.
+const MAX_IN_FLIGHT: usize = 1_000_000;
+
+/// The most pipelined queries of one TCP connection waiting at once (RFC 7766 sets no
+/// number; a DNS message ID has 65,536 values).
+const MAX_QUERIES_PER_CONNECTION: usize = 65_536;
+
 /// Where a message points: the config text and its name.
 struct Source<'a> {
     text: &'a str,
@@ -155,13 +163,19 @@ fn validate_server(raw: &RawConfig, src: &Source) -> Result<ServerSettings, Conf
         ));
     }
     let max_tcp = &raw.server.max_tcp_connections;
-    if !(1..=MAX_TCP_CONNECTIONS).contains(max_tcp.get_ref()) {
-        return Err(src.error(
-            Some(max_tcp.span()),
-            "server.max_tcp_connections",
-            format!("must be between 1 and {MAX_TCP_CONNECTIONS}"),
-        ));
-    }
+    in_range(
+        max_tcp,
+        MAX_TCP_CONNECTIONS,
+        "server.max_tcp_connections",
+        src,
+    )?;
+    let per_connection = &raw.server.max_queries_per_connection;
+    in_range(
+        per_connection,
+        MAX_QUERIES_PER_CONNECTION,
+        "server.max_queries_per_connection",
+        src,
+    )?;
     let idle = &raw.server.tcp_idle_timeout;
     if idle.get_ref().is_zero() {
         return Err(src.error(
@@ -175,7 +189,25 @@ fn validate_server(raw: &RawConfig, src: &Source) -> Result<ServerSettings, Conf
         allow: allow.get_ref().clone(),
         max_tcp_connections: *max_tcp.get_ref(),
         tcp_idle_timeout: *idle.get_ref(),
+        max_queries_per_connection: *per_connection.get_ref(),
     })
+}
+
+/// A count that must be between 1 and `max`.
+fn in_range(
+    value: &Spanned<usize>,
+    max: usize,
+    field: &str,
+    src: &Source,
+) -> Result<(), ConfigError> {
+    if (1..=max).contains(value.get_ref()) {
+        return Ok(());
+    }
+    Err(src.error(
+        Some(value.span()),
+        field,
+        format!("must be between 1 and {max}"),
+    ))
 }
 
 /// An owned name before duplicate and CNAME checks, with the spans to blame.
@@ -714,10 +746,13 @@ fn validate_upstream(
         ));
     }
     let stale = validate_stale(upstream, src)?;
+    let max_in_flight = &upstream.max_in_flight;
+    in_range(max_in_flight, MAX_IN_FLIGHT, "upstream.max_in_flight", src)?;
     Ok(UpstreamSettings {
         servers,
         timeout: *timeout.get_ref(),
         cache_size: upstream.cache_size,
+        max_in_flight: *max_in_flight.get_ref(),
         stale: upstream.serve_stale.then_some(stale),
     })
 }
@@ -999,6 +1034,18 @@ mod tests {
         let message = error_of(&config("[server]\nmax_tcp_connections = 0\n"));
         assert!(
             message.starts_with("t.toml:4:23: server.max_tcp_connections: must be between 1"),
+            "{message}"
+        );
+        let message = error_of(&config("[server]\nmax_queries_per_connection = 65537\n"));
+        assert!(
+            message.starts_with(
+                "t.toml:4:30: server.max_queries_per_connection: must be between 1 and 65536"
+            ),
+            "{message}"
+        );
+        let message = error_of("[upstream]\nservers = [\"10.0.0.2\"]\nmax_in_flight = 0\n");
+        assert!(
+            message.starts_with("t.toml:3:17: upstream.max_in_flight: must be between 1"),
             "{message}"
         );
         let message =

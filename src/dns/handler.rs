@@ -236,6 +236,20 @@ impl Handler {
         self.stats
             .answered_with(Source::Forwarded, query.qtype, out);
     }
+
+    /// Instead of [`Handler::respond_upstream`] when `max_in_flight` queries already wait
+    /// on upstreams: SERVFAIL at once, counted. False (and nothing in `out`) when `packet`
+    /// is not a query.
+    pub fn respond_overloaded(&self, packet: &[u8], out: &mut Vec<u8>) -> bool {
+        let Parsed::Query(query) = parse_query(packet) else {
+            return false;
+        };
+        wire::write_error(&query, Rcode::ServFail, false, out);
+        self.stats.upstream_overflow();
+        self.stats
+            .answered_with(Source::Forwarded, query.qtype, out);
+        true
+    }
 }
 
 /// Asks the upstreams for `key` (or for an owned CNAME chain's target) and caches the answer.

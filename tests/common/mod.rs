@@ -116,13 +116,27 @@ impl Agent {
 
     /// Like [`Agent::start`], with extra environment variables for the process.
     pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Agent {
+        Agent::start_under(config, env, &[])
+    }
+
+    /// Like [`Agent::start_with_env`], run through `wrapper` (a command that executes the
+    /// rest of its arguments in place, e.g. `["prlimit", "--nofile=64:64", "--"]`).
+    pub fn start_under(config: &str, env: &[(&str, &str)], wrapper: &[&str]) -> Agent {
         refuse_probes_off_loopback(config);
         let config = with_test_control(config);
         let config = config.as_str();
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("pathdns.toml");
         std::fs::write(&path, config).expect("write config");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_pathdns"));
+        let binary = env!("CARGO_BIN_EXE_pathdns");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
         command
             .args(["run", "--config"])
             .arg(&path)
@@ -515,6 +529,7 @@ remote-control:
 }
 
 pub mod netns;
+pub mod slow_upstream;
 
 /// A loopback TCP port that accepts (and drops) connections until dropped: a probe target
 /// a test can take away. Dropping it waits until the port really refuses, so a test's

@@ -393,9 +393,13 @@ pub fn which(program: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// A config serving the documents' three names plus a CNAMEd bucket, forwarding to
-/// `upstream`. Probes are off: the documents' addresses must never be contacted outside a
-/// test's own network namespace.
+/// The names every DNS test serves (the documents' three names plus a CNAMEd bucket, a
+/// second instance and a CNAME), shared with the fuzz fixture (fuzz/src/lib.rs).
+pub const REFERENCE_NAMES: &str = include_str!("../configs/reference-names.toml");
+
+/// A config serving [`REFERENCE_NAMES`], forwarding to `upstream`, with `extra` appended.
+/// Probes are off: the documents' addresses must never be contacted outside a test's own
+/// network namespace.
 pub fn registry_config(upstream: SocketAddr, extra: &str) -> String {
     format!(
         r#"
@@ -406,30 +410,7 @@ listen = ["127.0.0.1:0"]
 servers = ["{upstream}"]
 timeout = "1500ms"
 
-[[registry]]
-instance = "xxxxxx"
-region = "cn-hangzhou"
-registry = ["10.94.205.198"]
-auth = ["100.103.7.181"]
-oss = ["100.118.28.43"]
-bucket = "mybucket"
-oss_wildcard = true
-probes = []
-
-[[registry]]
-instance = "yyyyyy"
-region = "cn-shanghai"
-registry = ["10.95.0.10"]
-oss_cname = "ep-test.oss.cn-shanghai.privatelink.example"
-probes = []
-
-[[name]]
-name = "artifacts.internal.example"
-targets = ["10.1.2.3", "fd00::1"]
-
-[[name]]
-name = "alias.internal.example"
-cname = "artifacts.internal.example"
+{REFERENCE_NAMES}
 {extra}
 "#
     )

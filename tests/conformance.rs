@@ -882,7 +882,7 @@ impl OddUpstream {
                     continue;
                 };
                 let query = &buf[..len];
-                let Some(end) = question_end(query) else {
+                let Some(end) = common::packets::question_end(query) else {
                     continue;
                 };
                 let mut reply = query[..2].to_vec();
@@ -907,18 +907,4 @@ impl Drop for OddUpstream {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
-}
-
-/// The end of the question section of a one-question message.
-fn question_end(message: &[u8]) -> Option<usize> {
-    let mut at = 12;
-    loop {
-        let len = usize::from(*message.get(at)?);
-        at += 1;
-        if len == 0 {
-            break;
-        }
-        at += len;
-    }
-    (at + 4 <= message.len()).then_some(at + 4)
 }

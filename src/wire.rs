@@ -204,24 +204,77 @@ fn skip_name(packet: &[u8], start: usize) -> Option<usize> {
     }
 }
 
-/// Finds the OPT record among the additional records. Two OPT records, or one whose owner
-/// is not the root, are malformed (RFC 6891 section 6.1.1).
+/// End of a possibly compressed owner name in a query's additional section, checked as
+/// RFC 9267 asks: labels of at most 63 octets, at most 255 octets in all counting what the
+/// pointers add, and every pointer aimed at a name earlier in the message than the labels
+/// that led to it (so never at itself, forward, past the end, into the header, or in a
+/// loop). Follows the pointers (each strictly backwards, so the walk ends) without
+/// allocating.
+fn checked_name_end(packet: &[u8], start: usize) -> Option<usize> {
+    let mut at = start;
+    // Where the name ends in its record: after its first pointer, or its root label.
+    let mut end = None;
+    // A pointer must aim below the start of the run of labels it ends.
+    let mut floor = start;
+    // Octets of the name so far, without the root label.
+    let mut len = 0usize;
+    loop {
+        let byte = *packet.get(at)?;
+        match byte {
+            0 => return Some(end.unwrap_or(at + 1)),
+            1..=63 => {
+                len += 1 + byte as usize;
+                if len > 254 {
+                    return None;
+                }
+                at += 1 + byte as usize;
+            }
+            0xc0..=0xff => {
+                let target = (u16::from_be_bytes([byte, *packet.get(at + 1)?]) & 0x3fff) as usize;
+                end.get_or_insert(at + 2);
+                if target >= floor || target < HEADER_LEN {
+                    return None;
+                }
+                floor = target;
+                at = target;
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Whether an OPT record's RDATA is a whole number of options, each within it (RFC 6891
+/// section 6.1.2: code, length, that many octets).
+fn options_fit(rdata: &[u8]) -> bool {
+    let mut at = 0;
+    while at < rdata.len() {
+        let Some(header) = rdata.get(at..at + 4) else {
+            return false;
+        };
+        at += 4 + u16::from_be_bytes([header[2], header[3]]) as usize;
+    }
+    at == rdata.len()
+}
+
+/// Finds the OPT record among the additional records. Two OPT records, one whose owner is
+/// not the root, or one whose options overrun its RDATA are malformed (RFC 6891 section
+/// 6.1.1), as is any record whose owner name breaks RFC 9267 ([`checked_name_end`]).
 fn parse_additionals(packet: &[u8], start: usize, count: u16) -> Result<Option<Edns>, ()> {
     let mut at = start;
     let mut edns = None;
     for _ in 0..count {
         let name_start = at;
-        at = skip_name(packet, at).ok_or(())?;
+        at = checked_name_end(packet, at).ok_or(())?;
         let fixed = packet.get(at..at + 10).ok_or(())?;
         let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
         let class = u16::from_be_bytes([fixed[2], fixed[3]]);
         let ttl = u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
         let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
         at += 10;
-        packet.get(at..at + rdlen).ok_or(())?;
+        let rdata = packet.get(at..at + rdlen).ok_or(())?;
         at += rdlen;
         if rtype == TYPE_OPT {
-            if edns.is_some() || at - rdlen - 10 - name_start != 1 {
+            if edns.is_some() || at - rdlen - 10 - name_start != 1 || !options_fit(rdata) {
                 return Err(());
             }
             edns = Some(Edns {
@@ -796,6 +849,52 @@ mod tests {
         let again =
             Prepared::from_encoded(Rcode::NoError, false, [2, 0, 0], &built.body).expect("parses");
         assert_eq!(again, built);
+    }
+
+    #[test]
+    fn additional_names_follow_pointers_only_backwards_and_up_to_255_octets() {
+        // The question name (at 12) is 13 octets; a record's owner starts at 29.
+        let mut packet = query_packet(NAME, TYPE_A, None);
+        let at = packet.len();
+        packet.extend_from_slice(&[0xc0, 12]);
+        assert_eq!(
+            checked_name_end(&packet, at),
+            Some(at + 2),
+            "back to the question"
+        );
+        for target in [at, at + 2, 4, 0x3fff] {
+            let mut bad = packet.clone();
+            bad[at + 1] = target as u8;
+            bad[at] = 0xc0 | (target >> 8) as u8;
+            assert_eq!(checked_name_end(&bad, at), None, "pointer to {target}");
+        }
+        // A label, then a pointer back to that label: a loop.
+        let mut looped = packet[..at].to_vec();
+        looped.extend_from_slice(&[1, b'a', 0xc0, at as u8]);
+        assert_eq!(checked_name_end(&looped, at), None);
+        // 4 labels of 60 and the question's 13 octets: 257.
+        let mut long = packet[..at].to_vec();
+        for _ in 0..4 {
+            long.push(60);
+            long.extend_from_slice(&[b'x'; 60]);
+        }
+        long.extend_from_slice(&[0xc0, 12]);
+        assert_eq!(checked_name_end(&long, at), None);
+        long.drain(at..at + 61);
+        assert_eq!(
+            checked_name_end(&long, at),
+            Some(long.len()),
+            "3 labels: 196 octets"
+        );
+    }
+
+    #[test]
+    fn opt_options_must_fit_the_rdata() {
+        assert!(options_fit(&[]));
+        assert!(options_fit(&[0, 10, 0, 2, 1, 2, 0, 3, 0, 0]));
+        assert!(!options_fit(&[0, 10, 0, 3, 1, 2]));
+        assert!(!options_fit(&[0, 10]));
+        assert!(!options_fit(&[0, 10, 0, 0, 9]));
     }
 
     #[test]

@@ -487,7 +487,7 @@ fn ten_thousand_forwarded_names_against_a_3_s_upstream_overflow_to_servfail_at_o
     raise_nofile(16_384);
     let upstream = SlowUpstream::start(Duration::from_secs(3));
     // A budget above the upstream's delay: the queries in flight get real answers.
-    let agent = Agent::start(&upstream.agent_config("5s", ""));
+    let agent = Agent::start(&upstream.agent_config("4500ms", ""));
     let watch = Watch::start(&agent);
 
     let socket = {

@@ -8,7 +8,7 @@
 //! | `GET /healthz` | 200 `ok`: the process and its async runtime answer |
 //! | `GET /readyz` | 200 once the listeners are bound and the first probe round is done (or timed out), else 503 |
 //! | `GET /metrics` | Prometheus text format 0.0.4 |
-//! | `GET /status` | the [`Status`](crate::status::Status) snapshot as JSON (what `pathdns status` reads) |
+//! | `GET /status` | the [`Status`](crate::status::Status) snapshot as JSON (what `pathdns status` reads), with the forwarding counters of the moment |
 //!
 //! Anything else is 404; a method other than GET or HEAD is 405. The endpoint is HTTP/1.1
 //! only, with at most [`MAX_CONNECTIONS`] connections at once (more are closed at once),
@@ -28,7 +28,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::Semaphore;
 
 use crate::metrics::Metrics;
-use crate::status::StatusBoard;
+use crate::status::{ForwardingStatus, Status, StatusBoard};
 
 /// Connections served at once; the next ones are closed as soon as they are accepted.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -65,6 +65,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: ControlState) {
     let http = Arc::new(http);
     // Connections die with the accept loop: dropping this task (shutdown) drops the set.
     let mut connections = tokio::task::JoinSet::new();
+    let mut errors = crate::accept::AcceptErrors::new("control");
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -73,12 +74,11 @@ pub async fn serve(listener: tokio::net::TcpListener, state: ControlState) {
         let (stream, client) = match accepted {
             Ok(accepted) => accepted,
             Err(err) => {
-                // EMFILE and friends: back off instead of spinning on retries.
-                tracing::warn!(error = %err, "control accept failed; pausing accepts for 100 ms");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                errors.failed(&err).await;
                 continue;
             }
         };
+        errors.accepted();
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::debug!(%client, "control connection limit reached; closing");
             continue;
@@ -122,7 +122,7 @@ fn route(state: &ControlState, request: &Request<Incoming>) -> Response<Full<Byt
             Ok(body) => with_type(StatusCode::OK, crate::metrics::CONTENT_TYPE, body.into()),
             Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n"),
         },
-        "/status" => match serde_json::to_vec(&*state.board.load()) {
+        "/status" => match serde_json::to_vec(&status_now(state)) {
             Ok(body) => with_type(StatusCode::OK, "application/json", body.into()),
             Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode status\n"),
         },
@@ -131,6 +131,19 @@ fn route(state: &ControlState, request: &Request<Incoming>) -> Response<Full<Byt
             "not found: try /healthz, /readyz, /metrics or /status\n",
         ),
     }
+}
+
+/// The supervisor's last snapshot, with the query counters as they are now.
+fn status_now(state: &ControlState) -> Status {
+    let mut status = Status::clone(&state.board.load());
+    let counters = state.metrics.queries().snapshot();
+    status.forwarding = Some(ForwardingStatus {
+        cache_hits: counters.cache_hits,
+        cache_misses: counters.cache_misses,
+        stale_answers: counters.stale_answers,
+        upstream_errors: counters.upstream_errors,
+    });
+    status
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {

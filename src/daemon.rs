@@ -110,6 +110,7 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), DaemonError
     let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
     let mut fault = fault_injection_signal()?;
     let shared = shared_parts(&config)?;
+    raise_fd_limit(&serve_limits(&config));
     // Bind everything before anything is served; the first table before any query.
     let bound = dns::bind(&config.server.listen)?;
     let control = start_control(&config, &shared)?;
@@ -198,11 +199,43 @@ fn shared_parts(config: &Config) -> Result<Shared, DaemonError> {
         table,
         handler,
         outputs,
-        slots: Slots::new(&ServeLimits {
-            max_tcp_connections: config.server.max_tcp_connections,
-            tcp_idle_timeout: config.server.tcp_idle_timeout,
-        }),
+        slots: Slots::new(&serve_limits(config)),
     })
+}
+
+/// The serving loops' caps from a config.
+fn serve_limits(config: &Config) -> ServeLimits {
+    ServeLimits {
+        max_in_flight: config.upstream.max_in_flight,
+        max_tcp_connections: config.server.max_tcp_connections,
+        tcp_idle_timeout: config.server.tcp_idle_timeout,
+        max_queries_per_connection: config.server.max_queries_per_connection,
+    }
+}
+
+/// Raises the soft open-file limit to what the caps can take, within the hard limit, and
+/// warns when that is not enough: past it, new TCP connections wait in the backlog (accept
+/// backs off) and forwarded queries get SERVFAIL, before the caps are reached.
+fn raise_fd_limit(limits: &ServeLimits) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let wanted = u64::try_from(limits.file_descriptors()).unwrap_or(u64::MAX);
+    let Ok((mut soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft < wanted
+        && soft < hard
+        && setrlimit(Resource::RLIMIT_NOFILE, wanted.min(hard), hard).is_ok()
+    {
+        soft = wanted.min(hard);
+    }
+    if soft < wanted {
+        tracing::warn!(
+            limit = soft,
+            wanted,
+            "open-file limit below what upstream.max_in_flight and server.max_tcp_connections \
+             can take; raise it (systemd: LimitNOFILE=) or lower them"
+        );
+    }
 }
 
 impl Shared {
@@ -341,6 +374,12 @@ fn apply(
     listeners.extend(new_listeners);
     if config.control.listen != old.control.listen {
         tracing::warn!("control.listen changed: it takes effect at the next restart");
+    }
+    if serve_limits(&config) != serve_limits(old) {
+        tracing::warn!(
+            "server.max_tcp_connections, tcp_idle_timeout, max_queries_per_connection or \
+             upstream.max_in_flight changed: they take effect at the next restart"
+        );
     }
     // Any change (the owned names too: they are exempt from the rebinding filter) starts a
     // new forwarder with an empty cache, so no answer filtered by the old rules is served.

@@ -36,19 +36,22 @@
 //! - [`dns`]: sockets and serving loops, the per-query [`dns::Handler`], and forwarding with
 //!   hickory-resolver's name server pool (every upstream reply checked by
 //!   [`dns::upstream`], private addresses stripped by [`dns::rebinding`]) behind pathdns's
-//!   own answer cache.
+//!   own answer cache, which serves expired answers when the upstreams fail (serve-stale,
+//!   RFC 8767, [`dns::stale`]).
 //! - [`supervisor`]: the loop from probe reports to answer tables, events and status.
 //! - [`daemon`]: start-up order, live reload on SIGHUP, readiness, shutdown.
 //! - [`systemd`], [`control`], [`metrics`], [`alert`], [`events`], [`status`]: how the agent
 //!   tells systemd, Prometheus, operators and their alerting how it is.
 //! - [`netinfo`]: the host's interfaces and routes; [`wire`]: the DNS wire format on the
-//!   hot path.
+//!   hot path; [`accept`]: accept-loop errors (EMFILE and friends) backed off, not spun on.
 //!
 //! The DNS hot path never waits on a probe, a reload, a webhook or a lock: owned names and
-//! cache hits are answered in the task that received the query, from the current table.
+//! cache hits are answered inline by the thread (UDP) or connection task (TCP) that received
+//! the query, from the current table; only cache misses go to the async runtime.
 
 #![forbid(unsafe_code)]
 
+pub mod accept;
 pub mod alert;
 pub mod config;
 pub mod control;

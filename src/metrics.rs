@@ -16,6 +16,9 @@
 //! | `pathdns_cache_misses_total` | counter | |
 //! | `pathdns_upstream_errors_total` | counter | |
 //! | `pathdns_rebinding_stripped_records_total` | counter | |
+//! | `pathdns_stale_answers_total` | counter | |
+//! | `pathdns_upstream_overflows_total` | counter | |
+//! | `pathdns_tcp_rejected_connections_total` | counter | |
 //! | `pathdns_probe_runs_total` | counter | `name`, `target`, `probe`, `result` |
 //! | `pathdns_probe_rtt_seconds` | gauge | `name`, `target`, `probe` |
 //! | `pathdns_target_up` | gauge | `name`, `target` |
@@ -295,6 +298,24 @@ impl Collector for QueryCollector {
                  (rebinding protection).",
                 snapshot.rebinding_stripped,
             ),
+            (
+                "pathdns_stale_answers",
+                "Forwarded queries answered with an expired cached answer (RFC 8767 \
+                 serve-stale, TTL 30 s) because the upstreams failed or did not answer in time.",
+                snapshot.stale_answers,
+            ),
+            (
+                "pathdns_upstream_overflows",
+                "Forwarded queries answered SERVFAIL at once because upstream.max_in_flight \
+                 queries were already waiting on upstreams.",
+                snapshot.upstream_overflows,
+            ),
+            (
+                "pathdns_tcp_rejected_connections",
+                "TCP connections closed as soon as accepted because \
+                 server.max_tcp_connections were open.",
+                snapshot.tcp_rejected,
+            ),
         ];
         for (name, help, value) in counters {
             let counter = ConstCounter::new(value);
@@ -317,6 +338,7 @@ mod tests {
         stats.answered(Source::Owned, 1, 0);
         stats.observe(Duration::from_micros(30));
         stats.cache_hit();
+        stats.stale_answer();
         let target: IpAddr = [127, 0, 0, 5].into();
         metrics.probe_ran(
             "reg.example",
@@ -340,6 +362,9 @@ mod tests {
             "pathdns_cache_misses_total 0",
             "pathdns_upstream_errors_total 0",
             "pathdns_rebinding_stripped_records_total 0",
+            "pathdns_stale_answers_total 1",
+            "pathdns_upstream_overflows_total 0",
+            "pathdns_tcp_rejected_connections_total 0",
             "pathdns_probe_runs_total{name=\"reg.example\",target=\"127.0.0.5\",probe=\"tcp\",result=\"ok\"} 1",
             "pathdns_probe_rtt_seconds{name=\"reg.example\",target=\"127.0.0.5\",probe=\"tcp\"} 0.002",
             "pathdns_target_up{name=\"reg.example\",target=\"127.0.0.5\"} 1",

@@ -26,6 +26,23 @@ pub struct Status {
     pub ready: bool,
     pub names: Vec<NameStatus>,
     pub targets: Vec<TargetStatus>,
+    /// Forwarded-query counters since start; the control endpoint fills them in when it
+    /// serves `/status` (the supervisor's snapshot has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarding: Option<ForwardingStatus>,
+}
+
+/// What happened to the queries for names pathdns does not own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardingStatus {
+    /// Answered from the cache.
+    pub cache_hits: u64,
+    /// Not in the cache: sent upstream.
+    pub cache_misses: u64,
+    /// Answered with an expired answer (RFC 8767) because the upstreams failed or were slow.
+    pub stale_answers: u64,
+    /// Answered SERVFAIL: no upstream answered in time, and no stale answer was at hand.
+    pub upstream_errors: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -522,6 +522,7 @@ impl Supervisor {
             ready: self.ready,
             names,
             targets,
+            forwarding: None,
         }
     }
 

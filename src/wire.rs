@@ -209,24 +209,77 @@ fn skip_name(packet: &[u8], start: usize) -> Option<usize> {
     }
 }
 
-/// Finds the OPT record among the additional records. Two OPT records, or one whose owner
-/// is not the root, are malformed (RFC 6891 section 6.1.1).
+/// End of a possibly compressed owner name in a query's additional section, checked as
+/// RFC 9267 asks: labels of at most 63 octets, at most 255 octets in all counting what the
+/// pointers add, and every pointer aimed at a name earlier in the message than the labels
+/// that led to it (so never at itself, forward, past the end, into the header, or in a
+/// loop). Follows the pointers (each strictly backwards, so the walk ends) without
+/// allocating.
+fn checked_name_end(packet: &[u8], start: usize) -> Option<usize> {
+    let mut at = start;
+    // Where the name ends in its record: after its first pointer, or its root label.
+    let mut end = None;
+    // A pointer must aim below the start of the run of labels it ends.
+    let mut floor = start;
+    // Octets of the name so far, without the root label.
+    let mut len = 0usize;
+    loop {
+        let byte = *packet.get(at)?;
+        match byte {
+            0 => return Some(end.unwrap_or(at + 1)),
+            1..=63 => {
+                len += 1 + byte as usize;
+                if len > 254 {
+                    return None;
+                }
+                at += 1 + byte as usize;
+            }
+            0xc0..=0xff => {
+                let target = (u16::from_be_bytes([byte, *packet.get(at + 1)?]) & 0x3fff) as usize;
+                end.get_or_insert(at + 2);
+                if target >= floor || target < HEADER_LEN {
+                    return None;
+                }
+                floor = target;
+                at = target;
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Whether an OPT record's RDATA is a whole number of options, each within it (RFC 6891
+/// section 6.1.2: code, length, that many octets).
+fn options_fit(rdata: &[u8]) -> bool {
+    let mut at = 0;
+    while at < rdata.len() {
+        let Some(header) = rdata.get(at..at + 4) else {
+            return false;
+        };
+        at += 4 + u16::from_be_bytes([header[2], header[3]]) as usize;
+    }
+    at == rdata.len()
+}
+
+/// Finds the OPT record among the additional records. Two OPT records, one whose owner is
+/// not the root, or one whose options overrun its RDATA are malformed (RFC 6891 section
+/// 6.1.1), as is any record whose owner name breaks RFC 9267 ([`checked_name_end`]).
 fn parse_additionals(packet: &[u8], start: usize, count: u16) -> Result<Option<Edns>, ()> {
     let mut at = start;
     let mut edns = None;
     for _ in 0..count {
         let name_start = at;
-        at = skip_name(packet, at).ok_or(())?;
+        at = checked_name_end(packet, at).ok_or(())?;
         let fixed = packet.get(at..at + 10).ok_or(())?;
         let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
         let class = u16::from_be_bytes([fixed[2], fixed[3]]);
         let ttl = u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
         let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
         at += 10;
-        packet.get(at..at + rdlen).ok_or(())?;
+        let rdata = packet.get(at..at + rdlen).ok_or(())?;
         at += rdlen;
         if rtype == TYPE_OPT {
-            if edns.is_some() || at - rdlen - 10 - name_start != 1 {
+            if edns.is_some() || at - rdlen - 10 - name_start != 1 || !options_fit(rdata) {
                 return Err(());
             }
             edns = Some(Edns {
@@ -309,11 +362,44 @@ pub struct ResponseOptions {
     pub limit: usize,
 }
 
+/// EDNS option code of Extended DNS Errors (RFC 8914).
+pub const OPTION_EDE: u16 = 15;
+/// Extended DNS Error info-code 3, "Stale Answer" (RFC 8914 section 4.4).
+pub const EDE_STALE_ANSWER: u16 = 3;
+
 /// Writes a response to `query` carrying `prepared` into `out`.
 pub fn write_response(
     query: &Query<'_>,
     prepared: &Prepared,
     options: ResponseOptions,
+    out: &mut Vec<u8>,
+) {
+    write_sections(query, prepared, options, None, out);
+}
+
+/// Writes a stale response (RFC 8767): `prepared` with every record's TTL set to `ttl`,
+/// and, for a client that sent EDNS, Extended DNS Error 3 "Stale Answer" (RFC 8914).
+pub fn write_stale_response(
+    query: &Query<'_>,
+    prepared: &Prepared,
+    ttl: u32,
+    limit: usize,
+    out: &mut Vec<u8>,
+) {
+    let options = ResponseOptions {
+        recursion_available: true,
+        age: 0,
+        limit,
+    };
+    write_sections(query, prepared, options, Some((ttl, EDE_STALE_ANSWER)), out);
+}
+
+/// A response around `prepared`; `stale` sets every TTL and adds that EDE info-code.
+fn write_sections(
+    query: &Query<'_>,
+    prepared: &Prepared,
+    options: ResponseOptions,
+    stale: Option<(u32, u16)>,
     out: &mut Vec<u8>,
 ) {
     out.clear();
@@ -337,14 +423,22 @@ pub fn write_response(
     out.extend_from_slice(query.question);
     let body_start = out.len();
     out.extend_from_slice(&prepared.body);
-    if options.age > 0 {
-        age_ttls(&mut out[body_start..], &prepared.ttl_offsets, options.age);
-    }
+    let ede = match stale {
+        Some((ttl, ede)) => {
+            set_ttls(&mut out[body_start..], &prepared.ttl_offsets, ttl);
+            Some(ede)
+        }
+        None if options.age > 0 => {
+            age_ttls(&mut out[body_start..], &prepared.ttl_offsets, options.age);
+            None
+        }
+        None => None,
+    };
     if let Some(edns) = query.edns {
-        append_opt(out, 0, edns.dnssec_ok);
+        append_opt(out, 0, edns.dnssec_ok, ede);
     }
     if out.len() > options.limit {
-        truncate(query, out);
+        truncate(query, out, ede);
     }
 }
 
@@ -361,7 +455,7 @@ pub fn write_error(query: &Query<'_>, rcode: Rcode, badvers: bool, out: &mut Vec
     out.extend_from_slice(query.question);
     if let Some(edns) = query.edns {
         // BADVERS is extended rcode 16: 1 in the OPT's upper eight bits, 0 in the header.
-        append_opt(out, u8::from(badvers), edns.dnssec_ok);
+        append_opt(out, u8::from(badvers), edns.dnssec_ok, None);
     }
 }
 
@@ -411,27 +505,46 @@ fn age_ttls(body: &mut [u8], offsets: &[u16], age: u32) {
     }
 }
 
-/// Our OPT record: payload size, extended rcode, version 0, the client's DO bit echoed,
-/// no options (RFC 6891: unknown options are ignored, never echoed).
-fn append_opt(out: &mut Vec<u8>, extended_rcode: u8, dnssec_ok: bool) {
+fn set_ttls(body: &mut [u8], offsets: &[u16], ttl: u32) {
+    for &offset in offsets {
+        let at = offset as usize;
+        if let Some(field) = body.get_mut(at..at + 4) {
+            field.copy_from_slice(&ttl.to_be_bytes());
+        }
+    }
+}
+
+/// Our OPT record: payload size, extended rcode, version 0, the client's DO bit echoed;
+/// no options but an Extended DNS Error without extra text when `ede` says so (RFC 6891:
+/// the client's unknown options are ignored, never echoed).
+fn append_opt(out: &mut Vec<u8>, extended_rcode: u8, dnssec_ok: bool, ede: Option<u16>) {
     out.push(0);
     out.extend_from_slice(&TYPE_OPT.to_be_bytes());
     out.extend_from_slice(&MAX_UDP_PAYLOAD.to_be_bytes());
     let ttl = (u32::from(extended_rcode) << 24) | if dnssec_ok { 0x8000 } else { 0 };
     out.extend_from_slice(&ttl.to_be_bytes());
-    out.extend_from_slice(&0u16.to_be_bytes());
+    match ede {
+        Some(info_code) => {
+            // RDLENGTH 6: option code, option length 2, info-code.
+            out.extend_from_slice(&6u16.to_be_bytes());
+            out.extend_from_slice(&OPTION_EDE.to_be_bytes());
+            out.extend_from_slice(&2u16.to_be_bytes());
+            out.extend_from_slice(&info_code.to_be_bytes());
+        }
+        None => out.extend_from_slice(&0u16.to_be_bytes()),
+    }
     let arcount = u16::from_be_bytes([out[10], out[11]]) + 1;
     out[10..12].copy_from_slice(&arcount.to_be_bytes());
 }
 
 /// Cuts a too-long response down to header + question (+ OPT) with TC set, so the client
 /// retries over TCP.
-fn truncate(query: &Query<'_>, out: &mut Vec<u8>) {
+fn truncate(query: &Query<'_>, out: &mut Vec<u8>, ede: Option<u16>) {
     out.truncate(HEADER_LEN + query.question.len());
     out[2] |= 0x02;
     out[6..12].fill(0);
     if let Some(edns) = query.edns {
-        append_opt(out, 0, edns.dnssec_ok);
+        append_opt(out, 0, edns.dnssec_ok, ede);
     }
 }
 
@@ -719,6 +832,43 @@ mod tests {
     }
 
     #[test]
+    fn stale_responses_carry_the_stale_ttl_and_ede_3() {
+        let mut writer = BodyWriter::new();
+        writer.record(
+            Section::Answer,
+            Owner::Question,
+            3600,
+            RData::Address(IpAddr::from([10, 0, 0, 1])),
+        );
+        let prepared = writer.finish(Rcode::NoError, false);
+        let ttl_at = |q: &Query<'_>| 12 + q.question.len() + 2 + 4;
+        let mut out = Vec::new();
+        // With EDNS: TTL 30 and an OPT carrying EDE 3, no extra text.
+        let packet = query_packet(NAME, TYPE_A, Some(0));
+        let Parsed::Query(q) = parse_query(&packet) else {
+            panic!("not a query")
+        };
+        write_stale_response(&q, &prepared, 30, 1232, &mut out);
+        assert_eq!(&out[ttl_at(&q)..ttl_at(&q) + 4], &30u32.to_be_bytes());
+        assert_eq!(u16::from_be_bytes([out[10], out[11]]), 1, "one OPT");
+        let opt_rdata = &out[out.len() - 8..];
+        assert_eq!(
+            opt_rdata,
+            &[0, 6, 0, 15, 0, 2, 0, 3],
+            "RDLENGTH, EDE, length, code 3"
+        );
+        // Without EDNS: TTL 30, no OPT.
+        let packet = query_packet(NAME, TYPE_A, None);
+        let Parsed::Query(q) = parse_query(&packet) else {
+            panic!("not a query")
+        };
+        write_stale_response(&q, &prepared, 30, 512, &mut out);
+        assert_eq!(&out[ttl_at(&q)..ttl_at(&q) + 4], &30u32.to_be_bytes());
+        assert_eq!(u16::from_be_bytes([out[10], out[11]]), 0);
+        assert_eq!(out.len(), 12 + q.question.len() + prepared.body.len());
+    }
+
+    #[test]
     fn prepared_from_encoded_finds_ttls() {
         let mut writer = BodyWriter::new();
         writer.record(
@@ -737,6 +887,52 @@ mod tests {
         let again =
             Prepared::from_encoded(Rcode::NoError, false, [2, 0, 0], &built.body).expect("parses");
         assert_eq!(again, built);
+    }
+
+    #[test]
+    fn additional_names_follow_pointers_only_backwards_and_up_to_255_octets() {
+        // The question name (at 12) is 13 octets; a record's owner starts at 29.
+        let mut packet = query_packet(NAME, TYPE_A, None);
+        let at = packet.len();
+        packet.extend_from_slice(&[0xc0, 12]);
+        assert_eq!(
+            checked_name_end(&packet, at),
+            Some(at + 2),
+            "back to the question"
+        );
+        for target in [at, at + 2, 4, 0x3fff] {
+            let mut bad = packet.clone();
+            bad[at + 1] = target as u8;
+            bad[at] = 0xc0 | (target >> 8) as u8;
+            assert_eq!(checked_name_end(&bad, at), None, "pointer to {target}");
+        }
+        // A label, then a pointer back to that label: a loop.
+        let mut looped = packet[..at].to_vec();
+        looped.extend_from_slice(&[1, b'a', 0xc0, at as u8]);
+        assert_eq!(checked_name_end(&looped, at), None);
+        // 4 labels of 60 and the question's 13 octets: 257.
+        let mut long = packet[..at].to_vec();
+        for _ in 0..4 {
+            long.push(60);
+            long.extend_from_slice(&[b'x'; 60]);
+        }
+        long.extend_from_slice(&[0xc0, 12]);
+        assert_eq!(checked_name_end(&long, at), None);
+        long.drain(at..at + 61);
+        assert_eq!(
+            checked_name_end(&long, at),
+            Some(long.len()),
+            "3 labels: 196 octets"
+        );
+    }
+
+    #[test]
+    fn opt_options_must_fit_the_rdata() {
+        assert!(options_fit(&[]));
+        assert!(options_fit(&[0, 10, 0, 2, 1, 2, 0, 3, 0, 0]));
+        assert!(!options_fit(&[0, 10, 0, 3, 1, 2]));
+        assert!(!options_fit(&[0, 10]));
+        assert!(!options_fit(&[0, 10, 0, 0, 9]));
     }
 
     #[test]

@@ -299,6 +299,26 @@ fn ask(options: &[&'static str], target: Target) -> Vec<&'static str> {
     args
 }
 
+/// The named pair of tests `..._owned` and `..._forwarded` that run one case function,
+/// for [`OWNED`] and [`FORWARDED_A`] or for the two arguments given. The names are spelt
+/// out in full: CI output and the README quote them.
+macro_rules! owned_and_forwarded {
+    ($case:ident, $owned:ident, $forwarded:ident) => {
+        owned_and_forwarded!($case(OWNED, FORWARDED_A), $owned, $forwarded);
+    };
+    ($case:ident($owned_arg:expr, $forwarded_arg:expr), $owned:ident, $forwarded:ident) => {
+        #[test]
+        fn $owned() {
+            $case($owned_arg);
+        }
+
+        #[test]
+        fn $forwarded() {
+            $case($forwarded_arg);
+        }
+    };
+}
+
 // --- 8.1 Basic DNS ---------------------------------------------------------------------------
 
 /// 8.1.1: is the server configured for the zone? A plain query gets the answer, with AA for
@@ -318,15 +338,11 @@ fn is_configured(target: Target) {
     }
 }
 
-#[test]
-fn rfc8906_8_1_1_is_the_server_configured_owned() {
-    is_configured(OWNED);
-}
-
-#[test]
-fn rfc8906_8_1_1_is_the_server_configured_forwarded() {
-    is_configured(FORWARDED_A);
-}
+owned_and_forwarded!(
+    is_configured,
+    rfc8906_8_1_1_is_the_server_configured_owned,
+    rfc8906_8_1_1_is_the_server_configured_forwarded
+);
 
 /// 8.1.2: an unknown type is NOERROR with an empty answer (NODATA), with the SOA and AA when
 /// the name is owned.
@@ -344,15 +360,11 @@ fn unknown_type(target: Target) {
     }
 }
 
-#[test]
-fn rfc8906_8_1_2_unknown_types_owned() {
-    unknown_type(OWNED);
-}
-
-#[test]
-fn rfc8906_8_1_2_unknown_types_forwarded() {
-    unknown_type(FORWARDED_A);
-}
+owned_and_forwarded!(
+    unknown_type,
+    rfc8906_8_1_2_unknown_types_owned,
+    rfc8906_8_1_2_unknown_types_forwarded
+);
 
 /// 8.1.3.1: CD=1 queries are answered.
 fn cd_queries(target: Target) {
@@ -363,15 +375,11 @@ fn cd_queries(target: Target) {
     }
 }
 
-#[test]
-fn rfc8906_8_1_3_1_cd_queries_owned() {
-    cd_queries(OWNED);
-}
-
-#[test]
-fn rfc8906_8_1_3_1_cd_queries_forwarded() {
-    cd_queries(FORWARDED_A);
-}
+owned_and_forwarded!(
+    cd_queries,
+    rfc8906_8_1_3_1_cd_queries_owned,
+    rfc8906_8_1_3_1_cd_queries_forwarded
+);
 
 /// 8.1.3.2: AD=1 queries are answered; pathdns validates nothing, so AD stays clear.
 fn ad_queries(target: Target) {
@@ -391,15 +399,11 @@ fn ad_queries(target: Target) {
     }
 }
 
-#[test]
-fn rfc8906_8_1_3_2_ad_queries_owned() {
-    ad_queries(OWNED);
-}
-
-#[test]
-fn rfc8906_8_1_3_2_ad_queries_forwarded() {
-    ad_queries(FORWARDED_A);
-}
+owned_and_forwarded!(
+    ad_queries,
+    rfc8906_8_1_3_2_ad_queries_owned,
+    rfc8906_8_1_3_2_ad_queries_forwarded
+);
 
 /// 8.1.3.3: the reserved header bit (Z) is answered and not copied to the response.
 fn reserved_bit(target: Target) {
@@ -411,15 +415,11 @@ fn reserved_bit(target: Target) {
     }
 }
 
-#[test]
-fn rfc8906_8_1_3_3_reserved_bit_owned() {
-    reserved_bit(OWNED);
-}
-
-#[test]
-fn rfc8906_8_1_3_3_reserved_bit_forwarded() {
-    reserved_bit(FORWARDED_A);
-}
+owned_and_forwarded!(
+    reserved_bit,
+    rfc8906_8_1_3_3_reserved_bit_owned,
+    rfc8906_8_1_3_3_reserved_bit_forwarded
+);
 
 /// 8.1.4: an unknown opcode is NOTIMP, without answer or AA; with a question (owned or
 /// forwarded name) and header-only as the RFC sends it.
@@ -441,15 +441,11 @@ fn unknown_opcode(target: Target) {
     }
 }
 
-#[test]
-fn rfc8906_8_1_4_unknown_opcodes_owned() {
-    unknown_opcode(OWNED);
-}
-
-#[test]
-fn rfc8906_8_1_4_unknown_opcodes_forwarded() {
-    unknown_opcode(FORWARDED_A);
-}
+owned_and_forwarded!(
+    unknown_opcode,
+    rfc8906_8_1_4_unknown_opcodes_owned,
+    rfc8906_8_1_4_unknown_opcodes_forwarded
+);
 
 /// 8.1.5: TCP queries are answered (RFC 7766).
 fn tcp(target: Target) {
@@ -462,15 +458,7 @@ fn tcp(target: Target) {
     expect_answer(&reply, target);
 }
 
-#[test]
-fn rfc8906_8_1_5_tcp_owned() {
-    tcp(OWNED);
-}
-
-#[test]
-fn rfc8906_8_1_5_tcp_forwarded() {
-    tcp(FORWARDED_A);
-}
+owned_and_forwarded!(tcp, rfc8906_8_1_5_tcp_owned, rfc8906_8_1_5_tcp_forwarded);
 
 // --- 8.2 Extended DNS ------------------------------------------------------------------------
 
@@ -487,15 +475,11 @@ fn minimal_edns(target: Target) {
     }
 }
 
-#[test]
-fn rfc8906_8_2_1_minimal_edns_owned() {
-    minimal_edns(OWNED);
-}
-
-#[test]
-fn rfc8906_8_2_1_minimal_edns_forwarded() {
-    minimal_edns(FORWARDED_A);
-}
+owned_and_forwarded!(
+    minimal_edns,
+    rfc8906_8_2_1_minimal_edns_owned,
+    rfc8906_8_2_1_minimal_edns_forwarded
+);
 
 /// 8.2.2: EDNS version 1 gets BADVERS and version 0 (RFC 6891 section 6.1.3).
 fn version_negotiation(target: Target) {
@@ -509,15 +493,11 @@ fn version_negotiation(target: Target) {
     }
 }
 
-#[test]
-fn rfc8906_8_2_2_edns_version_negotiation_owned() {
-    version_negotiation(OWNED);
-}
-
-#[test]
-fn rfc8906_8_2_2_edns_version_negotiation_forwarded() {
-    version_negotiation(FORWARDED_A);
-}
+owned_and_forwarded!(
+    version_negotiation,
+    rfc8906_8_2_2_edns_version_negotiation_owned,
+    rfc8906_8_2_2_edns_version_negotiation_forwarded
+);
 
 /// 8.2.3: an unknown EDNS option is ignored and not echoed (RFC 6891 section 6.1.2).
 fn unknown_option(target: Target) {
@@ -534,15 +514,11 @@ fn unknown_option(target: Target) {
     }
 }
 
-#[test]
-fn rfc8906_8_2_3_unknown_edns_options_owned() {
-    unknown_option(OWNED);
-}
-
-#[test]
-fn rfc8906_8_2_3_unknown_edns_options_forwarded() {
-    unknown_option(FORWARDED_A);
-}
+owned_and_forwarded!(
+    unknown_option,
+    rfc8906_8_2_3_unknown_edns_options_owned,
+    rfc8906_8_2_3_unknown_edns_options_forwarded
+);
 
 /// 8.2.4: unknown EDNS flags are answered and not echoed: MBZ clear (RFC 6891 section
 /// 6.1.4). 0x40 is the RFC's; 0x80 too, and with DO (which is copied, RFC 3225) alongside.
@@ -569,15 +545,11 @@ fn unknown_flags(target: Target) {
     }
 }
 
-#[test]
-fn rfc8906_8_2_4_unknown_edns_flags_owned() {
-    unknown_flags(OWNED);
-}
-
-#[test]
-fn rfc8906_8_2_4_unknown_edns_flags_forwarded() {
-    unknown_flags(FORWARDED_A);
-}
+owned_and_forwarded!(
+    unknown_flags,
+    rfc8906_8_2_4_unknown_edns_flags_owned,
+    rfc8906_8_2_4_unknown_edns_flags_forwarded
+);
 
 /// 8.2.5: EDNS version 1 with unknown flags: BADVERS, MBZ clear.
 fn version_with_flags(target: Target) {
@@ -600,15 +572,11 @@ fn version_with_flags(target: Target) {
     }
 }
 
-#[test]
-fn rfc8906_8_2_5_edns_version_negotiation_with_unknown_flags_owned() {
-    version_with_flags(OWNED);
-}
-
-#[test]
-fn rfc8906_8_2_5_edns_version_negotiation_with_unknown_flags_forwarded() {
-    version_with_flags(FORWARDED_A);
-}
+owned_and_forwarded!(
+    version_with_flags,
+    rfc8906_8_2_5_edns_version_negotiation_with_unknown_flags_owned,
+    rfc8906_8_2_5_edns_version_negotiation_with_unknown_flags_forwarded
+);
 
 /// 8.2.6: EDNS version 1 with an unknown option: BADVERS, the option not echoed.
 fn version_with_option(target: Target) {
@@ -631,15 +599,11 @@ fn version_with_option(target: Target) {
     }
 }
 
-#[test]
-fn rfc8906_8_2_6_edns_version_negotiation_with_unknown_options_owned() {
-    version_with_option(OWNED);
-}
-
-#[test]
-fn rfc8906_8_2_6_edns_version_negotiation_with_unknown_options_forwarded() {
-    version_with_option(FORWARDED_A);
-}
+owned_and_forwarded!(
+    version_with_option,
+    rfc8906_8_2_6_edns_version_negotiation_with_unknown_options_owned,
+    rfc8906_8_2_6_edns_version_negotiation_with_unknown_options_forwarded
+);
 
 /// 8.2.7: a response too large for UDP comes back truncated (TC, no records, within the
 /// client's limit) and whole over TCP; dig itself retries over TCP and gets everything.
@@ -688,15 +652,11 @@ fn truncated(name: &'static str) {
     }
 }
 
-#[test]
-fn rfc8906_8_2_7_truncated_responses_owned() {
-    truncated(BIG_OWNED);
-}
-
-#[test]
-fn rfc8906_8_2_7_truncated_responses_forwarded() {
-    truncated(BIG_FORWARDED);
-}
+owned_and_forwarded!(
+    truncated(BIG_OWNED, BIG_FORWARDED),
+    rfc8906_8_2_7_truncated_responses_owned,
+    rfc8906_8_2_7_truncated_responses_forwarded
+);
 
 /// 8.2.8: DO=1 queries are answered with OPT version 0 (no DNSSEC here; DO may be
 /// copied, RFC 3225).
@@ -713,15 +673,11 @@ fn dnssec(target: Target) {
     }
 }
 
-#[test]
-fn rfc8906_8_2_8_dnssec_queries_owned() {
-    dnssec(OWNED);
-}
-
-#[test]
-fn rfc8906_8_2_8_dnssec_queries_forwarded() {
-    dnssec(FORWARDED_A);
-}
+owned_and_forwarded!(
+    dnssec,
+    rfc8906_8_2_8_dnssec_queries_owned,
+    rfc8906_8_2_8_dnssec_queries_forwarded
+);
 
 /// 8.2.9: EDNS version 1 with DO=1: BADVERS.
 fn version_with_dnssec(target: Target) {
@@ -742,15 +698,11 @@ fn version_with_dnssec(target: Target) {
     }
 }
 
-#[test]
-fn rfc8906_8_2_9_edns_version_negotiation_with_dnssec_owned() {
-    version_with_dnssec(OWNED);
-}
-
-#[test]
-fn rfc8906_8_2_9_edns_version_negotiation_with_dnssec_forwarded() {
-    version_with_dnssec(FORWARDED_A);
-}
+owned_and_forwarded!(
+    version_with_dnssec,
+    rfc8906_8_2_9_edns_version_negotiation_with_dnssec_owned,
+    rfc8906_8_2_9_edns_version_negotiation_with_dnssec_forwarded
+);
 
 /// 8.2.10: several defined options at once (COOKIE, NSID, EXPIRE, CLIENT-SUBNET), and each
 /// of COOKIE and NSID alone: answered, OPT version 0. pathdns implements none of them, so
@@ -790,15 +742,11 @@ fn defined_options(target: Target) {
     }
 }
 
-#[test]
-fn rfc8906_8_2_10_multiple_defined_edns_options_owned() {
-    defined_options(OWNED);
-}
-
-#[test]
-fn rfc8906_8_2_10_multiple_defined_edns_options_forwarded() {
-    defined_options(FORWARDED_A);
-}
+owned_and_forwarded!(
+    defined_options,
+    rfc8906_8_2_10_multiple_defined_edns_options_owned,
+    rfc8906_8_2_10_multiple_defined_edns_options_forwarded
+);
 
 /// The matrix's checks can fail: dig's report of a response that breaks them is caught.
 #[test]
@@ -937,7 +885,7 @@ impl OddUpstream {
                     continue;
                 };
                 let query = &buf[..len];
-                let Some(end) = question_end(query) else {
+                let Some(end) = common::packets::question_end(query) else {
                     continue;
                 };
                 let mut reply = query[..2].to_vec();
@@ -963,18 +911,4 @@ impl Drop for OddUpstream {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
-}
-
-/// The end of the question section of a one-question message.
-fn question_end(message: &[u8]) -> Option<usize> {
-    let mut at = 12;
-    loop {
-        let len = usize::from(*message.get(at)?);
-        at += 1;
-        if len == 0 {
-            break;
-        }
-        at += len;
-    }
-    (at + 4 <= message.len()).then_some(at + 4)
 }

@@ -11,10 +11,16 @@
 #[path = "../fuzz/src/lib.rs"]
 mod targets;
 
+/// The byte mutations, shared with the mutation runs against the real binary.
+#[allow(dead_code)]
+#[path = "common/mutate.rs"]
+mod mutate;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use mutate::{binary_input, mutate_bytes, seed_files};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -29,92 +35,6 @@ fn inputs() -> usize {
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Every file in `dir`, sorted (the seed order must not depend on the file system).
-fn files_in(dir: &Path) -> Vec<Vec<u8>> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap_or_else(|err| panic!("cannot read seeds in {}: {err}", dir.display()))
-        .map(|entry| entry.expect("directory entry").path())
-        .filter(|path| {
-            path.extension()
-                .is_some_and(|ext| ext == "bin" || ext == "toml")
-        })
-        .collect();
-    paths.sort();
-    let seeds: Vec<Vec<u8>> = paths
-        .iter()
-        .map(|path| std::fs::read(path).expect("read seed"))
-        .collect();
-    assert!(!seeds.is_empty(), "no seeds in {}", dir.display());
-    seeds
-}
-
-/// Values that break parsers: lengths at their limits, pointer bits, the OPT type.
-const INTERESTING_BYTES: [u8; 12] = [0, 1, 0x3f, 0x40, 0x7f, 0x80, 0xc0, 0xc0, 0xfe, 0xff, 12, 41];
-const INTERESTING_WORDS: [u16; 10] = [0, 1, 2, 12, 41, 255, 512, 1232, 0x7fff, 0xffff];
-
-/// One to four stacked mutations of a seed, or (sometimes) fresh random bytes.
-fn binary_input(rng: &mut StdRng, seeds: &[Vec<u8>]) -> Vec<u8> {
-    if rng.random_bool(0.05) {
-        let len = rng.random_range(0..600);
-        return (0..len).map(|_| rng.random()).collect();
-    }
-    let mut data = seeds[rng.random_range(0..seeds.len())].clone();
-    for _ in 0..rng.random_range(1..=4) {
-        mutate_bytes(rng, &mut data, seeds);
-    }
-    data
-}
-
-fn mutate_bytes(rng: &mut StdRng, data: &mut Vec<u8>, seeds: &[Vec<u8>]) {
-    if data.is_empty() {
-        data.push(rng.random());
-        return;
-    }
-    let at = rng.random_range(0..data.len());
-    match rng.random_range(0..10) {
-        0 => data[at] ^= 1 << rng.random_range(0..8),
-        1 => data[at] = rng.random(),
-        2 => data[at] = INTERESTING_BYTES[rng.random_range(0..INTERESTING_BYTES.len())],
-        3 if at + 1 < data.len() => {
-            // Counts, lengths, types, pointers: two bytes at a time.
-            let word = INTERESTING_WORDS[rng.random_range(0..INTERESTING_WORDS.len())];
-            data[at..at + 2].copy_from_slice(&word.to_be_bytes());
-        }
-        4 => data.truncate(at),
-        5 => {
-            let len = rng.random_range(1..=16).min(data.len() - at);
-            data.drain(at..at + len);
-        }
-        6 => {
-            let extra: Vec<u8> = (0..rng.random_range(1..=16))
-                .map(|_| rng.random())
-                .collect();
-            data.splice(at..at, extra);
-        }
-        7 => {
-            // Repeat a chunk: long names, many records.
-            let len = rng.random_range(1..=64).min(data.len() - at);
-            let chunk = data[at..at + len].to_vec();
-            for _ in 0..rng.random_range(1..=8) {
-                data.splice(at..at, chunk.iter().copied());
-            }
-        }
-        8 => {
-            // Splice in the tail of another seed.
-            let other = &seeds[rng.random_range(0..seeds.len())];
-            let from = rng.random_range(0..other.len().max(1));
-            data.truncate(at);
-            data.extend_from_slice(other.get(from..).unwrap_or_default());
-        }
-        _ => {
-            // A compression pointer to anywhere.
-            let target = rng.random_range(0..data.len().max(1) as u16 + 16);
-            let pointer = (0xc000 | target).to_be_bytes();
-            data.splice(at..at.saturating_add(2).min(data.len()), pointer);
-        }
-    }
 }
 
 /// Tokens that config files are made of, and values at the edges of their types.
@@ -218,6 +138,8 @@ const CONFIG_TOKENS: &[&str] = &[
     "cache_size",
     "max_tcp_connections",
     "tcp_idle_timeout",
+    "max_queries_per_connection",
+    "max_in_flight",
     "url",
     "level",
     "format",
@@ -343,7 +265,7 @@ fn run(
 }
 
 fn query_seeds() -> Vec<Vec<u8>> {
-    files_in(&repo().join("fuzz/seeds/query"))
+    seed_files(&repo().join("fuzz/seeds/query"))
 }
 
 /// Asserts that at least `percent` of this run's inputs reached a stage (counted by the
@@ -379,7 +301,7 @@ fn fuzz_smoke_handler_respond_now() {
 
 #[test]
 fn fuzz_smoke_upstream_responses() {
-    let seeds = files_in(&repo().join("fuzz/seeds/upstream"));
+    let seeds = seed_files(&repo().join("fuzz/seeds/upstream"));
     run("upstream", targets::upstream, &seeds, binary_input);
     let reached_ = &targets::REACHED;
     reached(
@@ -394,7 +316,7 @@ fn fuzz_smoke_upstream_responses() {
 
 #[test]
 fn fuzz_smoke_config_parse() {
-    let mut seeds = files_in(&repo().join("config"));
+    let mut seeds = seed_files(&repo().join("config"));
     seeds.push(targets::FIXTURE_CONFIG.as_bytes().to_vec());
     run("config", targets::config, &seeds, text_input);
     reached(

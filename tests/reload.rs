@@ -233,3 +233,21 @@ fn pathdns_reload_validates_then_applies() {
     let response = ask_udp(agent.addr, &query(NAME, RecordType::A, false));
     assert_eq!(addresses(&response), vec!["192.0.2.77".to_owned()]);
 }
+
+/// The resource caps are sized at start (semaphores, the open-file limit): a reload that
+/// changes them applies everything else and says that they wait for a restart.
+#[test]
+fn a_reload_that_changes_the_resource_caps_says_they_need_a_restart() {
+    let listen = vec!["127.0.0.1:0".to_owned()];
+    let text = config(&listen, "192.0.2.1");
+    let agent = Agent::start(&text);
+    let changed = text
+        .replace("192.0.2.1", "192.0.2.88")
+        .replace("[upstream]", "max_queries_per_connection = 8\n\n[upstream]");
+    std::fs::write(&agent.config_path, changed).expect("write");
+    agent.process.signal("HUP");
+    wait_count(&agent, "take effect at the next restart", 1);
+    wait_count(&agent, "reloaded", 1);
+    let response = ask_udp(agent.addr, &query(NAME, RecordType::A, false));
+    assert_eq!(addresses(&response), vec!["192.0.2.88".to_owned()]);
+}

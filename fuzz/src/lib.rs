@@ -41,10 +41,12 @@ use pathdns::wire::{
     HEADER_LEN, TYPE_OPT,
 };
 
-/// The config of the handler fixture: the documents' three names with a bucket and an OSS
-/// wildcard, a name with more addresses than fit in 512 or 1232 bytes, CNAMEs inside and
-/// out of the table. The upstream is never contacted (nothing here forwards).
-pub const FIXTURE_CONFIG: &str = r#"
+/// The config of the handler fixture: the integration tests' reference names
+/// (tests/configs/reference-names.toml: the documents' three names with a bucket and an OSS
+/// wildcard, CNAMEs inside and out of the table) and a name with more addresses than fit in
+/// 512 or 1232 bytes. The upstream is never contacted (nothing here forwards).
+pub const FIXTURE_CONFIG: &str = concat!(
+    r#"
 [server]
 listen = ["127.0.0.1:0"]
 allow = ["127.0.0.0/8", "::1/128"]
@@ -53,35 +55,14 @@ allow = ["127.0.0.0/8", "::1/128"]
 servers = ["127.0.0.1:9"]
 cache_size = 64
 
-[[registry]]
-instance = "xxxxxx"
-region = "cn-hangzhou"
-registry = ["10.94.205.198"]
-auth = ["100.103.7.181"]
-oss = ["100.118.28.43"]
-bucket = "mybucket"
-oss_wildcard = true
-probes = []
-
-[[registry]]
-instance = "yyyyyy"
-region = "cn-shanghai"
-registry = ["10.95.0.10"]
-oss_cname = "ep-test.oss.cn-shanghai.privatelink.example"
-probes = []
-
-[[name]]
-name = "artifacts.internal.example"
-targets = ["10.1.2.3", "fd00::1"]
-
-[[name]]
-name = "alias.internal.example"
-cname = "artifacts.internal.example"
-
+"#,
+    include_str!("../../tests/configs/reference-names.toml"),
+    r#"
 [[name]]
 name = "many.internal.example"
 targets = [BIG_TARGETS]
-"#;
+"#
+);
 
 /// Names a spliced query asks for: owned, wildcard-covered, CNAMEd in and out of the
 /// table, cached from "upstream", and not known at all.

@@ -162,6 +162,13 @@ fn write_table(out: &mut impl Write, status: &Status, now_ms: u64) -> std::io::R
         if status.ready { "ready" } else { "NOT READY" }
     )?;
     writeln!(out, "{}", clean(&status.summary()))?;
+    if let Some(f) = &status.forwarding {
+        writeln!(
+            out,
+            "forwarded: {} from cache, {} sent upstream, {} stale answers, {} upstream errors",
+            f.cache_hits, f.cache_misses, f.stale_answers, f.upstream_errors
+        )?;
+    }
     writeln!(out)?;
 
     let rows: Vec<[String; 4]> = status
@@ -314,7 +321,7 @@ pub(super) fn clean(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pathdns::status::{NameStatus, ProbeStatus};
+    use pathdns::status::{ForwardingStatus, NameStatus, ProbeStatus};
 
     #[test]
     fn the_table_shows_names_targets_and_probes() {
@@ -356,6 +363,12 @@ mod tests {
                     },
                 ],
             }],
+            forwarding: Some(ForwardingStatus {
+                cache_hits: 7,
+                cache_misses: 3,
+                stale_answers: 2,
+                upstream_errors: 1,
+            }),
         };
         let mut out = Vec::new();
         write_table(&mut out, &status, 3_725_000).expect("write");
@@ -365,6 +378,9 @@ mod tests {
             lines[0],
             "pathdns 0.1.0, config /etc/pathdns/pathdns.toml, up 1h02m, ready"
         );
+        assert!(lines.contains(
+            &"forwarded: 7 from cache, 3 sent upstream, 2 stale answers, 1 upstream errors"
+        ));
         assert!(lines.contains(&"NAME         ANSWER    REASON                 TTL"));
         assert!(lines.contains(&"reg.example  10.0.0.2  group 2 (failed over)  3"));
         let probe = lines

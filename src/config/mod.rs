@@ -50,6 +50,7 @@ pub struct ServerSettings {
     pub allow: Vec<IpNet>,
     pub max_tcp_connections: usize,
     pub tcp_idle_timeout: Duration,
+    pub max_queries_per_connection: usize,
 }
 
 /// Everything about forwarding; a reload keeps the forwarder (and its cache) while this
@@ -58,12 +59,43 @@ pub struct ServerSettings {
 pub struct UpstreamSettings {
     /// Resolved upstream addresses, pathdns's own listen addresses removed.
     pub servers: Vec<SocketAddr>,
+    /// The upstream pool's own deadline for one query over every upstream.
     pub timeout: Duration,
     pub cache_size: usize,
+    pub max_in_flight: usize,
+    /// Serve-stale (RFC 8767); `None` with `serve_stale = false`.
+    pub stale: Option<StaleSettings>,
     /// Send forwarded query names in random case (0x20) and refuse replies that do not
     /// echo it exactly.
     pub case_randomization: bool,
     pub rebinding: RebindingSettings,
+}
+
+/// What pathdns adds to `upstream.timeout` before it gives up on a query itself, so that
+/// the upstream pool's own timeout, not ours, ends the query.
+pub const UPSTREAM_GUARD: Duration = Duration::from_millis(250);
+
+/// How long glibc's stub resolver waits for one nameserver by default (`options timeout:5`
+/// in resolv.conf, RES_TIMEOUT). pathdns's per-query budget stays below it, so that a
+/// client sees pathdns's answer (SERVFAIL or stale) instead of its own timeout and retry.
+pub const GLIBC_RESOLVER_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl UpstreamSettings {
+    /// The whole time a forwarded query may take before its client gets SERVFAIL.
+    pub fn budget(&self) -> Duration {
+        self.timeout + UPSTREAM_GUARD
+    }
+}
+
+/// Serve-stale (RFC 8767): answers kept past their TTL, for when the upstreams fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaleSettings {
+    /// How long past its expiry an answer may still be served (RFC 8767's maximum stale
+    /// timer).
+    pub max_age: Duration,
+    /// How long a client waits for the upstreams before it gets the stale answer (RFC 8767's
+    /// client response timer). Shorter than `timeout`.
+    pub answer_after: Duration,
 }
 
 /// Domains whose names may resolve to private addresses whatever `private_domains` says

@@ -120,6 +120,10 @@ pub struct RawServer {
     /// A TCP client connection idle this long is closed.
     #[serde(default = "default_tcp_idle", deserialize_with = "text::spanned")]
     pub tcp_idle_timeout: Spanned<Duration>,
+    /// Queries of one TCP connection waiting for upstreams at once; at the cap pathdns
+    /// stops reading that connection until answers have been written.
+    #[serde(default = "default_queries_per_connection")]
+    pub max_queries_per_connection: Spanned<usize>,
 }
 
 impl Default for RawServer {
@@ -130,6 +134,7 @@ impl Default for RawServer {
             ttl: default_ttl(),
             max_tcp_connections: default_tcp_connections(),
             tcp_idle_timeout: default_tcp_idle(),
+            max_queries_per_connection: default_queries_per_connection(),
         }
     }
 }
@@ -162,6 +167,21 @@ pub struct RawUpstream {
     /// Domains whose names (and their subdomains') may resolve to private addresses.
     #[serde(default)]
     pub private_domains: Vec<Spanned<String>>,
+    /// Serve expired answers when the upstreams fail (RFC 8767).
+    #[serde(default = "default_serve_stale")]
+    pub serve_stale: bool,
+    /// How long past its TTL an answer may be served stale.
+    #[serde(default = "default_stale_max_age", deserialize_with = "text::spanned")]
+    pub stale_max_age: Spanned<Duration>,
+    /// How long a client waits for the upstreams before it gets a stale answer.
+    #[serde(
+        default = "default_stale_answer_after",
+        deserialize_with = "text::spanned"
+    )]
+    pub stale_answer_after: Spanned<Duration>,
+    /// Forwarded queries waiting on upstreams at once; more are answered SERVFAIL at once.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: Spanned<usize>,
 }
 
 impl Default for RawUpstream {
@@ -174,6 +194,10 @@ impl Default for RawUpstream {
             case_randomization: false,
             rebinding_protection: default_rebinding_protection(),
             private_domains: Vec::new(),
+            serve_stale: default_serve_stale(),
+            stale_max_age: default_stale_max_age(),
+            stale_answer_after: default_stale_answer_after(),
+            max_in_flight: default_max_in_flight(),
         }
     }
 }
@@ -347,6 +371,17 @@ fn default_tcp_idle() -> Spanned<Duration> {
     Spanned::new(0..0, Duration::from_secs(10))
 }
 
+fn default_queries_per_connection() -> Spanned<usize> {
+    Spanned::new(0..0, 100)
+}
+
+fn default_max_in_flight() -> Spanned<usize> {
+    // Each holds up to three sockets while it waits: with the TCP connections, more file
+    // descriptors than the usual soft limit of 1024 (the packaged unit sets 65536, and
+    // pathdns raises its soft limit to what the caps need).
+    Spanned::new(0..0, 1024)
+}
+
 fn default_upstreams() -> Spanned<Vec<Spanned<String>>> {
     Spanned::new(0..0, vec![Spanned::new(0..0, "system".to_owned())])
 }
@@ -366,6 +401,27 @@ fn default_cache_size() -> usize {
 
 fn default_rebinding_protection() -> bool {
     true
+}
+
+/// On by default. pathdns is the only cache of a host behind it (systemd-resolved does not
+/// cache a localhost upstream), so without serve-stale a short upstream outage fails every
+/// lookup of a name whose TTL ran out, `docker pull` included; with it, the host keeps the
+/// last answers it had, marked stale, for up to `stale_max_age`. Unbound's serve-expired is
+/// commonly enabled on node-local caches for the same reason. A stale answer
+/// carries a 30-second TTL and Extended DNS Error 3, so it is short-lived and visible.
+fn default_serve_stale() -> bool {
+    true
+}
+
+/// One day, the low end of RFC 8767's suggested 1 to 3 days (section 5).
+fn default_stale_max_age() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration::from_secs(86_400))
+}
+
+/// RFC 8767 section 5 suggests 1.8 s for this client response timer: the stale answer
+/// arrives before a stub resolver's own timer (2 s or more) makes it retry or give up.
+fn default_stale_answer_after() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration::from_millis(1800))
 }
 
 pub fn default_priority() -> u8 {

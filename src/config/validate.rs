@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
+use std::time::Duration;
 
 use hickory_proto::rr::Name;
 use toml::Spanned;
@@ -16,8 +17,9 @@ use super::preset::{self, BACKUP_PRIORITY};
 use super::probes::{self, AllDownPolicy, HealthSettings};
 use super::raw::{HealthChecks, RawConfig, RawName, RawRegistry, RawTarget, DEFAULT_PORT};
 use super::{
-    AnswerSpec, Config, ConfigError, OwnedName, RebindingSettings, Role, ServerSettings, Target,
-    UpstreamSettings, BUILTIN_PRIVATE_DOMAINS,
+    AnswerSpec, Config, ConfigError, OwnedName, RebindingSettings, Role, ServerSettings,
+    StaleSettings, Target, UpstreamSettings, BUILTIN_PRIVATE_DOMAINS, GLIBC_RESOLVER_TIMEOUT,
+    UPSTREAM_GUARD,
 };
 
 /// The longest CNAME chain pathdns follows inside its own table.
@@ -26,6 +28,17 @@ const MAX_CNAME_CHAIN: usize = 8;
 /// More concurrent TCP clients than a node-local resolver ever needs (and than a
 /// semaphore can count on every platform).
 const MAX_TCP_CONNECTIONS: usize = 1_000_000;
+
+/// The longest `upstream.stale_max_age`: a week, over RFC 8767's suggested 1 to 3 days.
+const MAX_STALE_AGE: Duration = Duration::from_secs(7 * 86_400);
+
+/// More queries waiting on upstreams than one node's clients ever need: each holds a
+/// socket, and a file descriptor limit of a million is already unusual.
+const MAX_IN_FLIGHT: usize = 1_000_000;
+
+/// The most pipelined queries of one TCP connection waiting at once (RFC 7766 sets no
+/// number; a DNS message ID has 65,536 values).
+const MAX_QUERIES_PER_CONNECTION: usize = 65_536;
 
 /// Where a message points: the config text and its name.
 struct Source<'a> {
@@ -45,6 +58,11 @@ impl Source<'_> {
             message,
         }
     }
+}
+
+/// A value that was not written in the file: serde's default has no span.
+fn is_default<T>(value: &Spanned<T>) -> bool {
+    value.span() == (0..0)
 }
 
 /// 1-based line and column of a byte offset.
@@ -146,13 +164,19 @@ fn validate_server(raw: &RawConfig, src: &Source) -> Result<ServerSettings, Conf
         ));
     }
     let max_tcp = &raw.server.max_tcp_connections;
-    if !(1..=MAX_TCP_CONNECTIONS).contains(max_tcp.get_ref()) {
-        return Err(src.error(
-            Some(max_tcp.span()),
-            "server.max_tcp_connections",
-            format!("must be between 1 and {MAX_TCP_CONNECTIONS}"),
-        ));
-    }
+    in_range(
+        max_tcp,
+        MAX_TCP_CONNECTIONS,
+        "server.max_tcp_connections",
+        src,
+    )?;
+    let per_connection = &raw.server.max_queries_per_connection;
+    in_range(
+        per_connection,
+        MAX_QUERIES_PER_CONNECTION,
+        "server.max_queries_per_connection",
+        src,
+    )?;
     let idle = &raw.server.tcp_idle_timeout;
     if idle.get_ref().is_zero() {
         return Err(src.error(
@@ -166,7 +190,25 @@ fn validate_server(raw: &RawConfig, src: &Source) -> Result<ServerSettings, Conf
         allow: allow.get_ref().clone(),
         max_tcp_connections: *max_tcp.get_ref(),
         tcp_idle_timeout: *idle.get_ref(),
+        max_queries_per_connection: *per_connection.get_ref(),
     })
+}
+
+/// A count that must be between 1 and `max`.
+fn in_range(
+    value: &Spanned<usize>,
+    max: usize,
+    field: &str,
+    src: &Source,
+) -> Result<(), ConfigError> {
+    if (1..=max).contains(value.get_ref()) {
+        return Ok(());
+    }
+    Err(src.error(
+        Some(value.span()),
+        field,
+        format!("must be between 1 and {max}"),
+    ))
 }
 
 /// An owned name before duplicate and CNAME checks, with the spans to blame.
@@ -688,12 +730,87 @@ fn validate_upstream(
             "must be above 0".into(),
         ));
     }
+    let budget = *timeout.get_ref() + UPSTREAM_GUARD;
+    if budget >= GLIBC_RESOLVER_TIMEOUT {
+        return Err(src.error(
+            Some(timeout.span()),
+            "upstream.timeout",
+            format!(
+                "{} plus pathdns's {} guard is {}, not below glibc's default resolver \
+                 timeout of {}: a client would give up and retry before pathdns answers \
+                 SERVFAIL or a stale answer; use less than {}",
+                humantime::format_duration(*timeout.get_ref()),
+                humantime::format_duration(UPSTREAM_GUARD),
+                humantime::format_duration(budget),
+                humantime::format_duration(GLIBC_RESOLVER_TIMEOUT),
+                humantime::format_duration(GLIBC_RESOLVER_TIMEOUT - UPSTREAM_GUARD),
+            ),
+        ));
+    }
+    let stale = validate_stale(upstream, src)?;
+    let max_in_flight = &upstream.max_in_flight;
+    in_range(max_in_flight, MAX_IN_FLIGHT, "upstream.max_in_flight", src)?;
     Ok(UpstreamSettings {
         servers,
         timeout: *timeout.get_ref(),
         cache_size: upstream.cache_size,
+        max_in_flight: *max_in_flight.get_ref(),
+        stale: upstream.serve_stale.then_some(stale),
         case_randomization: upstream.case_randomization,
         rebinding: rebinding_settings(upstream, names, src)?,
+    })
+}
+
+/// The serve-stale keys. Checked even with `serve_stale = false`, so that turning it on
+/// later never meets an error in a value written long ago.
+fn validate_stale(
+    upstream: &super::raw::RawUpstream,
+    src: &Source,
+) -> Result<StaleSettings, ConfigError> {
+    let max_age = &upstream.stale_max_age;
+    if max_age.get_ref().is_zero() {
+        return Err(src.error(
+            Some(max_age.span()),
+            "upstream.stale_max_age",
+            "must be above 0; to never serve stale answers, set serve_stale = false".into(),
+        ));
+    }
+    if *max_age.get_ref() > MAX_STALE_AGE {
+        return Err(src.error(
+            Some(max_age.span()),
+            "upstream.stale_max_age",
+            format!(
+                "{} is more than {}: answers that old are more likely wrong than useful \
+                 (RFC 8767 suggests 1 to 3 days)",
+                humantime::format_duration(*max_age.get_ref()),
+                humantime::format_duration(MAX_STALE_AGE),
+            ),
+        ));
+    }
+    let answer_after = &upstream.stale_answer_after;
+    let timeout = *upstream.timeout.get_ref();
+    // Not written: the default, or `timeout` if that is shorter (an upstream timeout then
+    // serves the stale answer before the timer would).
+    if is_default(answer_after) {
+        return Ok(StaleSettings {
+            max_age: *max_age.get_ref(),
+            answer_after: (*answer_after.get_ref()).min(timeout),
+        });
+    }
+    if answer_after.get_ref().is_zero() || *answer_after.get_ref() >= timeout {
+        return Err(src.error(
+            Some(answer_after.span()),
+            "upstream.stale_answer_after",
+            format!(
+                "must be above 0 and shorter than upstream.timeout ({}): it is how long a \
+                 client waits for the upstreams before it gets a stale answer",
+                humantime::format_duration(timeout),
+            ),
+        ));
+    }
+    Ok(StaleSettings {
+        max_age: *max_age.get_ref(),
+        answer_after: *answer_after.get_ref(),
     })
 }
 
@@ -978,6 +1095,18 @@ mod tests {
             message.starts_with("t.toml:4:23: server.max_tcp_connections: must be between 1"),
             "{message}"
         );
+        let message = error_of(&config("[server]\nmax_queries_per_connection = 65537\n"));
+        assert!(
+            message.starts_with(
+                "t.toml:4:30: server.max_queries_per_connection: must be between 1 and 65536"
+            ),
+            "{message}"
+        );
+        let message = error_of("[upstream]\nservers = [\"10.0.0.2\"]\nmax_in_flight = 0\n");
+        assert!(
+            message.starts_with("t.toml:3:17: upstream.max_in_flight: must be between 1"),
+            "{message}"
+        );
         let message =
             error_of("[server]\nlisten = [\"127.0.0.1:53\"]\nlisten = [\"127.0.0.1:54\"]\n");
         assert!(
@@ -1218,5 +1347,69 @@ mod tests {
         assert!(!is_own_address("127.0.0.1:5353".parse().unwrap(), &listen));
         let listen = ["127.0.0.1:53".parse().unwrap()];
         assert!(!is_own_address("127.0.0.53:53".parse().unwrap(), &listen));
+    }
+
+    #[test]
+    fn serve_stale_defaults_and_its_budget_rules() {
+        let upstream = |body: &str| {
+            Config::parse(&config(body), "t.toml")
+                .expect("valid")
+                .upstream
+        };
+        let defaults = upstream("");
+        assert_eq!(
+            defaults.stale,
+            Some(StaleSettings {
+                max_age: Duration::from_secs(86_400),
+                answer_after: Duration::from_millis(1800),
+            })
+        );
+        assert_eq!(defaults.budget(), Duration::from_millis(2250));
+        assert_eq!(
+            upstream("serve_stale = false\nstale_max_age = \"4s\"\n").stale,
+            None
+        );
+        let answer_after = |body| upstream(body).stale.map(|s| s.answer_after);
+        assert_eq!(
+            answer_after(
+                "timeout = \"3s\"\nstale_max_age = \"3d\"\nstale_answer_after = \"2500ms\"\n"
+            ),
+            Some(Duration::from_millis(2500))
+        );
+        // A short timeout shortens the default timer with it.
+        assert_eq!(
+            answer_after("timeout = \"1500ms\"\n"),
+            Some(Duration::from_millis(1500))
+        );
+        assert!(Config::parse(&config("timeout = \"4700ms\"\n"), "t.toml").is_ok());
+        for (body, expected) in [
+            (
+                "timeout = \"4750ms\"\n",
+                "t.toml:3:11: upstream.timeout: 4s 750ms plus pathdns's 250ms guard is 5s, \
+                 not below glibc's default resolver timeout of 5s: a client would give up and \
+                 retry before pathdns answers SERVFAIL or a stale answer; use less than 4s 750ms",
+            ),
+            (
+                "stale_answer_after = \"2s\"\n",
+                "t.toml:3:22: upstream.stale_answer_after: must be above 0 and shorter than \
+                 upstream.timeout (2s)",
+            ),
+            (
+                "stale_answer_after = \"0s\"\n",
+                "t.toml:3:22: upstream.stale_answer_after: must be above 0",
+            ),
+            (
+                "stale_max_age = \"0s\"\n",
+                "t.toml:3:17: upstream.stale_max_age: must be above 0; to never serve stale \
+                 answers, set serve_stale = false",
+            ),
+            (
+                "stale_max_age = \"30d\"\n",
+                "t.toml:3:17: upstream.stale_max_age: 30days is more than 7days",
+            ),
+        ] {
+            let message = error_of(&config(body));
+            assert!(message.starts_with(expected), "{message}");
+        }
     }
 }

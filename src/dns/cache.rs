@@ -1,12 +1,18 @@
 //! The cache of forwarded answers.
 //!
-//! Owns: keys (lower-case wire name, type, class), entries (a [`Prepared`] response and
-//! when it expires) and the bounded concurrent store. Must not: talk to upstreams or decide
-//! what is cacheable (the forwarder does); a lookup never allocates.
+//! Owns: keys (lower-case wire name, type, class), entries (a [`Prepared`] response, when
+//! it expires, and when a refresh of it last failed) and the bounded concurrent store.
+//! Must not: talk to upstreams or decide what is cacheable (the forwarder does) or when a
+//! stale entry is served (`stale` does); a lookup never allocates.
+//!
+//! Expired entries stay in the store until they are replaced or evicted (the store is
+//! bounded by entry count either way), so that `stale` can serve them (RFC 8767);
+//! [`AnswerCache::get`], the hot path's lookup, returns fresh entries only.
 
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use quick_cache::Equivalent;
 
@@ -31,6 +37,16 @@ pub struct KeyRef<'a> {
     pub name: &'a [u8],
     pub qtype: u16,
     pub qclass: u16,
+}
+
+impl CacheKey {
+    pub fn as_key_ref(&self) -> KeyRef<'_> {
+        KeyRef {
+            name: &self.name,
+            qtype: self.qtype,
+            qclass: self.qclass,
+        }
+    }
 }
 
 impl KeyRef<'_> {
@@ -75,14 +91,22 @@ pub struct Cached {
     pub prepared: Prepared,
     stored: Instant,
     lifetime: u32,
+    /// Milliseconds after `stored` until which no refresh is tried (a refresh failed
+    /// recently); 0: none.
+    hold_refresh_until: AtomicU64,
 }
 
 impl Cached {
     pub fn new(prepared: Prepared, lifetime: u32) -> Cached {
+        Cached::stored_at(prepared, lifetime, Instant::now())
+    }
+
+    fn stored_at(prepared: Prepared, lifetime: u32, stored: Instant) -> Cached {
         Cached {
             prepared,
-            stored: Instant::now(),
+            stored,
             lifetime,
+            hold_refresh_until: AtomicU64::new(0),
         }
     }
 
@@ -90,6 +114,35 @@ impl Cached {
     pub fn age_if_fresh(&self, now: Instant) -> Option<u32> {
         let age = now.saturating_duration_since(self.stored).as_secs();
         (age < u64::from(self.lifetime)).then_some(age as u32)
+    }
+
+    /// Expired, but for less than `max_stale`.
+    pub fn is_stale_within(&self, now: Instant, max_stale: Duration) -> bool {
+        let age = now.saturating_duration_since(self.stored);
+        let lifetime = Duration::from_secs(u64::from(self.lifetime));
+        age >= lifetime && age < lifetime.saturating_add(max_stale)
+    }
+
+    /// No refresh is to be tried until `now + hold`: one just failed (RFC 8767's failure
+    /// recheck timer).
+    pub fn hold_refresh(&self, now: Instant, hold: Duration) {
+        let until = now
+            .saturating_duration_since(self.stored)
+            .saturating_add(hold);
+        let millis = u64::try_from(until.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.hold_refresh_until.store(millis, Ordering::Relaxed);
+    }
+
+    /// A refresh succeeded: refreshes may be tried again.
+    pub fn release_refresh(&self) {
+        self.hold_refresh_until.store(0, Ordering::Relaxed);
+    }
+
+    /// Whether a refresh is on hold at `now`.
+    pub fn refresh_held(&self, now: Instant) -> bool {
+        let until = self.hold_refresh_until.load(Ordering::Relaxed);
+        let age = now.saturating_duration_since(self.stored).as_millis();
+        until != 0 && age < u128::from(until)
     }
 }
 
@@ -113,6 +166,14 @@ impl AnswerCache {
         Some((entry, age))
     }
 
+    /// An expired entry, if it expired less than `max_stale` ago.
+    pub fn get_stale(&self, key: &KeyRef<'_>, max_stale: Duration) -> Option<Arc<Cached>> {
+        let entry = self.entries.get(key)?;
+        entry
+            .is_stale_within(Instant::now(), max_stale)
+            .then_some(entry)
+    }
+
     pub fn insert(&self, key: &KeyRef<'_>, entry: Arc<Cached>) {
         self.entries.insert(key.to_owned_key(), entry);
     }
@@ -127,5 +188,61 @@ impl AnswerCache {
 
     pub fn clear(&self) {
         self.entries.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Rcode;
+
+    fn entry(lifetime: u32, stored: Instant) -> Cached {
+        Cached::stored_at(Prepared::empty(Rcode::NoError, false), lifetime, stored)
+    }
+
+    #[test]
+    fn an_entry_is_fresh_then_stale_then_gone() {
+        let stored = Instant::now();
+        let entry = entry(2, stored);
+        let max_stale = Duration::from_secs(4);
+        let at = |millis| stored + Duration::from_millis(millis);
+        assert_eq!(entry.age_if_fresh(at(1_999)), Some(1));
+        assert!(!entry.is_stale_within(at(1_999), max_stale));
+        assert_eq!(entry.age_if_fresh(at(2_000)), None);
+        assert!(entry.is_stale_within(at(2_000), max_stale));
+        assert!(entry.is_stale_within(at(5_999), max_stale));
+        assert!(!entry.is_stale_within(at(6_000), max_stale));
+    }
+
+    #[test]
+    fn a_held_refresh_is_released_after_its_hold() {
+        let stored = Instant::now();
+        let entry = entry(2, stored);
+        let at = |millis| stored + Duration::from_millis(millis);
+        assert!(!entry.refresh_held(at(0)));
+        entry.hold_refresh(at(2_500), Duration::from_secs(30));
+        assert!(entry.refresh_held(at(2_500)));
+        assert!(entry.refresh_held(at(32_499)));
+        assert!(!entry.refresh_held(at(32_500)));
+    }
+
+    #[test]
+    fn only_fresh_entries_are_found_by_get() {
+        let cache = AnswerCache::new(8);
+        let key = KeyRef {
+            name: b"\x01a\x00",
+            qtype: 1,
+            qclass: 1,
+        };
+        let long_ago = Instant::now()
+            .checked_sub(Duration::from_secs(10))
+            .expect("the monotonic clock is past 10 s");
+        cache.insert(&key, Arc::new(entry(5, long_ago)));
+        assert!(cache.get(&key).is_none());
+        assert!(cache.get_stale(&key, Duration::from_secs(60)).is_some());
+        assert!(cache.get_stale(&key, Duration::from_secs(5)).is_none());
+        assert!(cache
+            .get_stale(&key.to_owned_key().as_key_ref(), Duration::from_secs(60))
+            .is_some());
     }
 }

@@ -5,10 +5,11 @@
 //! truncation, random source ports and IDs, replies checked against the question, the QR
 //! bit and the opcode, optional 0x20 case randomization, identical in-flight queries
 //! coalesced), the per-query time budget, the rebinding filter's place (after the fetch,
-//! before the cache), and turning upstream answers into cached [`Prepared`] responses
+//! before the cache), turning upstream answers into cached [`Prepared`] responses
 //! (TTL-bounded, TTL 0 never kept, negative answers kept for their SOA's negative TTL,
-//! truncated answers never kept, malformed records never encoded). Must not: touch the
-//! owned names' table or wait without a deadline.
+//! truncated answers never kept, malformed records never encoded), and finding the expired
+//! entries that serve-stale may use. Must not: touch the owned names' table or wait without
+//! a deadline.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +27,7 @@ use super::cache::{AnswerCache, Cached, KeyRef, MAX_LIFETIME, MAX_NEGATIVE_LIFET
 use super::rebinding::RebindingFilter;
 use super::stats::QueryStats;
 use super::upstream::{check_header, check_records, BadReply, CheckedConnections};
-use crate::config::UpstreamSettings;
+use crate::config::{StaleSettings, UpstreamSettings};
 use crate::wire::{Prepared, Rcode, HEADER_LEN};
 
 /// Why a forwarded query got no answer (the client then gets SERVFAIL).
@@ -60,6 +61,7 @@ pub struct Forwarder {
     cache: AnswerCache,
     budget: Duration,
     rebinding: RebindingFilter,
+    stale: Option<StaleSettings>,
 }
 
 impl Forwarder {
@@ -93,14 +95,27 @@ impl Forwarder {
             pool: NameServerPool::from_config(servers, context, CheckedConnections::default()),
             cache: AnswerCache::new(settings.cache_size),
             // A little beyond the pool's own deadline so that its answer, not ours, wins.
-            budget: settings.timeout + Duration::from_millis(250),
+            budget: settings.budget(),
             rebinding: RebindingFilter::new(&settings.rebinding),
+            stale: settings.stale,
         })
     }
 
     /// A cached response and its age, if fresh. Never waits.
     pub fn cached(&self, key: &KeyRef<'_>) -> Option<(Arc<Cached>, u32)> {
         self.cache.get(key)
+    }
+
+    /// An expired response that may still be served (RFC 8767), if serve-stale is on.
+    /// Never waits.
+    pub fn stale(&self, key: &KeyRef<'_>) -> Option<Arc<Cached>> {
+        let settings = self.stale?;
+        self.cache.get_stale(key, settings.max_age)
+    }
+
+    /// Serve-stale's settings; `None` when it is off.
+    pub fn stale_settings(&self) -> Option<StaleSettings> {
+        self.stale
     }
 
     /// Asks the upstreams for `key`, strips what the rebinding filter says (counted into

@@ -3,8 +3,9 @@
 //! Owns: the order of checks (parse, allow list, EDNS version, class), the split between
 //! the synchronous path (owned names and cache hits, answered at once from the current
 //! table and cache) and the asynchronous path (upstream forwarding and owned CNAMEs that
-//! leave the table). Must not: block, lock, allocate on the synchronous path beyond the
-//! caller's buffer, or log per query above debug level.
+//! leave the table, with [`stale`](super::stale) answers when the upstreams fail). Must
+//! not: block, lock, allocate on the synchronous path beyond the caller's buffer, or log
+//! per query above debug level.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -15,8 +16,9 @@ use hickory_proto::rr::rdata::CNAME;
 use hickory_proto::rr::{RData, Record};
 use ipnet::IpNet;
 
-use super::cache::KeyRef;
+use super::cache::{CacheKey, Cached, KeyRef};
 use super::forward::{name_from_wire, ForwardError, Forwarder, UpstreamAnswer};
+use super::stale::{self, Outcome};
 use super::stats::{QueryStats, Source};
 use crate::table::{Answer, LiveTable, UpstreamCname};
 use crate::wire::{
@@ -184,7 +186,8 @@ impl Handler {
     }
 
     /// The slow path for a packet that [`Handler::respond_now`] sent upstream: forwards,
-    /// caches and writes the response, or SERVFAIL when no upstream answers in time.
+    /// caches and writes the response; when the upstreams fail or are slow, the expired
+    /// cached answer if there is one ([`stale`]), else SERVFAIL.
     pub async fn respond_upstream(&self, packet: &[u8], transport: Transport, out: &mut Vec<u8>) {
         let Parsed::Query(query) = parse_query(packet) else {
             return;
@@ -208,12 +211,12 @@ impl Handler {
             }
         };
         let forwarder = self.forwarder();
-        let result = match chase {
-            Some(upstream) => chase_upstream(&forwarder, &key, &upstream).await,
-            None => forwarder.resolve(&key, &self.stats).await,
-        };
-        match result {
-            Ok(entry) => {
+        let candidate = stale::Candidate::find(&forwarder, &key);
+        let owned_key = key.to_owned_key();
+        let stats = self.stats.clone();
+        let resolve = move || resolve(forwarder, owned_key, chase, stats);
+        match stale::answer(&key, candidate, resolve).await {
+            Outcome::Fresh(entry) => {
                 let options = ResponseOptions {
                     recursion_available: true,
                     age: 0,
@@ -221,7 +224,11 @@ impl Handler {
                 };
                 wire::write_response(&query, &entry.prepared, options, out);
             }
-            Err(err) => {
+            Outcome::Stale(entry) => {
+                self.stats.stale_answer();
+                wire::write_stale_response(&query, &entry.prepared, stale::STALE_TTL, limit, out);
+            }
+            Outcome::Failed(err) => {
                 tracing::debug!(error = %err, "forwarding failed");
                 self.stats.upstream_error();
                 wire::write_error(&query, Rcode::ServFail, false, out);
@@ -229,6 +236,34 @@ impl Handler {
         }
         self.stats
             .answered_with(Source::Forwarded, query.qtype, out);
+    }
+
+    /// Instead of [`Handler::respond_upstream`] when `max_in_flight` queries already wait
+    /// on upstreams: SERVFAIL at once, counted. False (and nothing in `out`) when `packet`
+    /// is not a query.
+    pub fn respond_overloaded(&self, packet: &[u8], out: &mut Vec<u8>) -> bool {
+        let Parsed::Query(query) = parse_query(packet) else {
+            return false;
+        };
+        wire::write_error(&query, Rcode::ServFail, false, out);
+        self.stats.upstream_overflow();
+        self.stats
+            .answered_with(Source::Forwarded, query.qtype, out);
+        true
+    }
+}
+
+/// Asks the upstreams for `key` (or for an owned CNAME chain's target) and caches the answer.
+async fn resolve(
+    forwarder: Arc<Forwarder>,
+    key: CacheKey,
+    chase: Option<UpstreamCname>,
+    stats: Arc<QueryStats>,
+) -> Result<Arc<Cached>, ForwardError> {
+    let key = key.as_key_ref();
+    match chase {
+        Some(upstream) => chase_upstream(&forwarder, &key, &upstream).await,
+        None => forwarder.resolve(&key, &stats).await,
     }
 }
 
@@ -239,7 +274,7 @@ async fn chase_upstream(
     forwarder: &Forwarder,
     key: &KeyRef<'_>,
     upstream: &UpstreamCname,
-) -> Result<Arc<super::cache::Cached>, ForwardError> {
+) -> Result<Arc<Cached>, ForwardError> {
     let question = name_from_wire(key.name)?;
     let answer = match forwarder
         .fetch(upstream.target.clone(), key.qtype, key.qclass)

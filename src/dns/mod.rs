@@ -2,7 +2,8 @@
 //!
 //! Owns: [`bind`] (UDP and TCP on each listen address, all or nothing), the UDP and TCP
 //! serving loops, [`handler`] (what to answer), [`forward`], [`upstream`], [`rebinding`] and
-//! [`cache`] (names pathdns does not own). Reads the answer table; never writes it.
+//! [`cache`] (names pathdns does not own), and [`stale`] (serve-stale, RFC 8767, when the
+//! upstreams fail). Reads the answer table; never writes it.
 //!
 //! Why our own listener on hickory-proto rather than hickory-server: hickory-server 0.26
 //! spawns a task per UDP query without bound, answers queries on one TCP connection one at
@@ -15,6 +16,7 @@ pub mod cache;
 pub mod forward;
 pub mod handler;
 pub mod rebinding;
+pub mod stale;
 pub mod stats;
 mod tcp;
 mod udp;
@@ -34,10 +36,6 @@ pub use handler::{Handler, Step, Transport};
 /// Fault injection for tests (`PATHDNS_FAULT_INJECTION=1`, SIGUSR2): while set, the
 /// listeners read queries and answer nothing, as a hung server would.
 pub static FAULT_FREEZE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// How many forwarded queries may wait on upstreams at once; more get SERVFAIL at once
-/// rather than queueing without bound.
-pub const MAX_UPSTREAM_IN_FLIGHT: usize = 1024;
 
 /// A listen address that could not be bound.
 #[derive(Debug, thiserror::Error)]
@@ -131,11 +129,34 @@ fn tcp_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-/// Limits for the serving loops.
-#[derive(Debug, Clone)]
+/// Limits for the serving loops (`[server]` and `[upstream]` keys of the same names).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeLimits {
+    /// Forwarded queries waiting on upstreams at once, over every listener; more get
+    /// SERVFAIL at once rather than queueing without bound.
+    pub max_in_flight: usize,
+    /// TCP connections open at once; more are closed as soon as they are accepted.
     pub max_tcp_connections: usize,
+    /// A TCP connection with nothing in flight and no query for this long is closed, and
+    /// so is one whose client reads no answer for this long.
     pub tcp_idle_timeout: Duration,
+    /// Queries of one TCP connection waiting on upstreams at once; at the cap the
+    /// connection is not read until answers drain.
+    pub max_queries_per_connection: usize,
+}
+
+/// Sockets one forwarded query may hold: hickory retransmits a UDP query from a new random
+/// port every 333 ms, up to three sends, until one is answered.
+const SOCKETS_PER_UPSTREAM_QUERY: usize = 3;
+
+impl ServeLimits {
+    /// File descriptors the limits can take at once, with room for the process's own.
+    pub fn file_descriptors(&self) -> usize {
+        self.max_in_flight
+            .saturating_mul(SOCKETS_PER_UPSTREAM_QUERY)
+            .saturating_add(self.max_tcp_connections)
+            .saturating_add(64)
+    }
 }
 
 /// Capacity shared by every listener: forwarded queries in flight and TCP connections.
@@ -144,14 +165,16 @@ pub struct Slots {
     upstream: Arc<Semaphore>,
     tcp: Arc<Semaphore>,
     tcp_idle_timeout: Duration,
+    queries_per_connection: usize,
 }
 
 impl Slots {
     pub fn new(limits: &ServeLimits) -> Slots {
         Slots {
-            upstream: Arc::new(Semaphore::new(MAX_UPSTREAM_IN_FLIGHT)),
+            upstream: Arc::new(Semaphore::new(limits.max_in_flight)),
             tcp: Arc::new(Semaphore::new(limits.max_tcp_connections)),
             tcp_idle_timeout: limits.tcp_idle_timeout,
+            queries_per_connection: limits.max_queries_per_connection.max(1),
         }
     }
 }
@@ -187,12 +210,6 @@ pub fn serve(listener: Listener, handler: Arc<Handler>, slots: &Slots) -> JoinSe
         }
         Err(err) => tracing::error!(error = %err, "cannot start the UDP receivers"),
     }
-    tasks.spawn(tcp::serve(
-        listener.tcp,
-        handler,
-        slots.upstream.clone(),
-        slots.tcp.clone(),
-        slots.tcp_idle_timeout,
-    ));
+    tasks.spawn(tcp::serve(listener.tcp, handler, slots.clone()));
     tasks
 }

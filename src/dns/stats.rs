@@ -3,7 +3,8 @@
 //!
 //! Owns: what is counted per query (source, query type bucket, response code), the response
 //! latency histogram (fixed buckets, receipt to response written), cache hits and misses,
-//! upstream failures and the records the rebinding filter stripped. Must not: know about Prometheus; `metrics` reads [`QueryStats`]
+//! upstream failures, stale answers served, the records the rebinding filter stripped, and
+//! what the resource caps turned away. Must not: know about Prometheus; `metrics` reads [`QueryStats`]
 //! at scrape time through [`QueryStats::snapshot`].
 //!
 //! The counters are sharded by thread (one shard per serving thread, each on its own cache
@@ -105,6 +106,9 @@ struct Shard {
     cache_misses: AtomicU64,
     upstream_errors: AtomicU64,
     rebinding_stripped: AtomicU64,
+    stale_answers: AtomicU64,
+    upstream_overflows: AtomicU64,
+    tcp_rejected: AtomicU64,
 }
 
 impl Shard {
@@ -118,6 +122,9 @@ impl Shard {
             cache_misses: AtomicU64::new(0),
             upstream_errors: AtomicU64::new(0),
             rebinding_stripped: AtomicU64::new(0),
+            stale_answers: AtomicU64::new(0),
+            upstream_overflows: AtomicU64::new(0),
+            tcp_rejected: AtomicU64::new(0),
         }
     }
 }
@@ -216,6 +223,27 @@ impl QueryStats {
         }
     }
 
+    /// A forwarded query answered with an expired answer (RFC 8767) because the upstreams
+    /// failed or were too slow.
+    #[inline]
+    pub fn stale_answer(&self) {
+        self.shard().stale_answers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A forwarded query answered SERVFAIL at once: `max_in_flight` were already waiting.
+    #[inline]
+    pub fn upstream_overflow(&self) {
+        self.shard()
+            .upstream_overflows
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A TCP connection closed as soon as it was accepted: `max_tcp_connections` were open.
+    #[inline]
+    pub fn tcp_rejected(&self) {
+        self.shard().tcp_rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Records the time from receiving a query (`received`) to its response written now.
     #[inline]
     pub fn responded(&self, received: Instant) {
@@ -257,6 +285,9 @@ impl QueryStats {
             cache_misses: 0,
             upstream_errors: 0,
             rebinding_stripped: 0,
+            stale_answers: 0,
+            upstream_overflows: 0,
+            tcp_rejected: 0,
         };
         let mut nanos: u64 = 0;
         for shard in self.shards.iter() {
@@ -272,6 +303,9 @@ impl QueryStats {
             snapshot.cache_misses += shard.cache_misses.load(Ordering::Relaxed);
             snapshot.upstream_errors += shard.upstream_errors.load(Ordering::Relaxed);
             snapshot.rebinding_stripped += shard.rebinding_stripped.load(Ordering::Relaxed);
+            snapshot.stale_answers += shard.stale_answers.load(Ordering::Relaxed);
+            snapshot.upstream_overflows += shard.upstream_overflows.load(Ordering::Relaxed);
+            snapshot.tcp_rejected += shard.tcp_rejected.load(Ordering::Relaxed);
         }
         snapshot.latency_seconds = nanos as f64 / 1e9;
         snapshot
@@ -305,6 +339,9 @@ pub struct Snapshot {
     pub cache_misses: u64,
     pub upstream_errors: u64,
     pub rebinding_stripped: u64,
+    pub stale_answers: u64,
+    pub upstream_overflows: u64,
+    pub tcp_rejected: u64,
 }
 
 impl Snapshot {

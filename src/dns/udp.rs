@@ -25,8 +25,7 @@ use nix::sys::socket::{recvmmsg, sendmmsg, sendto, MsgFlags, MultiHeaders, Socka
 use tokio::sync::Semaphore;
 
 use super::handler::{Handler, Step, Transport};
-use super::stats::Source;
-use crate::wire::{self, parse_query, Parsed, Rcode};
+use crate::wire;
 
 /// Largest datagram we read; anything longer is cut and then fails to parse.
 const RECV_BUFFER: usize = 4096;
@@ -242,12 +241,9 @@ impl Worker {
                     drop(slot);
                 });
             }
+            // Saturated: a fast SERVFAIL beats a silent drop the client waits on.
             Err(_) => {
-                // Saturated: a fast SERVFAIL beats a silent drop the client waits on.
-                if let Parsed::Query(parsed) = parse_query(query) {
-                    wire::write_error(&parsed, Rcode::ServFail, false, out);
-                    let stats = self.handler.stats();
-                    stats.answered_with(Source::Forwarded, parsed.qtype, out);
+                if self.handler.respond_overloaded(query, out) {
                     if let Err(err) = sendto(
                         self.socket.as_raw_fd(),
                         out,
@@ -256,7 +252,7 @@ impl Worker {
                     ) {
                         tracing::debug!(error = %err, %ip, "udp send failed");
                     }
-                    stats.responded(received);
+                    self.handler.stats().responded(received);
                 }
             }
         }

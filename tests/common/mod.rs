@@ -116,13 +116,27 @@ impl Agent {
 
     /// Like [`Agent::start`], with extra environment variables for the process.
     pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Agent {
+        Agent::start_under(config, env, &[])
+    }
+
+    /// Like [`Agent::start_with_env`], run through `wrapper` (a command that executes the
+    /// rest of its arguments in place, e.g. `["prlimit", "--nofile=64:64", "--"]`).
+    pub fn start_under(config: &str, env: &[(&str, &str)], wrapper: &[&str]) -> Agent {
         refuse_probes_off_loopback(config);
         let config = with_test_control(config);
         let config = config.as_str();
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("pathdns.toml");
         std::fs::write(&path, config).expect("write config");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_pathdns"));
+        let binary = env!("CARGO_BIN_EXE_pathdns");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
         command
             .args(["run", "--config"])
             .arg(&path)
@@ -405,9 +419,13 @@ pub fn which(program: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// A config serving the documents' three names plus a CNAMEd bucket, forwarding to
-/// `upstream`. Probes are off: the documents' addresses must never be contacted outside a
-/// test's own network namespace.
+/// The names every DNS test serves (the documents' three names plus a CNAMEd bucket, a
+/// second instance and a CNAME), shared with the fuzz fixture (fuzz/src/lib.rs).
+pub const REFERENCE_NAMES: &str = include_str!("../configs/reference-names.toml");
+
+/// A config serving [`REFERENCE_NAMES`], forwarding to `upstream`, with `extra` appended.
+/// Probes are off: the documents' addresses must never be contacted outside a test's own
+/// network namespace.
 pub fn registry_config(upstream: SocketAddr, extra: &str) -> String {
     format!(
         r#"
@@ -418,30 +436,7 @@ listen = ["127.0.0.1:0"]
 servers = ["{upstream}"]
 timeout = "1500ms"
 
-[[registry]]
-instance = "xxxxxx"
-region = "cn-hangzhou"
-registry = ["10.94.205.198"]
-auth = ["100.103.7.181"]
-oss = ["100.118.28.43"]
-bucket = "mybucket"
-oss_wildcard = true
-probes = []
-
-[[registry]]
-instance = "yyyyyy"
-region = "cn-shanghai"
-registry = ["10.95.0.10"]
-oss_cname = "ep-test.oss.cn-shanghai.privatelink.example"
-probes = []
-
-[[name]]
-name = "artifacts.internal.example"
-targets = ["10.1.2.3", "fd00::1"]
-
-[[name]]
-name = "alias.internal.example"
-cname = "artifacts.internal.example"
+{REFERENCE_NAMES}
 {extra}
 "#
     )
@@ -527,7 +522,129 @@ remote-control:
 }
 
 pub mod fake_upstream;
+pub mod mutate;
 pub mod netns;
+pub mod packets;
+pub mod slow_upstream;
+pub mod upstream;
+
+/// An owned name of [`REFERENCE_NAMES`] and its address: what liveness queries ask.
+pub const LIVENESS_NAME: &str = "xxxxxx-registry-vpc.cn-hangzhou.cr.aliyuncs.com.";
+pub const LIVENESS_ADDR: &str = "10.94.205.198";
+
+/// Checks that an agent is still the process it was and still serving: running, the same
+/// pid with the same start time (so not a restarted or reused one), no panic in its log (a
+/// panicking task or thread does not end the process in a test build), and
+/// [`LIVENESS_NAME`] answered correctly over UDP and TCP within 5 s each.
+pub struct Liveness {
+    pid: u32,
+    started: String,
+    /// Liveness queries answered so far, and the slowest answer.
+    pub answered: u64,
+    pub slowest: Duration,
+}
+
+impl Liveness {
+    pub fn of(agent: &Agent) -> Liveness {
+        let pid = agent.process.pid();
+        Liveness {
+            pid,
+            started: start_time(pid).unwrap_or_else(|| panic!("pathdns (pid {pid}) is gone")),
+            answered: 0,
+            slowest: Duration::ZERO,
+        }
+    }
+
+    /// Panics, naming `context` (what was just sent), unless the agent is alive and serving.
+    pub fn check(&mut self, agent: &mut Agent, context: &str) {
+        self.check_process(agent, context);
+        for tcp in [false, true] {
+            self.ask(agent, tcp, context);
+        }
+        self.check_process(agent, context);
+    }
+
+    /// Like [`Liveness::check`], over UDP only (for loops that check very often).
+    pub fn check_udp(&mut self, agent: &mut Agent, context: &str) {
+        self.check_process(agent, context);
+        self.ask(agent, false, context);
+    }
+
+    fn check_process(&self, agent: &mut Agent, context: &str) {
+        if !agent.process.is_running() {
+            let log = agent.process.lines().join("\n");
+            panic!("after {context}: pathdns exited; stderr:\n{log}");
+        }
+        assert_eq!(
+            agent.process.pid(),
+            self.pid,
+            "after {context}: another process"
+        );
+        assert_eq!(
+            start_time(self.pid).as_deref(),
+            Some(self.started.as_str()),
+            "after {context}: pid {} is not the process that started",
+            self.pid
+        );
+        if let Some(panic) = agent
+            .process
+            .lines()
+            .iter()
+            .find(|line| line.contains("panicked"))
+        {
+            let log = agent.process.lines().join("\n");
+            panic!("after {context}: pathdns logged a panic: {panic}\nstderr:\n{log}");
+        }
+    }
+
+    fn ask(&mut self, agent: &Agent, tcp: bool, context: &str) {
+        let transport = if tcp { "TCP" } else { "UDP" };
+        let message = query(LIVENESS_NAME, RecordType::A, false);
+        let bytes = message.to_vec().expect("encode");
+        let start = Instant::now();
+        let raw = if tcp {
+            ask_raw_tcp(agent.addr, &bytes, Duration::from_secs(5))
+        } else {
+            exchange_raw_udp(agent.addr, &bytes, Duration::from_secs(5))
+        };
+        let elapsed = start.elapsed();
+        let raw = raw.unwrap_or_else(|| {
+            panic!("after {context}: no {transport} answer to the liveness query within 5 s")
+        });
+        let response = Message::from_vec(&raw).unwrap_or_else(|err| {
+            panic!("after {context}: the {transport} liveness answer does not decode: {err}")
+        });
+        assert_eq!(
+            (response.metadata.id, addresses(&response)),
+            (message.metadata.id, vec![LIVENESS_ADDR.to_owned()]),
+            "after {context}: wrong {transport} liveness answer"
+        );
+        self.answered += 1;
+        self.slowest = self.slowest.max(elapsed);
+    }
+}
+
+/// A process's start time (field 22 of /proc/PID/stat), which tells a pid's reuse apart.
+fn start_time(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19).map(str::to_owned)
+}
+
+/// One message over a new TCP connection, the raw response if one comes within `wait`.
+pub fn ask_raw_tcp(server: SocketAddr, packet: &[u8], wait: Duration) -> Option<Vec<u8>> {
+    let mut stream = TcpStream::connect_timeout(&server, wait).ok()?;
+    stream.set_read_timeout(Some(wait)).ok()?;
+    let mut framed = (packet.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(packet);
+    stream.write_all(&framed).ok()?;
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).ok()?;
+    let mut bytes = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    stream.read_exact(&mut bytes).ok()?;
+    Some(bytes)
+}
 
 /// A loopback TCP port that accepts (and drops) connections until dropped: a probe target
 /// a test can take away. Dropping it waits until the port really refuses, so a test's

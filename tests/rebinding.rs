@@ -178,6 +178,27 @@ fn names_under_private_domains_keep_their_private_addresses() {
     );
 }
 
+/// The host's own zones: the `search` and `domain` entries of `upstream.resolv_conf` are
+/// exempt like `private_domains`, so an IDC's internal names keep their private addresses
+/// with the default settings; names outside them still lose theirs.
+#[test]
+fn the_hosts_search_domains_keep_their_private_addresses() {
+    let upstream = upstream(PRIVATE_ZONE);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let resolv = dir.path().join("resolv.conf");
+    std::fs::write(&resolv, "search corp.example\nnameserver 127.0.0.1\n")
+        .expect("write a scratch resolv.conf");
+    let agent = Agent::start(&upstream.config(&format!("resolv_conf = {:?}", resolv)));
+    assert_eq!(
+        addresses(&ask(&agent, "db.corp.example.", RecordType::A)),
+        vec!["10.1.2.3"]
+    );
+    assert_eq!(
+        addresses(&ask(&agent, "notcorp.example.", RecordType::A)),
+        Vec::<String>::new()
+    );
+}
+
 static OWNED_ZONE: &[(&str, &str)] = &[
     ("ep-test.oss.cn-shanghai.privatelink.example.", "10.0.0.20"),
     ("ep-other.oss.cn-shanghai.privatelink.example.", "10.0.0.21"),

@@ -829,6 +829,9 @@ fn rebinding_settings(
             .map_err(|message| src.error(Some(entry.span()), &field, message))?;
         private_domains.push(domain);
     }
+    // The host's own zones (resolv.conf `search` and `domain`): an IDC's internal names
+    // commonly resolve to private addresses, and the default must not break them.
+    private_domains.extend(host_search_domains(&upstream.resolv_conf));
     // Built in: valid by construction (a unit test parses each).
     private_domains.extend(
         BUILTIN_PRIVATE_DOMAINS
@@ -889,6 +892,33 @@ fn system_upstreams(
         .map(|ip| SocketAddr::new(ip, DEFAULT_PORT))
         .collect();
     Ok((path, listed))
+}
+
+/// The `search` and `domain` entries of the resolv.conf at `path`, as rebinding
+/// exemptions. Best effort: an unreadable file or an entry that is not a usable domain
+/// (the root, say) adds nothing, because these only ever widen what is allowed.
+fn host_search_domains(path: &std::path::Path) -> Vec<Name> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    resolv_conf_search_domains(&text)
+        .into_iter()
+        .filter_map(|domain| private_domain(domain).ok())
+        .collect()
+}
+
+/// The domains of a resolv.conf's `search` and `domain` lines, in order.
+pub fn resolv_conf_search_domains(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            match words.next() {
+                Some("search" | "domain") => Some(words),
+                _ => None,
+            }
+        })
+        .flatten()
+        .collect()
 }
 
 /// `nameserver` lines of a resolv.conf, in order.
@@ -1325,6 +1355,17 @@ mod tests {
         assert!(parse_name("bad name.example").is_err());
         assert!(parse_name("-x.example").is_err());
         assert!(parse_name("*").is_err());
+    }
+
+    #[test]
+    fn search_and_domain_lines_are_the_hosts_own_zones() {
+        let text =
+            "# c\nsearch corp.example lab.example\nnameserver 10.0.0.2\ndomain idc.example\n";
+        assert_eq!(
+            resolv_conf_search_domains(text),
+            vec!["corp.example", "lab.example", "idc.example"]
+        );
+        assert!(resolv_conf_search_domains("nameserver 10.0.0.2\n").is_empty());
     }
 
     #[test]

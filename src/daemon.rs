@@ -381,9 +381,10 @@ fn apply(
              upstream.max_in_flight changed: they take effect at the next restart"
         );
     }
-    // Any change (the owned names too: they are exempt from the rebinding filter) starts a
-    // new forwarder with an empty cache, so no answer filtered by the old rules is served.
-    let forwarder = if config.upstream == old.upstream {
+    // Any change to forwarding (the owned names too: they are exempt from the rebinding
+    // filter) starts a new forwarder with an empty cache, so no answer filtered by the old
+    // rules is served. `max_in_flight` is a serving cap, warned about above.
+    let forwarder = if config.upstream.forwards_like(&old.upstream) {
         shared.handler.forwarder()
     } else {
         Arc::new(Forwarder::new(&config.upstream)?)

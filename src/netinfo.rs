@@ -4,7 +4,8 @@
 //! Owns: reading interfaces (pnet), the IPv4/IPv6 routing tables (/proc/net), egress
 //! lookup by a connected UDP socket (no packet is sent), and the documents' 100.0.0.0/8
 //! trap: a target that the kernel would reach on a local network instead of the private
-//! path. Must not: send traffic or decide health.
+//! path; and [`local_address`], how a local client reaches a listen address. Must not: send
+//! traffic or decide health.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
@@ -43,6 +44,17 @@ pub struct Route {
     pub gateway: Option<IpAddr>,
     pub interface: String,
     pub metric: u32,
+}
+
+/// Where a client on this host reaches a listen address: a wildcard (`0.0.0.0`, `::`) is
+/// reached on the loopback address of its family.
+pub fn local_address(listen: SocketAddr) -> SocketAddr {
+    let ip = match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, listen.port())
 }
 
 /// The main routing table (IPv4 and IPv6). Unreadable tables give an empty list.

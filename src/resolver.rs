@@ -30,11 +30,11 @@
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
-use crate::config::Config;
+use crate::config::{is_own_address, resolv_conf_nameservers, Config};
 
 /// The file every resolver library reads.
 pub const RESOLV_CONF: &str = "/etc/resolv.conf";
@@ -234,11 +234,7 @@ impl Settings {
             .listen
             .iter()
             .find(|addr| addr.port() == 53)
-            .map(|addr| match addr.ip() {
-                IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-                IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-                ip => ip,
-            })
+            .map(|addr| crate::netinfo::local_address(*addr).ip())
             .ok_or_else(|| {
                 let listen: Vec<String> =
                     config.server.listen.iter().map(|a| a.to_string()).collect();
@@ -269,13 +265,10 @@ impl Settings {
         })
     }
 
-    /// Whether a resolv.conf nameserver is pathdns itself.
+    /// Whether a resolv.conf nameserver is pathdns itself: what the `"system"` upstream
+    /// leaves out of the same file.
     fn is_pathdns(&self, ip: IpAddr) -> bool {
-        ip == self.nameserver
-            || self.listen.iter().any(|own| {
-                own.port() == 53
-                    && (own.ip() == ip || (own.ip().is_unspecified() && ip.is_loopback()))
-            })
+        ip == self.nameserver || is_own_address(SocketAddr::new(ip, 53), &self.listen)
     }
 }
 
@@ -1009,10 +1002,7 @@ impl Host {
                 .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
                 .unwrap_or_default(),
         };
-        nameservers(&text)
-            .iter()
-            .filter_map(|ns| parse_nameserver(ns))
-            .any(|ip| ip == nameserver)
+        resolv_conf_nameservers(&text).contains(&nameserver)
     }
 
     fn write_state(&self, state: &State) -> Result<(), ResolverError> {

@@ -18,7 +18,7 @@ use crate::config::{AnswerSpec, OwnedName};
 use crate::events::{self, Event, EventSender};
 use crate::failover::{self, Reason, Selection};
 use crate::health::{combine, ProbeState, Thresholds, Verdict};
-use crate::probe::scheduler::{JobKey, Plan, Report};
+use crate::probe::scheduler::{self, JobKey, Plan, Report};
 use crate::status::{NameStatus, ProbeStatus, Status, StatusBoard, TargetStatus};
 use crate::table::{AnswerTable, LiveTable};
 
@@ -73,35 +73,40 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// Every target starts unknown, so the first table answers the primary groups.
+    /// Every target starts unknown, so the first table answers the primary groups; a probe
+    /// and a name the previous generation had keep what it knew ([`HealthMemory`]).
     pub fn new(names: Arc<Vec<OwnedName>>, outputs: Outputs) -> Supervisor {
         let plan = Plan::from_names(&names);
         outputs.metrics.forget_targets();
+        let remember = |job: &scheduler::Job| {
+            outputs
+                .memory
+                .with(|memory| memory.probes.get(&job.key).cloned())
+                .flatten()
+        };
+        let remembered: Vec<Option<ProbeState>> = plan.jobs.iter().map(remember).collect();
+        let reported: Vec<bool> = remembered.iter().map(Option::is_some).collect();
         let states: Vec<ProbeState> = plan
             .jobs
             .iter()
-            .map(|job| {
-                ProbeState::new(Thresholds {
-                    rise: job.spec.rise,
-                    fall: job.spec.fall,
+            .zip(remembered)
+            .map(|(job, remembered)| {
+                remembered.unwrap_or_else(|| {
+                    ProbeState::new(Thresholds {
+                        rise: job.spec.rise,
+                        fall: job.spec.fall,
+                    })
                 })
             })
             .collect();
-        let remembered: Vec<Option<ProbeState>> = plan
-            .keys
+        let last_good = names
             .iter()
-            .map(|key| {
+            .map(|name| {
                 outputs
                     .memory
-                    .with(|memory| memory.probes.get(key).cloned())
+                    .with(|memory| memory.last_good.get(&name.name).cloned())
                     .flatten()
             })
-            .collect();
-        let reported: Vec<bool> = remembered.iter().map(Option::is_some).collect();
-        let states: Vec<ProbeState> = states
-            .into_iter()
-            .zip(remembered)
-            .map(|(fresh, remembered)| remembered.unwrap_or(fresh))
             .collect();
         let (first_round, _) = watch::channel(reported.iter().all(|seen| *seen));
         let mut supervisor = Supervisor {
@@ -110,24 +115,13 @@ impl Supervisor {
             states,
             reported,
             selections: Vec::new(),
-            last_good: Vec::new(),
+            last_good,
             warned_realms: HashSet::new(),
             first_round,
             raised: HashMap::new(),
             outputs,
             ready: false,
         };
-        supervisor.last_good = supervisor
-            .names
-            .iter()
-            .map(|name| {
-                supervisor
-                    .outputs
-                    .memory
-                    .with(|memory| memory.last_good.get(&name.name).cloned())
-                    .flatten()
-            })
-            .collect();
         supervisor.selections = (0..supervisor.names.len())
             .map(|index| supervisor.select(index))
             .collect();
@@ -208,7 +202,7 @@ impl Supervisor {
             return false;
         };
         let changed = state.record(&report.outcome);
-        if let Some(key) = self.plan.keys.get(report.job) {
+        if let Some(key) = self.plan.jobs.get(report.job).map(|job| &job.key) {
             let state = state.clone();
             self.outputs
                 .memory

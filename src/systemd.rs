@@ -1,7 +1,7 @@
 //! systemd integration through sd-notify: `READY=1`, `STATUS=`, `WATCHDOG=1`,
 //! `RELOADING=1` with `MONOTONIC_USEC`, `STOPPING=1`.
 //!
-//! Owns: what is sent when, and the watchdog's proof of life. The watchdog is fed only
+//! Owns: what is sent when, and the watchdog's proof of life ([`self_query`]). The watchdog is fed only
 //! after the DNS listener answers a real query from this process (like AKS LocalDNS), so a
 //! hung server is restarted by systemd instead of being kept alive by a timer. Without
 //! `NOTIFY_SOCKET` every call is silent. Must not: decide health or readiness itself.
@@ -69,16 +69,12 @@ pub async fn watchdog(
     }
 }
 
-/// A CHAOS-class query, which the handler answers at once (REFUSED) without touching the
-/// answer table or any upstream: any response proves the listener loop works.
-fn self_query(listen: SocketAddr, timeout: Duration) -> bool {
-    let target = match listen.ip() {
-        ip if ip.is_unspecified() && listen.is_ipv4() => {
-            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), listen.port())
-        }
-        ip if ip.is_unspecified() => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), listen.port()),
-        _ => listen,
-    };
+/// Whether pathdns answers at `listen` within `timeout` (at least 100 ms): a CHAOS-class
+/// query, which the handler answers at once (REFUSED) without touching the answer table or
+/// any upstream, so any response proves the listener loop works. Also `pathdns resolver
+/// enable`'s check that the agent runs.
+pub fn self_query(listen: SocketAddr, timeout: Duration) -> bool {
+    let target = crate::netinfo::local_address(listen);
     let bind: SocketAddr = if target.is_ipv4() {
         (Ipv4Addr::UNSPECIFIED, 0).into()
     } else {

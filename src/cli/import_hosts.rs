@@ -285,7 +285,6 @@ fn render(hosts: &Hosts, source: &str, no_probes: bool) -> String {
     // Buckets that went into a preset, and regions whose auth/OSS lines did.
     let mut used_buckets: Vec<(String, String)> = Vec::new();
     let mut used_regions: Vec<String> = Vec::new();
-    let mut region_seen: Vec<String> = Vec::new();
 
     for ((instance, region), registry) in &hosts.registries.0 {
         let registry_display = registry_name(instance, region);
@@ -320,9 +319,8 @@ fn render(hosts: &Hosts, source: &str, no_probes: bool) -> String {
             });
             continue;
         };
+        let shared = used_regions.contains(region);
         used_regions.push(region.clone());
-        let shared = region_seen.contains(region);
-        region_seen.push(region.clone());
 
         let mut from = vec![format!("{} (registry)", line_word(&registry.lines))];
         if let Some(auth) = auth {
@@ -412,22 +410,19 @@ fn render(hosts: &Hosts, source: &str, no_probes: bool) -> String {
         }
     }
 
-    for (region, found) in &hosts.auth.0 {
-        if !used_regions.contains(region) {
-            plain.push(PlainName {
-                name: auth_name(region),
-                found: found.clone(),
-                why: Some(no_registry(region, &file)),
-            });
-        }
-    }
-    for (region, found) in &hosts.oss.0 {
-        if !used_regions.contains(region) {
-            plain.push(PlainName {
-                name: oss_name(region),
-                found: found.clone(),
-                why: Some(no_registry(region, &file)),
-            });
+    let region_names = [
+        (&hosts.auth, auth_name as fn(&str) -> String),
+        (&hosts.oss, oss_name),
+    ];
+    for (table, name_of) in region_names {
+        for (region, found) in &table.0 {
+            if !used_regions.contains(region) {
+                plain.push(PlainName {
+                    name: name_of(region),
+                    found: found.clone(),
+                    why: Some(no_registry(region, &file)),
+                });
+            }
         }
     }
     for ((bucket, region), found) in &hosts.buckets.0 {

@@ -3,7 +3,7 @@
 //! whether it answers, and have systemd-resolved reload its configuration.
 
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -332,30 +332,9 @@ fn shown(host: &Host, absolute: &str) -> String {
     }
 }
 
-/// Whether pathdns answers a query on port 53 of `ip` within a second. The query is
-/// CHAOS-class, which pathdns answers at once without an upstream; any answer will do.
+/// Whether pathdns answers a query on port 53 of `ip` within a second.
 fn answers(ip: IpAddr) -> bool {
-    let target = SocketAddr::new(ip, 53);
-    let bind: SocketAddr = match ip {
-        IpAddr::V4(_) => "0.0.0.0:0",
-        IpAddr::V6(_) => "[::]:0",
-    }
-    .parse()
-    .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
-    let ask = || -> std::io::Result<bool> {
-        let socket = UdpSocket::bind(bind)?;
-        socket.set_read_timeout(Some(Duration::from_secs(1)))?;
-        socket.connect(target)?;
-        let id = fastrand::u16(..).to_be_bytes();
-        // id, RD, 1 question: version.bind. CH TXT
-        let mut query = vec![id[0], id[1], 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-        query.extend_from_slice(b"\x07version\x04bind\x00\x00\x10\x00\x03");
-        socket.send(&query)?;
-        let mut buf = [0u8; 512];
-        let len = socket.recv(&mut buf)?;
-        Ok(len >= 12 && buf[..2] == id)
-    };
-    ask().unwrap_or(false)
+    pathdns::systemd::self_query(SocketAddr::new(ip, 53), Duration::from_secs(1))
 }
 
 /// Has systemd-resolved read its configuration again, when systemd runs.

@@ -5,7 +5,7 @@
 //! `TcpStream`, HTTP/1.0 so that the body is never chunked and the connection closes.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{bail, Context};
 
 use pathdns::config::operations::DEFAULT_CONTROL;
+use pathdns::events::unix_ms;
 use pathdns::status::{Status, TargetStatus};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -30,7 +31,7 @@ pub fn run(config: &Path, control: Option<SocketAddr>, json: bool) -> anyhow::Re
         return Ok(ExitCode::SUCCESS);
     }
     let status = parse_status(addr, &body)?;
-    write_table(&mut out, &status, unix_ms_now())?;
+    write_table(&mut out, &status, unix_ms(SystemTime::now()))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -94,16 +95,8 @@ pub(super) fn control_addr(
             config.display()
         );
     }
-    Ok(connectable(addr))
-}
-
-/// A wildcard listen address is reached on loopback.
-fn connectable(addr: SocketAddr) -> SocketAddr {
-    match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
-        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
-        _ => addr,
-    }
+    // A wildcard listen address is reached on loopback.
+    Ok(pathdns::netinfo::local_address(addr))
 }
 
 /// One `GET path` to the control endpoint; the body of a 200 response.
@@ -143,12 +136,6 @@ pub(super) fn get(addr: SocketAddr, path: &str) -> anyhow::Result<Vec<u8>> {
         bail!("{addr}{path} answered {}", status_line.trim());
     }
     Ok(response.split_off(split + 4))
-}
-
-fn unix_ms_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The readable form: a heading, the names, then every target with each probe.

@@ -2,8 +2,10 @@
 //!
 //! Owns: turning a file (or the embedded demo text) into a validated [`Config`] whose every
 //! name is expanded, lower-cased and checked, or into one [`ConfigError`] that names the
-//! file, line and field. Must not: touch the network (beyond reading resolv.conf for
-//! `"system"` upstreams) or know how answers are served.
+//! file, line and field; and how pathdns reads a resolv.conf's nameservers and tells its
+//! own listen addresses ([`resolv_conf_nameservers`], [`is_own_address`]). Must not: touch
+//! the network (beyond reading resolv.conf for `"system"` upstreams and the host's search
+//! domains) or know how answers are served.
 //!
 //! Flow: [`raw`] (serde schema) -> `validate` (names, addresses, upstream loops) with
 //! `preset` expanding `[[registry]]` -> [`Config`].
@@ -25,6 +27,7 @@ use ipnet::IpNet;
 pub use operations::{AlertKind, AlertSink, ControlSettings, LogSettings};
 pub use preset::{auth_name, oss_name, registry_name};
 pub use probes::{AllDownPolicy, HealthSettings, ProbeKind, ProbeSpec};
+pub use validate::{is_own_address, resolv_conf_nameservers};
 
 /// The embedded configuration of `pathdns demo`: the documents' example table on an
 /// unprivileged loopback port. Its addresses are never probed or contacted.
@@ -53,8 +56,8 @@ pub struct ServerSettings {
     pub max_queries_per_connection: usize,
 }
 
-/// Everything about forwarding; a reload keeps the forwarder (and its cache) while this
-/// stays equal.
+/// Everything about forwarding; a reload keeps the forwarder (and its cache) while it
+/// [`forwards_like`](UpstreamSettings::forwards_like) the previous settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamSettings {
     /// Resolved upstream addresses, pathdns's own listen addresses removed.
@@ -62,6 +65,7 @@ pub struct UpstreamSettings {
     /// The upstream pool's own deadline for one query over every upstream.
     pub timeout: Duration,
     pub cache_size: usize,
+    /// A cap of the serving loops (sized at start), not of the forwarder.
     pub max_in_flight: usize,
     /// Serve-stale (RFC 8767); `None` with `serve_stale = false`.
     pub stale: Option<StaleSettings>,
@@ -84,6 +88,16 @@ impl UpstreamSettings {
     /// The whole time a forwarded query may take before its client gets SERVFAIL.
     pub fn budget(&self) -> Duration {
         self.timeout + UPSTREAM_GUARD
+    }
+
+    /// Whether a forwarder built from `other` would be the one built from these: every
+    /// setting equal but `max_in_flight`, which the forwarder does not use.
+    pub fn forwards_like(&self, other: &UpstreamSettings) -> bool {
+        *self
+            == UpstreamSettings {
+                max_in_flight: self.max_in_flight,
+                ..other.clone()
+            }
     }
 }
 

@@ -945,8 +945,8 @@ fn parse_upstream(text: &str) -> Option<SocketAddr> {
     })
 }
 
-/// Would forwarding to `addr` reach pathdns itself?
-fn is_own_address(addr: SocketAddr, listen: &[SocketAddr]) -> bool {
+/// Would forwarding to `addr` reach pathdns itself, listening on `listen`?
+pub fn is_own_address(addr: SocketAddr, listen: &[SocketAddr]) -> bool {
     own_listen_address(addr, listen).is_some()
 }
 
@@ -1184,7 +1184,7 @@ mod tests {
     #[test]
     fn rebinding_exempts_private_domains_builtins_and_owned_names() {
         let text = config(
-            "private_domains = [\"Corp.Example.\"]\n\
+            "resolv_conf = \"/nonexistent\"\nprivate_domains = [\"Corp.Example.\"]\n\
              [[name]]\nname = \"*.mirror.example\"\ntargets = [\"10.1.2.3\"]\n\
              [[name]]\nname = \"alias.example\"\ncname = \"ep-1.privatelink.example\"\n",
         );

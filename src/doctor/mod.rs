@@ -30,7 +30,9 @@ use std::time::Duration;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 
-use crate::config::{AllDownPolicy, AnswerSpec, Config, OwnedName, ProbeKind, Role};
+use crate::config::{
+    resolv_conf_nameservers, AllDownPolicy, AnswerSpec, Config, OwnedName, ProbeKind, Role,
+};
 use crate::netinfo::{self, Conflict, Finding, Interface, Route};
 use crate::probe::{self, tls::TlsConfigs, Outcome, Prepared, ProbeContext, ProbeTarget};
 
@@ -207,12 +209,7 @@ fn agent_address(config: &Config) -> Option<SocketAddr> {
     if listen.port() == 0 {
         return None;
     }
-    let ip = match listen.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    Some(SocketAddr::new(ip, listen.port()))
+    Some(netinfo::local_address(listen))
 }
 
 /// Whom this host asks: resolv.conf's nameservers against pathdns's listen addresses.
@@ -231,15 +228,8 @@ fn resolver_check(config: &Config, resolv_conf: &Path) -> Vec<Check> {
         Ok(text) => text,
         Err(err) => return warn(format!("cannot read {file}: {}", probe::io_reason(&err))),
     };
-    let nameservers: Vec<IpAddr> = text
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            (fields.next()? == "nameserver").then_some(())?;
-            // A scoped IPv6 address (fe80::1%eth0) is not pathdns's.
-            fields.next()?.parse().ok()
-        })
-        .collect();
+    // A scoped IPv6 address (fe80::1%eth0) is left out: it is not pathdns's.
+    let nameservers = resolv_conf_nameservers(&text);
     let listed: Vec<String> = nameservers.iter().map(IpAddr::to_string).collect();
     let listed = if listed.is_empty() {
         "no nameserver".to_owned()

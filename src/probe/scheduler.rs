@@ -21,6 +21,8 @@ use crate::config::{AnswerSpec, OwnedName, ProbeKind, ProbeSpec};
 pub struct Job {
     pub spec: ProbeSpec,
     pub target: ProbeTarget,
+    /// What makes it this probe, also across a reload.
+    pub key: JobKey,
 }
 
 /// Every probe to run, and which probes decide each (name, target) pair.
@@ -29,8 +31,6 @@ pub struct Plan {
     pub jobs: Vec<Job>,
     /// Keyed by (index of the name in the config, target address).
     pub by_target: HashMap<(usize, IpAddr), Vec<usize>>,
-    /// Each job's identity, in job order.
-    pub keys: Vec<JobKey>,
 }
 
 /// What makes two probes the same probe (also across a reload, so health carries over).
@@ -75,13 +75,13 @@ impl Plan {
                         ),
                     };
                     let id = *seen.entry(key.clone()).or_insert_with(|| {
-                        plan.keys.push(key);
                         plan.jobs.push(Job {
                             spec: spec.clone(),
                             target: ProbeTarget {
                                 addr: target.addr,
                                 server_name: server_name.clone(),
                             },
+                            key,
                         });
                         plan.jobs.len() - 1
                     });

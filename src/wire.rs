@@ -229,7 +229,7 @@ fn checked_name_end(packet: &[u8], start: usize) -> Option<usize> {
             0 => return Some(end.unwrap_or(at + 1)),
             1..=63 => {
                 len += 1 + byte as usize;
-                if len > 254 {
+                if len + 1 > MAX_NAME_LEN {
                     return None;
                 }
                 at += 1 + byte as usize;
@@ -423,17 +423,15 @@ fn write_sections(
     out.extend_from_slice(query.question);
     let body_start = out.len();
     out.extend_from_slice(&prepared.body);
-    let ede = match stale {
-        Some((ttl, ede)) => {
-            set_ttls(&mut out[body_start..], &prepared.ttl_offsets, ttl);
-            Some(ede)
-        }
-        None if options.age > 0 => {
-            age_ttls(&mut out[body_start..], &prepared.ttl_offsets, options.age);
-            None
-        }
-        None => None,
-    };
+    let body = &mut out[body_start..];
+    match stale {
+        Some((ttl, _)) => rewrite_ttls(body, &prepared.ttl_offsets, |_| ttl),
+        None if options.age > 0 => rewrite_ttls(body, &prepared.ttl_offsets, |ttl| {
+            ttl.saturating_sub(options.age)
+        }),
+        None => {}
+    }
+    let ede = stale.map(|(_, ede)| ede);
     if let Some(edns) = query.edns {
         append_opt(out, 0, edns.dnssec_ok, ede);
     }
@@ -495,21 +493,13 @@ fn write_header(out: &mut Vec<u8>, id: u16, flags: u16, counts: [u16; 4]) {
     }
 }
 
-fn age_ttls(body: &mut [u8], offsets: &[u16], age: u32) {
+/// Replaces each TTL of `body` (at `offsets`) with `new_ttl` of it.
+fn rewrite_ttls(body: &mut [u8], offsets: &[u16], new_ttl: impl Fn(u32) -> u32) {
     for &offset in offsets {
         let at = offset as usize;
         if let Some(field) = body.get_mut(at..at + 4) {
             let ttl = u32::from_be_bytes([field[0], field[1], field[2], field[3]]);
-            field.copy_from_slice(&ttl.saturating_sub(age).to_be_bytes());
-        }
-    }
-}
-
-fn set_ttls(body: &mut [u8], offsets: &[u16], ttl: u32) {
-    for &offset in offsets {
-        let at = offset as usize;
-        if let Some(field) = body.get_mut(at..at + 4) {
-            field.copy_from_slice(&ttl.to_be_bytes());
+            field.copy_from_slice(&new_ttl(ttl).to_be_bytes());
         }
     }
 }

@@ -62,12 +62,7 @@ impl KeyRef<'_> {
 // Both key forms hash the same fields the same way, so a `KeyRef` finds a `CacheKey`.
 impl Hash for CacheKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        KeyRef {
-            name: &self.name,
-            qtype: self.qtype,
-            qclass: self.qclass,
-        }
-        .hash(state)
+        self.as_key_ref().hash(state)
     }
 }
 

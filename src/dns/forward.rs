@@ -238,24 +238,12 @@ impl Forwarder {
 impl UpstreamAnswer {
     /// What pathdns keeps of an upstream's reply: its records (OPT left out), cached for
     /// the smallest TTL among them, or not at all when it was truncated or a TTL is 0.
-    /// A reply that is not a response to a QUERY, or that holds a malformed record, is
-    /// refused (the connections under the pool refuse those already; this holds for
-    /// replies from anywhere else too).
+    /// A reply that is not a response to a QUERY is refused (the connections under the
+    /// pool refuse those already; this holds for replies from anywhere else too); a
+    /// malformed record is refused by [`Forwarder::store`], which every answer goes
+    /// through before it is encoded.
     pub fn from_response(response: &Message) -> Result<UpstreamAnswer, ForwardError> {
         check_header(response)?;
-        let additionals: Vec<Record> = response
-            .additionals
-            .iter()
-            .filter(|r| r.record_type() != RecordType::OPT)
-            .cloned()
-            .collect();
-        check_records(
-            response
-                .answers
-                .iter()
-                .chain(&response.authorities)
-                .chain(&additionals),
-        )?;
         let ttls = response
             .answers
             .iter()
@@ -270,7 +258,12 @@ impl UpstreamAnswer {
             rcode: response.metadata.response_code,
             answers: response.answers.clone(),
             authorities: response.authorities.clone(),
-            additionals,
+            additionals: response
+                .additionals
+                .iter()
+                .filter(|r| r.record_type() != RecordType::OPT)
+                .cloned()
+                .collect(),
             lifetime,
         })
     }

@@ -100,7 +100,7 @@ where
     let resolving = resolve();
     let mut resolution = tokio::spawn(async move {
         let result = resolving.await;
-        if refreshed(&result) {
+        if result.as_deref().is_ok_and(refreshed) {
             held.release_refresh();
         } else {
             held.hold_refresh(Instant::now(), FAILURE_RECHECK);
@@ -114,10 +114,7 @@ where
         result
     });
     match tokio::time::timeout(answer_after, &mut resolution).await {
-        Ok(Ok(result)) if refreshed(&result) => match result {
-            Ok(entry) => Outcome::Fresh(entry),
-            Err(err) => Outcome::Failed(err),
-        },
+        Ok(Ok(Ok(entry))) if refreshed(&entry) => Outcome::Fresh(entry),
         // Failed (or the task panicked): the task has already held refreshes.
         Ok(_) => Outcome::Stale(stale),
         Err(_) => {
@@ -128,10 +125,10 @@ where
     }
 }
 
-/// Whether a resolution produced a real answer. An owned CNAME's chain is answered even when
-/// its target fails, as SERVFAIL; with a stale answer at hand that is a failure too.
-fn refreshed(result: &Result<Arc<Cached>, ForwardError>) -> bool {
-    matches!(result, Ok(entry) if !matches!(entry.prepared.rcode, Rcode::ServFail | Rcode::Refused))
+/// Whether a resolution's entry is a real answer. An owned CNAME's chain is answered even
+/// when its target fails, as SERVFAIL; with a stale answer at hand that is a failure too.
+fn refreshed(entry: &Cached) -> bool {
+    !matches!(entry.prepared.rcode, Rcode::ServFail | Rcode::Refused)
 }
 
 #[cfg(test)]

@@ -7,9 +7,9 @@
 //! what the resource caps turned away. Must not: know about Prometheus; `metrics` reads [`QueryStats`]
 //! at scrape time through [`QueryStats::snapshot`].
 //!
-//! The counters are sharded by thread (one shard per serving thread, each on its own cache
-//! lines) so that the receiving tasks on different cores never write the same cache line;
-//! a scrape adds the shards up.
+//! The counters are sharded by thread (threads take the shards round-robin, each shard on
+//! cache lines of its own) so that serving threads on different cores rarely write the
+//! same cache line; a scrape adds the shards up.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -14,8 +14,8 @@
 //! drops its handle of the socket, and the last one closes it.
 
 use std::io::{IoSlice, IoSliceMut};
-use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd};
+use std::net::{IpAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -260,7 +260,7 @@ impl Worker {
 
     /// Sends the batch's answers, as many per system call as the kernel takes.
     fn send_all(&self, batch: &mut Batch) {
-        let fd = self.socket.as_fd().as_raw_fd();
+        let fd = self.socket.as_raw_fd();
         let total = batch.to_send.len();
         let mut sent = 0;
         let mut slices: [[IoSlice<'_>; 1]; BATCH] = [[IoSlice::new(&[])]; BATCH];
@@ -313,20 +313,10 @@ async fn send_one(socket: &UdpSocket, response: &[u8], client: &SockaddrStorage)
                 tokio::time::sleep(Duration::from_millis(1)).await
             }
             Err(err) => {
-                tracing::debug!(error = %err, client = ?std_address(client), "udp send failed");
+                tracing::debug!(error = %err, %client, "udp send failed");
                 return;
             }
         }
     }
     tracing::debug!("udp send buffer full; answer dropped");
-}
-
-/// `SockaddrStorage` to a std address, for log lines.
-fn std_address(address: &SockaddrStorage) -> Option<SocketAddr> {
-    if let Some(v4) = address.as_sockaddr_in() {
-        return Some(SocketAddr::from((v4.ip(), v4.port())));
-    }
-    address
-        .as_sockaddr_in6()
-        .map(|v6| SocketAddr::from((v6.ip(), v6.port())))
 }

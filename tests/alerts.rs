@@ -98,7 +98,7 @@ impl Hook {
 
     /// Waits until some recorded request satisfies `want`; returns all requests so far.
     fn wait_for(&self, what: &str, want: impl Fn(&Value) -> bool) -> Vec<Request> {
-        wait_until(what, || {
+        wait_for(what, || {
             let requests = self.requests();
             requests.iter().any(|r| want(&r.body)).then_some(requests)
         })
@@ -178,21 +178,6 @@ fn serve(
     );
 }
 
-/// Polls `check` every 20 ms until it gives a value; fails after [`READY_DEADLINE`].
-fn wait_until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(found) = check() {
-            return found;
-        }
-        assert!(
-            started.elapsed() < READY_DEADLINE,
-            "never saw {what} within {READY_DEADLINE:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn names_config(count: usize, port: u16) -> String {
     (0..count)
         .map(|i| {
@@ -237,7 +222,7 @@ fn answer(agent: &Agent) -> Vec<String> {
 }
 
 fn wait_for_answer(agent: &Agent, addr: &str) {
-    wait_until(&format!("{NAME} answering {addr}"), || {
+    wait_for(&format!("{NAME} answering {addr}"), || {
         (answer(agent) == vec![addr.to_owned()]).then_some(())
     });
 }
@@ -358,7 +343,7 @@ fn a_failing_webhook_is_retried_with_backoff_and_open_problems_repeat() {
     drop(primary);
 
     // 500, 503, then 200: the same body three times, 0.5 s then 1 s apart.
-    let requests = wait_until("the third attempt", || {
+    let requests = wait_for("the third attempt", || {
         let requests = hook.requests();
         (requests.len() >= 3).then_some(requests)
     });
@@ -539,7 +524,7 @@ fn a_reload_moves_open_problems_to_a_new_sink_and_keeps_unchanged_ones() {
                 .iter()
                 .any(|line| needles.iter().all(|needle| line.contains(needle)))
         };
-        wait_until("the reload to be handled", || {
+        wait_for("the reload to be handled", || {
             (logged(&["reloaded"]) || logged(&["reload rejected"]) || logged(&["reload failed"]))
                 .then_some(())
         });
@@ -638,7 +623,7 @@ impl Alertmanager {
             .arg(format!("--web.listen-address={addr}"))
             .arg("--cluster.listen-address=");
         let mut process = Process::spawn("alertmanager", &mut command);
-        wait_until("Alertmanager ready", || {
+        wait_for("Alertmanager ready", || {
             assert!(
                 process.is_running(),
                 "alertmanager exited:\n{}",
@@ -698,7 +683,7 @@ fn alertmanager_lists_the_alert_while_it_lasts_and_resolves_it() {
     wait_for_answer(&agent, PRIMARY);
     drop(primary);
 
-    let alerts = wait_until("the alerts in Alertmanager", || {
+    let alerts = wait_for("the alerts in Alertmanager", || {
         let alerts = alertmanager.alerts();
         (find_alert(&alerts, TARGET_DOWN, Some(PRIMARY)).is_some()
             && find_alert(&alerts, FAILED_OVER, None).is_some())
@@ -731,7 +716,7 @@ fn alertmanager_lists_the_alert_while_it_lasts_and_resolves_it() {
             ended && alert["status"]["state"] != "active"
         })
     };
-    let alerts = wait_until("the alerts resolved in Alertmanager", || {
+    let alerts = wait_for("the alerts resolved in Alertmanager", || {
         let alerts = alertmanager.alerts();
         (resolved(find_alert(&alerts, TARGET_DOWN, Some(PRIMARY)))
             && resolved(find_alert(&alerts, FAILED_OVER, None)))

@@ -756,11 +756,7 @@ fn a_privileged_port_without_the_capability_is_a_clear_error() {
         eprintln!("SKIPPED: this kernel lets anyone bind port 53 (ip_unprivileged_port_start = {unprivileged_start})");
         return;
     }
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
+    let is_root = common::is_root();
     let output = run_with_listen("\"127.0.0.1:53\"", is_root);
     assert_bind_failure(&output, &["127.0.0.1:53", "CAP_NET_BIND_SERVICE"]);
 }

@@ -6,6 +6,8 @@
 //! Nothing here opens a socket: `check` only reads files (and, for `"system"` upstreams,
 //! the host's resolv.conf). The example addresses are never contacted.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -477,11 +479,7 @@ fn icmp_probe_without_cap_net_raw_is_a_config_error() {
     )
     .expect("write config");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
+    let is_root = common::is_root();
     let binary = env!("CARGO_BIN_EXE_pathdns");
     let output = if is_root {
         // Drop to nobody with no capabilities at all.

@@ -14,12 +14,10 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
+use common::upstream::{FakeUpstream, Reply, Via};
 use common::*;
 use hickory_proto::op::Message;
 
@@ -299,6 +297,15 @@ fn ask(options: &[&'static str], target: Target) -> Vec<&'static str> {
     args
 }
 
+/// Starts the servers, asks dig with `options` for the target over UDP and then over TCP,
+/// and hands each reply to `check`.
+fn over_both(target: Target, options: &[&'static str], check: impl Fn(&Dig)) {
+    let servers = start();
+    for transport in BOTH {
+        check(&dig(&servers.agent, transport, &ask(options, target)));
+    }
+}
+
 /// The named pair of tests `..._owned` and `..._forwarded` that run one case function,
 /// for [`OWNED`] and [`FORWARDED_A`] or for the two arguments given. The names are spelt
 /// out in full: CI output and the README quote them.
@@ -324,18 +331,12 @@ macro_rules! owned_and_forwarded {
 /// 8.1.1: is the server configured for the zone? A plain query gets the answer, with AA for
 /// an owned name, RD not set (it was not asked for), and no OPT (none was sent).
 fn is_configured(target: Target) {
-    let servers = start();
-    for transport in BOTH {
-        let reply = dig(
-            &servers.agent,
-            transport,
-            &ask(&["+noedns", "+noad", "+norec"], target),
-        );
-        expect_answer(&reply, target);
+    over_both(target, &["+noedns", "+noad", "+norec"], |reply| {
+        expect_answer(reply, target);
         assert!(!reply.has("rd"), "RD invented: {}", reply.text);
         assert!(!reply.has("ad"), "AD: {}", reply.text);
         assert!(reply.opt.is_none(), "OPT without EDNS: {}", reply.text);
-    }
+    });
 }
 
 owned_and_forwarded!(
@@ -368,11 +369,9 @@ owned_and_forwarded!(
 
 /// 8.1.3.1: CD=1 queries are answered.
 fn cd_queries(target: Target) {
-    let servers = start();
-    for transport in BOTH {
-        let args = ask(&["+noedns", "+noad", "+norec", "+cd"], target);
-        expect_answer(&dig(&servers.agent, transport, &args), target);
-    }
+    over_both(target, &["+noedns", "+noad", "+norec", "+cd"], |reply| {
+        expect_answer(reply, target);
+    });
 }
 
 owned_and_forwarded!(
@@ -383,20 +382,14 @@ owned_and_forwarded!(
 
 /// 8.1.3.2: AD=1 queries are answered; pathdns validates nothing, so AD stays clear.
 fn ad_queries(target: Target) {
-    let servers = start();
-    for transport in BOTH {
-        let reply = dig(
-            &servers.agent,
-            transport,
-            &ask(&["+noedns", "+norec", "+ad"], target),
-        );
-        expect_answer(&reply, target);
+    over_both(target, &["+noedns", "+norec", "+ad"], |reply| {
+        expect_answer(reply, target);
         assert!(
             !reply.has("ad"),
             "AD set by a non-validator: {}",
             reply.text
         );
-    }
+    });
 }
 
 owned_and_forwarded!(
@@ -407,12 +400,10 @@ owned_and_forwarded!(
 
 /// 8.1.3.3: the reserved header bit (Z) is answered and not copied to the response.
 fn reserved_bit(target: Target) {
-    let servers = start();
-    for transport in BOTH {
-        let args = ask(&["+noedns", "+noad", "+norec", "+zflag"], target);
+    over_both(target, &["+noedns", "+noad", "+norec", "+zflag"], |reply| {
         // expect_answer checks that MBZ is absent.
-        expect_answer(&dig(&servers.agent, transport, &args), target);
-    }
+        expect_answer(reply, target);
+    });
 }
 
 owned_and_forwarded!(
@@ -465,14 +456,15 @@ owned_and_forwarded!(tcp, rfc8906_8_1_5_tcp_owned, rfc8906_8_1_5_tcp_forwarded);
 /// 8.2.1: a plain EDNS query gets the answer and an OPT record of version 0, with no
 /// options.
 fn minimal_edns(target: Target) {
-    let servers = start();
-    for transport in BOTH {
-        let args = ask(&["+nocookie", "+edns=0", "+noad", "+norec"], target);
-        let reply = dig(&servers.agent, transport, &args);
-        expect_answer(&reply, target);
-        expect_edns0(&reply);
-        assert!(reply.opt().options.is_empty(), "{}", reply.text);
-    }
+    over_both(
+        target,
+        &["+nocookie", "+edns=0", "+noad", "+norec"],
+        |reply| {
+            expect_answer(reply, target);
+            expect_edns0(reply);
+            assert!(reply.opt().options.is_empty(), "{}", reply.text);
+        },
+    );
 }
 
 owned_and_forwarded!(
@@ -481,16 +473,19 @@ owned_and_forwarded!(
     rfc8906_8_2_1_minimal_edns_forwarded
 );
 
+/// dig's options for an EDNS version 1 query (no fallback to version 0, no cookie).
+const EDNS1: [&str; 5] = ["+nocookie", "+edns=1", "+noednsneg", "+noad", "+norec"];
+
+/// [`EDNS1`] and one more option.
+fn edns1_and(option: &'static str) -> Vec<&'static str> {
+    let mut options = EDNS1.to_vec();
+    options.push(option);
+    options
+}
+
 /// 8.2.2: EDNS version 1 gets BADVERS and version 0 (RFC 6891 section 6.1.3).
 fn version_negotiation(target: Target) {
-    let servers = start();
-    for transport in BOTH {
-        let args = ask(
-            &["+nocookie", "+edns=1", "+noednsneg", "+noad", "+norec"],
-            target,
-        );
-        expect_badvers(&dig(&servers.agent, transport, &args));
-    }
+    over_both(target, &EDNS1, expect_badvers);
 }
 
 owned_and_forwarded!(
@@ -501,17 +496,12 @@ owned_and_forwarded!(
 
 /// 8.2.3: an unknown EDNS option is ignored and not echoed (RFC 6891 section 6.1.2).
 fn unknown_option(target: Target) {
-    let servers = start();
-    for transport in BOTH {
-        let args = ask(
-            &["+nocookie", "+edns=0", "+noad", "+norec", "+ednsopt=100"],
-            target,
-        );
-        let reply = dig(&servers.agent, transport, &args);
-        expect_answer(&reply, target);
-        expect_edns0(&reply);
+    let options = ["+nocookie", "+edns=0", "+noad", "+norec", "+ednsopt=100"];
+    over_both(target, &options, |reply| {
+        expect_answer(reply, target);
+        expect_edns0(reply);
         assert_eq!(reply.option("OPT=100"), None, "{}", reply.text);
-    }
+    });
 }
 
 owned_and_forwarded!(
@@ -553,23 +543,10 @@ owned_and_forwarded!(
 
 /// 8.2.5: EDNS version 1 with unknown flags: BADVERS, MBZ clear.
 fn version_with_flags(target: Target) {
-    let servers = start();
-    for transport in BOTH {
-        let args = ask(
-            &[
-                "+nocookie",
-                "+edns=1",
-                "+noednsneg",
-                "+noad",
-                "+norec",
-                "+ednsflags=0x40",
-            ],
-            target,
-        );
-        let reply = dig(&servers.agent, transport, &args);
-        expect_badvers(&reply);
+    over_both(target, &edns1_and("+ednsflags=0x40"), |reply| {
+        expect_badvers(reply);
         assert!(!reply.opt().mbz, "{}", reply.text);
-    }
+    });
 }
 
 owned_and_forwarded!(
@@ -580,23 +557,10 @@ owned_and_forwarded!(
 
 /// 8.2.6: EDNS version 1 with an unknown option: BADVERS, the option not echoed.
 fn version_with_option(target: Target) {
-    let servers = start();
-    for transport in BOTH {
-        let args = ask(
-            &[
-                "+nocookie",
-                "+edns=1",
-                "+noednsneg",
-                "+noad",
-                "+norec",
-                "+ednsopt=100",
-            ],
-            target,
-        );
-        let reply = dig(&servers.agent, transport, &args);
-        expect_badvers(&reply);
+    over_both(target, &edns1_and("+ednsopt=100"), |reply| {
+        expect_badvers(reply);
         assert_eq!(reply.option("OPT=100"), None, "{}", reply.text);
-    }
+    });
 }
 
 owned_and_forwarded!(
@@ -661,16 +625,11 @@ owned_and_forwarded!(
 /// 8.2.8: DO=1 queries are answered with OPT version 0 (no DNSSEC here; DO may be
 /// copied, RFC 3225).
 fn dnssec(target: Target) {
-    let servers = start();
-    for transport in BOTH {
-        let args = ask(
-            &["+nocookie", "+edns=0", "+noad", "+norec", "+dnssec"],
-            target,
-        );
-        let reply = dig(&servers.agent, transport, &args);
-        expect_answer(&reply, target);
-        expect_edns0(&reply);
-    }
+    let options = ["+nocookie", "+edns=0", "+noad", "+norec", "+dnssec"];
+    over_both(target, &options, |reply| {
+        expect_answer(reply, target);
+        expect_edns0(reply);
+    });
 }
 
 owned_and_forwarded!(
@@ -681,21 +640,7 @@ owned_and_forwarded!(
 
 /// 8.2.9: EDNS version 1 with DO=1: BADVERS.
 fn version_with_dnssec(target: Target) {
-    let servers = start();
-    for transport in BOTH {
-        let args = ask(
-            &[
-                "+nocookie",
-                "+edns=1",
-                "+noednsneg",
-                "+noad",
-                "+norec",
-                "+dnssec",
-            ],
-            target,
-        );
-        expect_badvers(&dig(&servers.agent, transport, &args));
-    }
+    over_both(target, &edns1_and("+dnssec"), expect_badvers);
 }
 
 owned_and_forwarded!(
@@ -829,7 +774,7 @@ fn rfc1035_3_1_question_name_of_256_octets_is_formerr() {
 /// cached (the second query reaches the upstream again).
 #[test]
 fn upstream_reply_with_opcode_update_is_not_passed_on() {
-    let upstream = OddUpstream::start();
+    let upstream = odd_upstream();
     let config = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"{}\"]\n\
          timeout = \"1500ms\"\n",
@@ -851,64 +796,26 @@ fn upstream_reply_with_opcode_update_is_not_passed_on() {
         );
         assert!(reply.answers.is_empty(), "reply {attempt}: {reply:?}");
         assert_eq!(
-            upstream.answered.load(Ordering::Relaxed),
+            upstream.queries_for("www.odd.example.", Via::Udp),
             attempt,
             "query {attempt} reached the upstream: nothing was cached"
         );
     }
 }
 
-/// A loopback UDP upstream that answers every query with opcode UPDATE and one A record
-/// with RDLENGTH 0, until dropped.
-struct OddUpstream {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    /// Replies sent.
-    answered: Arc<AtomicUsize>,
-}
-
-impl OddUpstream {
-    fn start() -> OddUpstream {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind upstream");
-        let addr = socket.local_addr().expect("upstream addr");
-        // A read timeout only so that the thread notices `stop`; answers go out at once.
-        socket
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .expect("timeout");
-        let stop = Arc::new(AtomicBool::new(false));
-        let answered = Arc::new(AtomicUsize::new(0));
-        let (flag, seen) = (stop.clone(), answered.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while !flag.load(Ordering::Relaxed) {
-                let Ok((len, peer)) = socket.recv_from(&mut buf) else {
-                    continue;
-                };
-                let query = &buf[..len];
-                let Some(end) = common::packets::question_end(query) else {
-                    continue;
-                };
-                let mut reply = query[..2].to_vec();
-                // QR, opcode 5 (UPDATE), RD, RA; one question, one answer.
-                reply.extend_from_slice(&(0x8000u16 | 5 << 11 | 0x0180).to_be_bytes());
-                reply.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 0]);
-                reply.extend_from_slice(&query[12..end]);
-                reply.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 1, 0x2c, 0, 0]);
-                // Counted before it leaves, so that a client that has its answer sees it.
-                seen.fetch_add(1, Ordering::Relaxed);
-                let _ = socket.send_to(&reply, peer);
-            }
-        });
-        OddUpstream {
-            addr,
-            stop,
-            answered,
-        }
-    }
-}
-
-impl Drop for OddUpstream {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
+/// A loopback upstream that answers every query, over UDP and over TCP (where pathdns tries
+/// again), with opcode UPDATE and one A record with RDLENGTH 0.
+fn odd_upstream() -> FakeUpstream {
+    FakeUpstream::start(|query, _| {
+        let Some(end) = common::packets::question_end(query) else {
+            return Vec::new();
+        };
+        let mut reply = query[..2].to_vec();
+        // QR, opcode 5 (UPDATE), RD, RA; one question, one answer.
+        reply.extend_from_slice(&(0x8000u16 | 5 << 11 | 0x0180).to_be_bytes());
+        reply.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 0]);
+        reply.extend_from_slice(&query[12..end]);
+        reply.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 1, 0x2c, 0, 0]);
+        vec![Reply::Message(reply)]
+    })
 }

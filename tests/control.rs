@@ -77,7 +77,7 @@ fn start_unready(config: &str) -> (Agent, SocketAddr) {
 /// Starts the agent and waits until `/readyz` says it is ready.
 fn start(config: &str) -> (Agent, SocketAddr) {
     let (agent, control) = start_unready(config);
-    wait_until("/readyz to answer 200", || {
+    wait_for("/readyz to answer 200", || {
         let ready = get(control, "/readyz");
         assert!(
             ready.code == 200 || ready.code == 503,
@@ -87,17 +87,6 @@ fn start(config: &str) -> (Agent, SocketAddr) {
         (ready.code == 200).then_some(())
     });
     (agent, control)
-}
-
-fn wait_until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + READY_DEADLINE;
-    loop {
-        if let Some(found) = probe() {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn status(control: SocketAddr) -> Status {
@@ -340,7 +329,7 @@ probes = [{{ kind = "tls", port = {port}, interval = "30s", timeout = "20s" }}]
         &query("slow.metrics.example.", RecordType::A, false),
     );
     assert_eq!(addresses(&response), vec!["127.0.0.43".to_owned()]);
-    wait_until("/readyz 200 after the first-round deadline", || {
+    wait_for("/readyz 200 after the first-round deadline", || {
         (get(control, "/readyz").code == 200).then_some(())
     });
     assert!(status(control).ready);
@@ -388,7 +377,7 @@ fn silent_and_surplus_connections_do_not_hold_the_endpoint() {
         "closed after {closed_after:?}, before the header timeout"
     );
     drop(idle);
-    let health = wait_until("/healthz after the silent connections", || {
+    let health = wait_for("/healthz after the silent connections", || {
         let mut stream = TcpStream::connect(control).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
         stream
@@ -495,7 +484,7 @@ fn metrics_pass_promtool_and_count_real_queries() {
     // Every response is timed after it is written: wait for the last one to be counted.
     let responses = 3 + 1 + 2 + 1 + 1 + 1;
     let duration_count = "pathdns_dns_response_duration_seconds_count";
-    let after = wait_until("every response in the latency histogram", || {
+    let after = wait_for("every response in the latency histogram", || {
         let scrape = Scrape::take(control);
         let counted = scrape.value(duration_count, &[]) - before.value(duration_count, &[]);
         (counted >= f64::from(responses)).then_some(scrape)
@@ -583,7 +572,7 @@ fn probe_metrics_follow_a_target_that_goes_down() {
             ("result", result),
         ]
     };
-    let healthy = wait_until("both targets up with a few probe runs", || {
+    let healthy = wait_for("both targets up with a few probe runs", || {
         let scrape = Scrape::take(control);
         (scrape.value("pathdns_target_up", &up(PRIMARY)) == 1.0
             && scrape.value("pathdns_target_up", &up(BACKUP)) == 1.0
@@ -606,7 +595,7 @@ fn probe_metrics_follow_a_target_that_goes_down() {
     );
 
     drop(primary);
-    let down = wait_until("the primary down and a failover counted", || {
+    let down = wait_for("the primary down and a failover counted", || {
         let scrape = Scrape::take(control);
         (scrape.value("pathdns_target_up", &up(PRIMARY)) == 0.0
             && scrape.has("pathdns_target_up", &up(PRIMARY))

@@ -9,14 +9,6 @@ use common::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-fn wait_until(what: &str, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + READY_DEADLINE;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn forwarded_answers_arrive_and_repeats_come_from_the_cache() {
     let upstream = Dnsmasq::start(&[("www.upstream.example", "192.0.2.1")]);

@@ -15,20 +15,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::netns::*;
-use common::{addresses, ask_udp, query, registry_config, which, READY_DEADLINE};
+use common::{addresses, ask_udp, is_root, query, registry_config, wait_until, which};
 use hickory_proto::rr::RecordType;
 
 const REGISTRY_NAME: &str = "xxxxxx-registry-vpc.cn-hangzhou.cr.aliyuncs.com";
 const AUTH_NAME: &str = "dockerauth-vpc.cn-hangzhou.aliyuncs.com";
 const HTTPS_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + READY_DEADLINE;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// A TCP connect from the client namespace to `addr:port`: its result and how long it
 /// took.
@@ -310,7 +302,7 @@ fn namespaces_and_processes_are_gone_after_drop() {
 
 #[test]
 fn namespaces_are_gone_after_a_panicking_test_body() {
-    if !nix::unistd::geteuid().is_root() {
+    if !is_root() {
         assert!(Topology::build().is_none());
         return;
     }

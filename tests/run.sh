@@ -156,6 +156,52 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# apt-get installs the given Debian packages without starting any service: there may be no
+# init system (containers, CI), and the tests run their own processes. policy-rc.d exit 101
+# = "action forbidden".
+apt_install_quietly() {
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        created_policy_rc_d=true
+    fi
+    export DEBIAN_FRONTEND=noninteractive RUNLEVEL=1
+    apt-get update
+    apt-get install -y --no-install-recommends "$@"
+    if $created_policy_rc_d; then
+        rm -f /usr/sbin/policy-rc.d
+        created_policy_rc_d=false
+    fi
+}
+
+# Fails loudly unless every tool named after `--` is now present; before it, the packages
+# that were installed for them.
+require_installed() {
+    local packages=() tool
+    while [[ $1 != -- ]]; do
+        packages+=("$1")
+        shift
+    done
+    shift
+    for tool in "$@"; do
+        if ! have "$tool"; then
+            loud "$tool is still missing after installing ${packages[*]}"
+            exit 1
+        fi
+    done
+}
+
+# Installing a package that ships a service enables it for the next boot; a test run should
+# not leave one behind. `disable_new_service HAD UNIT WHY`: unless HAD is true, disables UNIT.
+disable_new_service() {
+    local had=$1 unit=$2 why=$3
+    if ! $had && [[ -d /run/systemd/system ]] && have systemctl; then
+        if systemctl disable "$unit" >/dev/null 2>&1; then
+            echo "note: disabled $unit ($why; never started)" >&2
+        fi
+    fi
+}
+
 section "Test dependencies (dig, dnsmasq, unbound, ip, nft, pgrep, python3, prometheus-alertmanager, promtool)"
 packages=(dnsutils dnsmasq-base unbound iproute2 nftables procps python3 prometheus-alertmanager prometheus)
 missing_tools=()
@@ -180,44 +226,14 @@ else
     have prometheus-alertmanager && had_alertmanager=true
     had_prometheus=false
     have promtool && had_prometheus=true
-    # The packages must not start services here: there may be no init system (containers,
-    # CI), and the tests run their own processes. policy-rc.d exit 101 = "action forbidden".
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod 755 /usr/sbin/policy-rc.d
-        created_policy_rc_d=true
-    fi
-    export DEBIAN_FRONTEND=noninteractive RUNLEVEL=1
-    apt-get update
-    apt-get install -y --no-install-recommends "${packages[@]}"
-    if $created_policy_rc_d; then
-        rm -f /usr/sbin/policy-rc.d
-        created_policy_rc_d=false
-    fi
-    # Installing unbound enables its service for the next boot; a test run should not leave
-    # a new resolver on 127.0.0.1:53 behind.
-    if ! $had_unbound && [[ -d /run/systemd/system ]] && have systemctl; then
-        if systemctl disable unbound.service >/dev/null 2>&1; then
-            echo "note: disabled unbound.service (installed for the tests only; never started)" >&2
-        fi
-    fi
-    if ! $had_alertmanager && [[ -d /run/systemd/system ]] && have systemctl; then
-        if systemctl disable prometheus-alertmanager.service >/dev/null 2>&1; then
-            echo "note: disabled prometheus-alertmanager.service (installed for the tests only; never started)" >&2
-        fi
-    fi
+    apt_install_quietly "${packages[@]}"
+    # Not a new resolver on 127.0.0.1:53 left behind, nor an Alertmanager or a Prometheus.
+    disable_new_service "$had_unbound" unbound.service "installed for the tests only"
+    disable_new_service "$had_alertmanager" prometheus-alertmanager.service \
+        "installed for the tests only"
     # The prometheus package is installed for promtool only (tests/control.rs).
-    if ! $had_prometheus && [[ -d /run/systemd/system ]] && have systemctl; then
-        if systemctl disable prometheus.service >/dev/null 2>&1; then
-            echo "note: disabled prometheus.service (installed for promtool only; never started)" >&2
-        fi
-    fi
-    for tool in "${missing_tools[@]}"; do
-        if ! have "$tool"; then
-            loud "$tool is still missing after installing ${packages[*]}"
-            exit 1
-        fi
-    done
+    disable_new_service "$had_prometheus" prometheus.service "installed for promtool only"
+    require_installed "${packages[@]}" -- "${missing_tools[@]}"
 fi
 
 # Tools of the package steps, which run as root only (without root they are skipped).
@@ -233,24 +249,8 @@ if $is_root; then
         echo "all present: $(command -v "${package_step_tools[@]}" | tr '\n' ' ')" >&2
     else
         echo "missing: ${missing_tools[*]}; installing from Debian: ${package_step_packages[*]}" >&2
-        if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-            printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-            chmod 755 /usr/sbin/policy-rc.d
-            created_policy_rc_d=true
-        fi
-        export DEBIAN_FRONTEND=noninteractive RUNLEVEL=1
-        apt-get update
-        apt-get install -y --no-install-recommends "${package_step_packages[@]}"
-        if $created_policy_rc_d; then
-            rm -f /usr/sbin/policy-rc.d
-            created_policy_rc_d=false
-        fi
-        for tool in "${missing_tools[@]}"; do
-            if ! have "$tool"; then
-                loud "$tool is still missing after installing ${package_step_packages[*]}"
-                exit 1
-            fi
-        done
+        apt_install_quietly "${package_step_packages[@]}"
+        require_installed "${package_step_packages[@]}" -- "${missing_tools[@]}"
     fi
 fi
 

@@ -278,12 +278,3 @@ pub fn address(name: &Name, ttl: u32, addr: &str) -> Record {
 pub fn question(query: &Message) -> &Query {
     query.queries.first().expect("a question")
 }
-
-/// Waits until `condition` holds, failing after [`READY_DEADLINE`].
-pub fn wait_until(what: &str, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + READY_DEADLINE;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}

@@ -97,6 +97,32 @@ impl Drop for Process {
     }
 }
 
+/// Waits until `check` returns something, polling every 20 ms, and returns it; fails after
+/// [`READY_DEADLINE`], naming `what`.
+pub fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + READY_DEADLINE;
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what} ({READY_DEADLINE:?})"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until `condition` holds, like [`wait_for`].
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    wait_for(what, || condition().then_some(()))
+}
+
+/// Whether the tests run as root (network namespaces, privileged ports, capabilities).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
 /// The real pathdns binary serving a config on an ephemeral loopback port.
 pub struct Agent {
     pub process: Process,

@@ -141,7 +141,7 @@ impl Topology {
     }
 
     fn build_inner(specs: &[TargetSpec<'_>], two_uplinks: bool) -> Option<Topology> {
-        if !nix::unistd::geteuid().is_root() {
+        if !super::is_root() {
             eprintln!(
                 "\n########################################################################\n\
                  ## SKIPPED (not root): network-namespace test topology needs root;\n\

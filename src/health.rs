@@ -27,6 +27,11 @@ impl Verdict {
         self != Verdict::Down
     }
 
+    /// `Some(true)` up, `Some(false)` down, `None` not known yet (what a gauge shows).
+    pub fn known_up(self) -> Option<bool> {
+        (self != Verdict::Unknown).then_some(self == Verdict::Up)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Unknown => "unknown",

@@ -125,7 +125,20 @@ impl Supervisor {
         supervisor.selections = (0..supervisor.names.len())
             .map(|index| supervisor.select(index))
             .collect();
+        supervisor.publish_remembered_verdicts();
         supervisor
+    }
+
+    /// `/metrics` forgot every target above; the ones this generation carried over with a
+    /// verdict get it back now, not only when it next changes (a steady healthy target
+    /// would otherwise vanish from `pathdns_target_up` after a reload).
+    fn publish_remembered_verdicts(&self) {
+        for &key in self.plan.by_target.keys() {
+            if let Some(up) = self.verdict(key).known_up() {
+                let name = self.names[key.0].display();
+                self.outputs.metrics.target_state(&name, key.1, Some(up));
+            }
+        }
     }
 
     pub fn plan(&self) -> &Plan {
@@ -219,9 +232,10 @@ impl Supervisor {
         for (key, old) in affected.into_iter().zip(before) {
             let new = self.verdict(key);
             if new != old {
-                let up = (new != Verdict::Unknown).then_some(new == Verdict::Up);
                 let name = self.names[key.0].display();
-                self.outputs.metrics.target_state(&name, key.1, up);
+                self.outputs
+                    .metrics
+                    .target_state(&name, key.1, new.known_up());
                 self.log_target(key, new, report);
                 changed |= self.reselect(key.0);
             }

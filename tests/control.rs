@@ -628,6 +628,47 @@ fn probe_metrics_follow_a_target_that_goes_down() {
     assert!(name_row.contains(BACKUP), "{name_row}");
 }
 
+/// A reload clears the per-target gauges (a new config may drop targets); a target whose
+/// probes carried over healthy must be back at once, not only when its verdict next
+/// changes.
+#[test]
+fn a_reload_keeps_steady_targets_in_the_metrics() {
+    let port = free_port();
+    let _primary = Port::open(PRIMARY, port);
+    let _backup = Port::open(BACKUP, port);
+    let config = probe_config(port);
+    let (agent, control) = start(&config);
+    let up = |target: &'static str| [("name", PROBED), ("target", target)];
+    wait_until("both targets up", || {
+        let scrape = Scrape::take(control);
+        scrape.value("pathdns_target_up", &up(PRIMARY)) == 1.0
+            && scrape.value("pathdns_target_up", &up(BACKUP)) == 1.0
+    });
+
+    // Only the upstream timeout changes: the same probes, so their verdicts carry over.
+    std::fs::write(
+        &agent.config_path,
+        with_test_control(&config).replace("timeout = \"500ms\"", "timeout = \"600ms\""),
+    )
+    .expect("rewrite the config");
+    agent.process.signal("HUP");
+    wait_until("the reload to be logged", || {
+        agent
+            .process
+            .lines()
+            .iter()
+            .any(|line| line.contains("reloaded"))
+    });
+    let after = Scrape::take(control);
+    assert_eq!(
+        after.value("pathdns_target_up", &up(PRIMARY)),
+        1.0,
+        "the primary is missing or not up right after the reload:\n{}",
+        after.text
+    );
+    assert_eq!(after.value("pathdns_target_up", &up(BACKUP)), 1.0);
+}
+
 // ---------------------------------------------------------------------------------------
 // `pathdns status` and `pathdns hosts`
 

@@ -4,10 +4,13 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 use pathdns::config::Config;
 
@@ -33,16 +36,7 @@ pub fn run(config: &Path, control: Option<SocketAddr>) -> anyhow::Result<ExitCod
     if before.pid == 0 {
         bail!("the agent's /status does not name its process (an older pathdns?); use `systemctl reload pathdns` or `kill -HUP`");
     }
-    let signalled = Command::new("kill")
-        .args(["-HUP", &before.pid.to_string()])
-        .status()
-        .context("cannot run kill")?;
-    if !signalled.success() {
-        bail!(
-            "cannot signal pathdns (pid {}): run as the same user or root",
-            before.pid
-        );
-    }
+    signal_reload(before.pid)?;
     let started = Instant::now();
     while started.elapsed() < APPLY_DEADLINE {
         std::thread::sleep(Duration::from_millis(100));
@@ -63,4 +57,21 @@ pub fn run(config: &Path, control: Option<SocketAddr>) -> anyhow::Result<ExitCod
          (journalctl -u pathdns)",
         before.pid
     )
+}
+
+/// SIGHUP to the agent's pid, with what to do when it cannot be sent.
+fn signal_reload(pid: u32) -> anyhow::Result<()> {
+    let Ok(raw) = i32::try_from(pid) else {
+        bail!("the agent's /status names pid {pid}, which is not a process id");
+    };
+    match kill(Pid::from_raw(raw), Signal::SIGHUP) {
+        Ok(()) => Ok(()),
+        Err(Errno::EPERM) => {
+            bail!("cannot signal pathdns (pid {pid}): run as the same user or root")
+        }
+        Err(Errno::ESRCH) => {
+            bail!("pid {pid} from the agent's /status is gone: is the agent restarting?")
+        }
+        Err(err) => bail!("cannot signal pathdns (pid {pid}): {err}"),
+    }
 }

@@ -1,6 +1,7 @@
-//! The UDP loop: a dedicated thread per core blocks in `recvmmsg`, answers every datagram
-//! of the batch that it can answer at once, sends those answers with one `sendmmsg`, and
-//! hands the rest to a bounded set of upstream tasks on the async runtime.
+//! The UDP loop: dedicated threads (one per core, at least two) block in `recvmmsg` on one
+//! socket; each answers every datagram of the batch that it can answer at once, sends those
+//! answers with one `sendmmsg`, and hands the rest to a bounded set of upstream tasks on the
+//! async runtime.
 //!
 //! Why threads and not async tasks: owned names and cache hits never wait, so an async
 //! task per socket only adds readiness bookkeeping (epoll) to every datagram; and batching

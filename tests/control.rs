@@ -637,7 +637,7 @@ fn a_reload_keeps_steady_targets_in_the_metrics() {
     let _primary = Port::open(PRIMARY, port);
     let _backup = Port::open(BACKUP, port);
     let config = probe_config(port);
-    let (agent, control) = start(&config);
+    let (mut agent, control) = start(&config);
     let up = |target: &'static str| [("name", PROBED), ("target", target)];
     wait_until("both targets up", || {
         let scrape = Scrape::take(control);
@@ -652,13 +652,11 @@ fn a_reload_keeps_steady_targets_in_the_metrics() {
     )
     .expect("rewrite the config");
     agent.process.signal("HUP");
-    wait_until("the reload to be logged", || {
-        agent
-            .process
-            .lines()
-            .iter()
-            .any(|line| line.contains("reloaded"))
-    });
+    agent
+        .process
+        .wait_for_line("the reload to be logged", |line| {
+            line.contains("reloaded").then_some(())
+        });
     let after = Scrape::take(control);
     assert_eq!(
         after.value("pathdns_target_up", &up(PRIMARY)),

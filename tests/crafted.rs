@@ -202,12 +202,16 @@ fn query_cases(over: Over) -> Vec<Case> {
         let base = asking(id, [1, 0, 0, 1]).len() as u16;
         with_additional(id, &[pointer(base).to_vec()])
     });
+    // Where the two additional records' owners start when the first owner is a pointer.
+    let two_owners = |id| {
+        let first = asking(id, [1, 0, 0, 2]).len() as u16;
+        (first, first + 2 + 14)
+    };
     add(
         "additional: two owners pointing at each other",
         FormErr,
         &|id| {
-            let first = asking(id, [1, 0, 0, 2]).len() as u16;
-            let second = first + 2 + 14;
+            let (first, second) = two_owners(id);
             with_additional(id, &[pointer(second).to_vec(), pointer(first).to_vec()])
         },
     );
@@ -215,8 +219,7 @@ fn query_cases(over: Over) -> Vec<Case> {
         "additional: owner pointer forward to a valid name",
         FormErr,
         &|id| {
-            let first = asking(id, [1, 0, 0, 2]).len() as u16;
-            let second = first + 2 + 14;
+            let (_, second) = two_owners(id);
             with_additional(id, &[pointer(second).to_vec(), name("a.example.")])
         },
     );

@@ -108,7 +108,8 @@ impl Drop for Generation {
 pub async fn run(config: Config, source: ConfigSource) -> Result<(), DaemonError> {
     let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
-    let mut fault = fault_injection_signal()?;
+    #[cfg(feature = "fault-injection")]
+    fault_injection_signal()?;
     let shared = shared_parts(&config)?;
     raise_fd_limit(&serve_limits(&config));
     // Bind everything before anything is served; the first table before any query.
@@ -158,11 +159,6 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), DaemonError
                     }
                 }
                 systemd::ready(&shared.outputs.board.load().summary());
-            }
-            Some(()) = fault.recv() => {
-                let frozen = !dns::FAULT_FREEZE.load(std::sync::atomic::Ordering::Relaxed);
-                dns::FAULT_FREEZE.store(frozen, std::sync::atomic::Ordering::Relaxed);
-                tracing::warn!(frozen, "fault injection: DNS listeners frozen (no answers)");
             }
         }
     }
@@ -444,19 +440,22 @@ fn spawn_notifications(
     }
 }
 
-/// SIGUSR2 toggles a frozen DNS listener, to test that the watchdog notices; only when
-/// `PATHDNS_FAULT_INJECTION=1` is set, never in production.
-fn fault_injection_signal() -> Result<tokio::sync::mpsc::Receiver<()>, DaemonError> {
-    let (sender, receiver) = tokio::sync::mpsc::channel(1);
-    if std::env::var("PATHDNS_FAULT_INJECTION").as_deref() == Ok("1") {
-        let mut usr2 = signal(SignalKind::user_defined2()).map_err(DaemonError::Signals)?;
-        tokio::spawn(async move {
-            while usr2.recv().await.is_some() {
-                if sender.send(()).await.is_err() {
-                    return;
-                }
-            }
-        });
+/// SIGUSR2 toggles frozen DNS listeners ([`dns::FAULT_FREEZE`]), to test that the watchdog
+/// notices; only in a build with the `fault-injection` feature (never a package) and only
+/// when `PATHDNS_FAULT_INJECTION=1` is set.
+#[cfg(feature = "fault-injection")]
+fn fault_injection_signal() -> Result<(), DaemonError> {
+    use std::sync::atomic::Ordering;
+    if std::env::var("PATHDNS_FAULT_INJECTION").as_deref() != Ok("1") {
+        return Ok(());
     }
-    Ok(receiver)
+    let mut usr2 = signal(SignalKind::user_defined2()).map_err(DaemonError::Signals)?;
+    tokio::spawn(async move {
+        while usr2.recv().await.is_some() {
+            let frozen = !dns::FAULT_FREEZE.load(Ordering::Relaxed);
+            dns::FAULT_FREEZE.store(frozen, Ordering::Relaxed);
+            tracing::warn!(frozen, "fault injection: DNS listeners frozen (no answers)");
+        }
+    });
+    Ok(())
 }

@@ -1,6 +1,8 @@
 //! The `pathdns` binary: parses the command line, runs the command, maps errors to exit
 //! codes. Everything else lives in the library.
 
+#![forbid(unsafe_code)]
+
 mod cli;
 
 use std::process::ExitCode;

@@ -41,6 +41,23 @@ pub struct NameAnswers {
     upstream: Option<UpstreamCname>,
 }
 
+impl NameAnswers {
+    /// SERVFAIL for every type but CNAME (every target down with the SERVFAIL policy, or a
+    /// chain that upstream completes).
+    fn servfail(cname: Prepared) -> NameAnswers {
+        let servfail = || Prepared::empty(Rcode::ServFail, false);
+        NameAnswers {
+            a: servfail(),
+            aaaa: servfail(),
+            any: servfail(),
+            soa: servfail(),
+            other: servfail(),
+            cname,
+            upstream: None,
+        }
+    }
+}
+
 /// A CNAME to a name that pathdns does not own, e.g. a PrivateLink endpoint.
 #[derive(Debug, Clone)]
 pub struct UpstreamCname {
@@ -246,13 +263,64 @@ fn build_answers(
     by_name: &HashMap<&Name, usize>,
     serial: u32,
 ) -> Option<NameAnswers> {
-    let name = &names[index];
-    // Links: (owner wire or None for the question name, ttl, target wire).
-    let mut links: Vec<(Option<Vec<u8>>, u32, Vec<u8>)> = Vec::new();
-    let mut named_links: Vec<CnameLink> = Vec::new();
+    let chain = follow_chain(index, names, selections, by_name)?;
+    let cname = cname_answer(&chain, serial);
+    Some(match &chain.end {
+        ChainEnd::Upstream(target) => NameAnswers {
+            upstream: Some(UpstreamCname {
+                links: chain.named_links.clone(),
+                target: target.clone(),
+            }),
+            ..NameAnswers::servfail(cname)
+        },
+        ChainEnd::Servfail => NameAnswers::servfail(cname),
+        ChainEnd::Addresses { .. } => {
+            let soa_in_answer = chain.links.is_empty() && !names[index].is_wildcard();
+            let with = |filter: &dyn Fn(&IpAddr) -> bool, soa_in_answer: bool| {
+                let mut writer = BodyWriter::new();
+                for (owner, ttl, target) in &chain.links {
+                    writer.record(Section::Answer, owner_of(owner), *ttl, RData::Cname(target));
+                }
+                addresses_or_nodata(writer, &chain.end, filter, soa_in_answer, serial)
+            };
+            NameAnswers {
+                a: with(&|ip| ip.is_ipv4(), false),
+                aaaa: with(&|ip| ip.is_ipv6(), false),
+                any: with(&|_| true, false),
+                soa: with(&|_| false, soa_in_answer),
+                other: with(&|_| false, false),
+                cname,
+                upstream: None,
+            }
+        }
+    })
+}
+
+/// An owned name's CNAME chain through other owned names, and where it ends.
+struct Chain<'a> {
+    /// (owner wire form, `None` for the question name; TTL; target wire form).
+    links: Vec<(Option<Vec<u8>>, u32, Vec<u8>)>,
+    /// The same links by name, for answers completed upstream.
+    named_links: Vec<CnameLink>,
+    end: ChainEnd<'a>,
+}
+
+/// Follows `names[index]`'s selection through owned CNAME targets. `None` when the name is
+/// not to be owned now (its selection, or that of its first link, is `Forward`).
+fn follow_chain<'a>(
+    index: usize,
+    names: &[OwnedName],
+    selections: &'a [Selection],
+    by_name: &HashMap<&Name, usize>,
+) -> Option<Chain<'a>> {
+    let mut chain = Chain {
+        links: Vec::new(),
+        named_links: Vec::new(),
+        end: ChainEnd::Servfail,
+    };
     let mut current = index;
     let mut current_owner: Option<Vec<u8>> = None;
-    let end = loop {
+    chain.end = loop {
         let owned = &names[current];
         match selections.get(current)? {
             Selection::Addresses(addresses) => {
@@ -268,22 +336,22 @@ fn build_answers(
                     addresses,
                 };
             }
-            Selection::Forward if links.is_empty() => return None,
-            Selection::Forward => match named_links.last() {
-                Some(link) => break ChainEnd::Upstream(link.target.clone()),
-                None => return None,
-            },
+            Selection::Forward => {
+                break ChainEnd::Upstream(chain.named_links.last()?.target.clone())
+            }
             Selection::Servfail => break ChainEnd::Servfail,
             Selection::Cname(target) => {
                 let target_wire = wire_name(target);
-                links.push((current_owner.clone(), owned.ttl, target_wire.clone()));
-                named_links.push(CnameLink {
-                    owner: named_links.last().map(|link| link.target.clone()),
+                chain
+                    .links
+                    .push((current_owner.clone(), owned.ttl, target_wire.clone()));
+                chain.named_links.push(CnameLink {
+                    owner: chain.named_links.last().map(|link| link.target.clone()),
                     ttl: owned.ttl,
                     target: target.clone(),
                 });
                 // Validation rejected loops, but a bound keeps a bad table finite anyway.
-                match find_owned(target, by_name).filter(|_| links.len() <= 8) {
+                match find_owned(target, by_name).filter(|_| chain.links.len() <= 8) {
                     Some(next) => {
                         current = next;
                         current_owner = Some(target_wire);
@@ -293,63 +361,20 @@ fn build_answers(
             }
         }
     };
+    Some(chain)
+}
 
-    let write_links = |writer: &mut BodyWriter| {
-        for (owner, ttl, target) in &links {
-            writer.record(Section::Answer, owner_of(owner), *ttl, RData::Cname(target));
-        }
-    };
-    let cname = {
-        let mut writer = BodyWriter::new();
-        if let Some((owner, ttl, target)) = links.first() {
-            writer.record(Section::Answer, owner_of(owner), *ttl, RData::Cname(target));
-            writer.finish(Rcode::NoError, true)
-        } else if matches!(end, ChainEnd::Servfail) {
-            Prepared::empty(Rcode::ServFail, false)
-        } else {
-            nodata(writer, &end, serial)
-        }
-    };
-    let servfail = || Prepared::empty(Rcode::ServFail, false);
-    Some(match &end {
-        ChainEnd::Upstream(target) => NameAnswers {
-            a: servfail(),
-            aaaa: servfail(),
-            any: servfail(),
-            soa: servfail(),
-            other: servfail(),
-            cname,
-            upstream: Some(UpstreamCname {
-                links: named_links,
-                target: target.clone(),
-            }),
-        },
-        ChainEnd::Servfail => NameAnswers {
-            a: servfail(),
-            aaaa: servfail(),
-            any: servfail(),
-            soa: servfail(),
-            other: servfail(),
-            cname,
-            upstream: None,
-        },
-        ChainEnd::Addresses { .. } => {
-            let with = |filter: &dyn Fn(&IpAddr) -> bool, soa_in_answer: bool| {
-                let mut writer = BodyWriter::new();
-                write_links(&mut writer);
-                addresses_or_nodata(writer, &end, filter, soa_in_answer, serial)
-            };
-            NameAnswers {
-                a: with(&|ip| ip.is_ipv4(), false),
-                aaaa: with(&|ip| ip.is_ipv6(), false),
-                any: with(&|_| true, false),
-                soa: with(&|_| false, links.is_empty() && !name.is_wildcard()),
-                other: with(&|_| false, false),
-                cname,
-                upstream: None,
-            }
-        }
-    })
+/// The answer to a CNAME question: the chain's first link, else SERVFAIL or NODATA.
+fn cname_answer(chain: &Chain<'_>, serial: u32) -> Prepared {
+    let mut writer = BodyWriter::new();
+    if let Some((owner, ttl, target)) = chain.links.first() {
+        writer.record(Section::Answer, owner_of(owner), *ttl, RData::Cname(target));
+        writer.finish(Rcode::NoError, true)
+    } else if matches!(chain.end, ChainEnd::Servfail) {
+        Prepared::empty(Rcode::ServFail, false)
+    } else {
+        nodata(writer, &chain.end, serial)
+    }
 }
 
 /// An owned name by exact name, or the wildcard that covers it.

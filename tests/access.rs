@@ -1,6 +1,6 @@
 //! Never an open resolver: clients outside `server.allow` get REFUSED.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! sequence with a marker transition (the backup going down): a sink sends one request at a
 //! time, oldest first, so once the marker has arrived, everything before it has too.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};

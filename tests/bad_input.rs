@@ -1,7 +1,7 @@
 //! Bad input on the wire and at start-up: a correct DNS error or a drop, never a panic;
 //! a listen address that cannot be bound stops start-up with a clear message.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};

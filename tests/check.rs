@@ -6,7 +6,7 @@
 //! Nothing here opens a socket: `check` only reads files (and, for `"system"` upstreams,
 //! the host's resolv.conf). The example addresses are never contacted.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

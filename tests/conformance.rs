@@ -11,7 +11,7 @@
 //!
 //! Below the matrix: bugs found by fuzzing, each with the test that keeps it fixed.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! `/status`, `/metrics` (checked by the real `promtool`), counters that follow real
 //! queries and real probes, and the `pathdns status` and `pathdns hosts` commands.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};

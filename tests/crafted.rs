@@ -20,7 +20,7 @@
 //! (`rfc1035_3_1_question_name_of_256_octets_is_formerr`); the cases here use 257 octets
 //! and more.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};

@@ -1,6 +1,6 @@
 //! Owned names answered by the real binary over real UDP and TCP sockets.
 
-mod common;
+use crate::common;
 
 use common::*;
 use hickory_proto::op::{Message, ResponseCode};

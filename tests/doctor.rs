@@ -7,7 +7,7 @@
 //!
 //! Runs as root (CI); skipped loudly otherwise.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Output;

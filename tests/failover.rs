@@ -1,7 +1,7 @@
 //! Failover on loopback: TCP-probed targets on 127.0.0.x addresses that the test opens and
 //! closes, every `when_all_down` policy, and answers from the primary group at start.
 
-mod common;
+use crate::common;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};

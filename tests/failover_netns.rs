@@ -3,7 +3,7 @@
 //! test cuts the primary path (link down, then a silent nftables blackhole) while a client
 //! queries every 50 ms. Runs as root (CI); skipped loudly otherwise.
 
-mod common;
+use crate::common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -10,7 +10,7 @@
 //!
 //! Everything is on loopback; the upstream is `common::slow_upstream`.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};

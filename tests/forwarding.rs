@@ -1,7 +1,7 @@
 //! Names pathdns does not own are forwarded to real upstream servers on loopback (dnsmasq,
 //! Unbound), through pathdns's cache.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

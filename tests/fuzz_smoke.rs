@@ -12,9 +12,7 @@
 mod targets;
 
 /// The byte mutations, shared with the mutation runs against the real binary.
-#[allow(dead_code)]
-#[path = "common/mutate.rs"]
-mod mutate;
+use crate::common::mutate;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;

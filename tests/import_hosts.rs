@@ -5,7 +5,7 @@
 //! Loopback only: the agent listens on 127.0.0.1:0 and the configs are imported with
 //! `--no-probes`, so the documents' addresses are answered but never contacted.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

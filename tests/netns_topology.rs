@@ -6,7 +6,7 @@
 //!
 //! Needs root (skipped loudly otherwise), `ip`, `nft` and `python3`.
 
-mod common;
+use crate::common;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};

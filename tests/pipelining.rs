@@ -6,7 +6,7 @@
 //! The upstream is a fake resolver on loopback that answers after a delay
 //! (`common::slow_upstream`), so that "slow" is a number, not a hope.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::net::TcpStream;

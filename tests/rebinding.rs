@@ -5,7 +5,7 @@
 //!
 //! Every address here is DNS data in an answer, never connected to.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Duration;

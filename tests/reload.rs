@@ -2,7 +2,7 @@
 //! times, every other time with an invalid config. No query may fail, and the answer may
 //! change only when a valid config was loaded.
 
-mod common;
+use crate::common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};

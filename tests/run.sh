@@ -57,8 +57,31 @@ if [[ -t 2 ]]; then
     bold=$'\033[1m' plain=$'\033[0m'
 fi
 
+# Every section's wall time, printed at the end (the whole run should stay within 12
+# minutes on the 2-core CI machine; this shows where the time goes).
+stage_names=()
+stage_seconds=()
+stage_started=$SECONDS
+run_started=$SECONDS
+close_stage() {
+    if [[ ${#stage_names[@]} -gt 0 ]]; then
+        stage_seconds+=($((SECONDS - stage_started)))
+    fi
+}
 section() {
+    close_stage
+    stage_names+=("$*")
+    stage_started=$SECONDS
     printf '\n%s==> %s%s\n' "$bold" "$*" "$plain" >&2
+}
+print_stage_times() {
+    close_stage
+    local i
+    echo "Time per stage:" >&2
+    for ((i = 0; i < ${#stage_names[@]}; i++)); do
+        printf '  %5d s  %s\n' "${stage_seconds[i]:-0}" "${stage_names[i]}" >&2
+    done
+    printf '  %5d s  total\n' "$((SECONDS - run_started))" >&2
 }
 
 # An executable program on PATH (bash's `command -v` also reports non-executable files).
@@ -333,9 +356,12 @@ step() {
 step "format" cargo fmt --all -- --check
 # The fuzz crate is a workspace of its own (cargo fmt --all does not reach it).
 step "format (fuzz)" rustfmt --edition 2021 --check fuzz/src/lib.rs fuzz/fuzz_targets/*.rs
-step "clippy" cargo clippy --all-targets --locked -- -D warnings
-step "tests" cargo test --all-targets --locked
-step "doc tests" cargo test --doc --locked
+# The tested binary carries the fault-injection test hooks (Cargo.toml, [features]); the
+# packages are built without them, and the second clippy run checks that build too.
+step "clippy" cargo clippy --all-targets --all-features --locked -- -D warnings
+step "clippy (release features)" cargo clippy --locked -- -D warnings
+step "tests" cargo test --all-targets --all-features --locked
+step "doc tests" cargo test --doc --all-features --locked
 
 # Supply chain (deny.toml): duplicate versions (warnings), licenses, sources. Offline apart
 # from the crates.io index. The fuzz crate's graph adds libFuzzer; its lock file follows
@@ -411,6 +437,7 @@ else
 fi
 
 section "Summary"
+print_stage_times
 for note in "${skipped[@]}"; do
     echo "SKIPPED: $note" >&2
 done

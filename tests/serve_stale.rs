@@ -5,7 +5,7 @@
 //! Expiry is time, so a test sleeps until a TTL has run out; everything else waits for a
 //! condition (a log line, an answer) with a deadline.
 
-mod common;
+use crate::common;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};

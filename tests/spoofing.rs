@@ -9,7 +9,7 @@
 //! real off-path attacker has to guess; what is tested is that pathdns ignores or refuses
 //! what does not match, never that it is hard to guess.
 
-mod common;
+use crate::common;
 
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! TCP, and only its full answer is cached. The real binary, a scripted upstream on
 //! loopback; the addresses are DNS data only.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 

@@ -239,110 +239,175 @@ struct PlainName {
 }
 
 fn render(hosts: &Hosts, source: &str, no_probes: bool) -> String {
-    let file = comment_text(source);
-    let mut imported: Vec<usize> = Vec::new();
-    let founds = (hosts.registries.0.iter().map(|(_, f)| f))
-        .chain(hosts.auth.0.iter().map(|(_, f)| f))
-        .chain(hosts.oss.0.iter().map(|(_, f)| f))
-        .chain(hosts.buckets.0.iter().map(|(_, f)| f))
-        .chain(hosts.others.0.iter().map(|(_, f)| f));
-    for found in founds {
-        imported.extend(&found.lines);
-    }
-    imported.sort_unstable();
-    imported.dedup();
-
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        "# pathdns config imported from {file} by `pathdns import-hosts`.\n\
-         #\n\
-         # It answers the names written by hand into {file}, and forwards every other name\n\
-         # to the resolvers in /etc/resolv.conf. Before using it:\n\
-         #   pathdns check --config FILE     validate it and list the names it answers\n\
-         #   pathdns doctor --config FILE    walk the documents' checks from this host\n\
-         # Once pathdns runs and resolv.conf points at it, remove the imported lines from\n\
-         # {file}: glibc reads /etc/hosts before DNS, so they would bypass pathdns's health\n\
-         # checks and failover.\n\
-         #\n\
-         # Imported: {}.\n\
-         \n\
-         [server]\n\
-         # Where pathdns answers: \"nameserver 127.0.0.1\" in /etc/resolv.conf.\n\
-         listen = [\"127.0.0.1:53\"]\n\
-         # Loopback clients only: never an open resolver.\n\
-         allow = [\"127.0.0.0/8\", \"::1/128\"]\n\
-         \n\
-         [upstream]\n\
-         # The nameservers in /etc/resolv.conf at start, pathdns's own address left out. Once\n\
-         # resolv.conf points at pathdns, list the previous resolvers here instead, e.g.\n\
-         # servers = [\"10.0.0.2\"].\n\
-         servers = [\"system\"]\n",
-        line_word(&imported),
-    );
-
-    let mut plain: Vec<PlainName> = Vec::new();
-    // Buckets that went into a preset, and regions whose auth/OSS lines did.
-    let mut used_buckets: Vec<(String, String)> = Vec::new();
-    let mut used_regions: Vec<String> = Vec::new();
-
+    let mut config = Rendered {
+        hosts,
+        file: comment_text(source),
+        no_probes,
+        out: String::new(),
+        plain: Vec::new(),
+        used_buckets: Vec::new(),
+        used_regions: Vec::new(),
+    };
+    config.header();
     for ((instance, region), registry) in &hosts.registries.0 {
-        let registry_display = registry_name(instance, region);
-        let auth = hosts.auth.get(region);
+        config.registry(instance, region, registry);
+    }
+    config.leftover_region_names();
+    config.leftover_buckets();
+    config.plain_names();
+    config.not_imported();
+    config.out
+}
+
+/// The config text being written, and what the `[[registry]]` blocks already took.
+struct Rendered<'a> {
+    hosts: &'a Hosts,
+    /// The source file, as it may stand in a comment.
+    file: String,
+    no_probes: bool,
+    out: String,
+    /// Names written as `[[name]]` entries at the end, in the order of their lines.
+    plain: Vec<PlainName>,
+    /// Buckets that went into a preset, and regions whose auth/OSS lines did.
+    used_buckets: Vec<(String, String)>,
+    used_regions: Vec<String>,
+}
+
+/// One region's lines that a `[[registry]]` block is made of.
+struct RegistryLines<'a> {
+    registry: &'a Found,
+    auth: Option<&'a Found>,
+    oss: Option<&'a Found>,
+    bucket: Option<&'a ((String, String), Found)>,
+}
+
+impl Rendered<'_> {
+    /// What the file is, how to use it, and the server and upstream sections.
+    fn header(&mut self) {
+        let hosts = self.hosts;
+        let mut imported: Vec<usize> = Vec::new();
+        let founds = (hosts.registries.0.iter().map(|(_, f)| f))
+            .chain(hosts.auth.0.iter().map(|(_, f)| f))
+            .chain(hosts.oss.0.iter().map(|(_, f)| f))
+            .chain(hosts.buckets.0.iter().map(|(_, f)| f))
+            .chain(hosts.others.0.iter().map(|(_, f)| f));
+        for found in founds {
+            imported.extend(&found.lines);
+        }
+        imported.sort_unstable();
+        imported.dedup();
+        let file = &self.file;
+        let _ = write!(
+            self.out,
+            "# pathdns config imported from {file} by `pathdns import-hosts`.\n\
+             #\n\
+             # It answers the names written by hand into {file}, and forwards every other name\n\
+             # to the resolvers in /etc/resolv.conf. Before using it:\n\
+             #   pathdns check --config FILE     validate it and list the names it answers\n\
+             #   pathdns doctor --config FILE    walk the documents' checks from this host\n\
+             # Once pathdns runs and resolv.conf points at it, remove the imported lines from\n\
+             # {file}: glibc reads /etc/hosts before DNS, so they would bypass pathdns's health\n\
+             # checks and failover.\n\
+             #\n\
+             # Imported: {}.\n\
+             \n\
+             [server]\n\
+             # Where pathdns answers: \"nameserver 127.0.0.1\" in /etc/resolv.conf.\n\
+             listen = [\"127.0.0.1:53\"]\n\
+             # Loopback clients only: never an open resolver.\n\
+             allow = [\"127.0.0.0/8\", \"::1/128\"]\n\
+             \n\
+             [upstream]\n\
+             # The nameservers in /etc/resolv.conf at start, pathdns's own address left out. Once\n\
+             # resolv.conf points at pathdns, list the previous resolvers here instead, e.g.\n\
+             # servers = [\"10.0.0.2\"].\n\
+             servers = [\"system\"]\n",
+            line_word(&imported),
+        );
+    }
+
+    /// A `[[registry]]` block for one registry line, or a plain name when its region has no
+    /// OSS address (the preset needs one).
+    fn registry(&mut self, instance: &str, region: &String, registry: &Found) {
+        let hosts = self.hosts;
         let oss = hosts.oss.get(region);
-        let region_buckets: Vec<&((String, String), Found)> = hosts
-            .buckets
-            .0
-            .iter()
-            .filter(|((_, r), _)| r == region)
-            .collect();
-        // The preset's `bucket` shares the OSS addresses: the first bucket that has them
-        // (or, without an OSS line, the first bucket, whose addresses then serve both).
-        let bucket = match oss {
-            Some(oss) => region_buckets
-                .iter()
-                .find(|(_, found)| found.addrs == oss.addrs)
-                .copied(),
-            None => region_buckets.first().copied(),
+        let lines = RegistryLines {
+            registry,
+            auth: hosts.auth.get(region),
+            oss,
+            bucket: preset_bucket(hosts, region, oss),
         };
-        let Some(oss_addrs) = oss.or(bucket.map(|(_, found)| found)) else {
-            plain.push(PlainName {
-                name: registry_display.clone(),
+        let Some(oss_addrs) = oss.or(lines.bucket.map(|(_, found)| found)) else {
+            self.plain.push(PlainName {
+                name: registry_name(instance, region),
                 found: registry.clone(),
                 why: Some(format!(
-                    "Not a [[registry]] block: {file} has no line for {},\n\
+                    "Not a [[registry]] block: {} has no line for {},\n\
                      # and the preset needs the OSS address (blob downloads are redirected\n\
                      # there). Look it up from inside the VPC and move this name into a\n\
                      # [[registry]] block with `oss = [...]`.",
+                    self.file,
                     oss_name(region)
                 )),
             });
-            continue;
+            return;
         };
-        let shared = used_regions.contains(region);
-        used_regions.push(region.clone());
+        let shared = self.used_regions.iter().any(|used| used == region);
+        self.used_regions.push(region.to_owned());
+        self.registry_head(instance, region, &lines);
+        self.auth_lines(region, lines.auth);
+        self.oss_lines(region, lines.oss, oss_addrs);
+        if let Some(((bucket, bucket_region), _)) = lines.bucket {
+            let _ = writeln!(
+                self.out,
+                "# {bucket}.{}\nbucket = \"{bucket}\"",
+                oss_name(bucket_region)
+            );
+            self.used_buckets
+                .push((bucket.clone(), bucket_region.clone()));
+        }
+        if shared {
+            let _ = writeln!(
+                self.out,
+                "# Same auth and OSS answers as the other instance in {region} above: instances\n\
+                 # in one region share those names."
+            );
+        }
+        self.probe_lines();
+    }
 
-        let mut from = vec![format!("{} (registry)", line_word(&registry.lines))];
-        if let Some(auth) = auth {
+    /// The block's first lines: where it comes from, instance, region and registry.
+    fn registry_head(&mut self, instance: &str, region: &str, lines: &RegistryLines<'_>) {
+        let mut from = vec![format!("{} (registry)", line_word(&lines.registry.lines))];
+        if let Some(auth) = lines.auth {
             from.push(format!("{} (auth)", line_word(&auth.lines)));
         }
-        if let Some(oss) = oss {
+        if let Some(oss) = lines.oss {
             from.push(format!("{} (oss)", line_word(&oss.lines)));
         }
-        if let Some((_, found)) = bucket {
+        if let Some((_, found)) = lines.bucket {
             from.push(format!("{} (bucket)", line_word(&found.lines)));
         }
-        let _ = write!(out, "\n[[registry]]\n# From {file}: {}.\n", from.join(", "));
-        let _ = writeln!(out, "instance = \"{instance}\"\nregion = \"{region}\"");
-        let _ = writeln!(
-            out,
-            "# {registry_display}\nregistry = {}",
-            address_list(&registry.addrs)
+        let _ = write!(
+            self.out,
+            "\n[[registry]]\n# From {}: {}.\n",
+            self.file,
+            from.join(", ")
         );
+        let _ = writeln!(self.out, "instance = \"{instance}\"\nregion = \"{region}\"");
+        let _ = writeln!(
+            self.out,
+            "# {}\nregistry = {}",
+            registry_name(instance, region),
+            address_list(&lines.registry.addrs)
+        );
+    }
+
+    fn auth_lines(&mut self, region: &str, auth: Option<&Found>) {
         match auth {
             Some(auth) => {
                 let _ = writeln!(
-                    out,
+                    self.out,
                     "# {}: the token realm of the registry's /v2/ answer\nauth = {}",
                     auth_name(region),
                     address_list(&auth.addrs)
@@ -350,20 +415,24 @@ fn render(hosts: &Hosts, source: &str, no_probes: bool) -> String {
             }
             None => {
                 let _ = writeln!(
-                    out,
-                    "# No `auth` key: {file} has no line for {}.\n\
+                    self.out,
+                    "# No `auth` key: {} has no line for {}.\n\
                      # That is right when the instance takes over the auth domain (its /v2/\n\
                      # answer then names the registry itself as the token realm); otherwise add\n\
                      # that name's address here, auth = [\"...\"]. `pathdns doctor` shows which\n\
                      # realm the registry names.",
+                    self.file,
                     auth_name(region)
                 );
             }
         }
+    }
+
+    fn oss_lines(&mut self, region: &str, oss: Option<&Found>, oss_addrs: &Found) {
         match oss {
             Some(oss) => {
                 let _ = writeln!(
-                    out,
+                    self.out,
                     "# {}: where blob downloads are redirected\noss = {}",
                     oss_name(region),
                     address_list(&oss.addrs)
@@ -371,107 +440,119 @@ fn render(hosts: &Hosts, source: &str, no_probes: bool) -> String {
             }
             None => {
                 let _ = writeln!(
-                    out,
-                    "# No {} line in {file}: the preset answers it with the bucket's\n\
+                    self.out,
+                    "# No {} line in {}: the preset answers it with the bucket's\n\
                      # address (the buckets of a region share its internal OSS endpoint).\n\
                      oss = {}",
                     oss_name(region),
+                    self.file,
                     address_list(&oss_addrs.addrs)
                 );
             }
         }
-        if let Some(((bucket, bucket_region), _)) = bucket {
+    }
+
+    fn probe_lines(&mut self) {
+        if self.no_probes {
             let _ = writeln!(
-                out,
-                "# {bucket}.{}\nbucket = \"{bucket}\"",
-                oss_name(bucket_region)
-            );
-            used_buckets.push((bucket.clone(), bucket_region.clone()));
-        }
-        if shared {
-            let _ = writeln!(
-                out,
-                "# Same auth and OSS answers as the other instance in {region} above: instances\n\
-                 # in one region share those names."
-            );
-        }
-        if no_probes {
-            let _ = writeln!(
-                out,
-                "# --no-probes: static answers like {file}: no health checks, no failover.\n\
-                 probes = []"
+                self.out,
+                "# --no-probes: static answers like {}: no health checks, no failover.\n\
+                 probes = []",
+                self.file
             );
         } else {
             let _ = writeln!(
-                out,
+                self.out,
                 "# Health checks: the preset's default probes (`pathdns check` lists them). If\n\
                  # the registry's certificate comes from a private CA, add ca_file = \"...\"."
             );
         }
     }
 
-    let region_names = [
-        (&hosts.auth, auth_name as fn(&str) -> String),
-        (&hosts.oss, oss_name),
-    ];
-    for (table, name_of) in region_names {
-        for (region, found) in &table.0 {
-            if !used_regions.contains(region) {
-                plain.push(PlainName {
-                    name: name_of(region),
-                    found: found.clone(),
-                    why: Some(no_registry(region, &file)),
-                });
+    /// Auth and OSS lines of regions without a registry line become plain names.
+    fn leftover_region_names(&mut self) {
+        let hosts = self.hosts;
+        let region_names = [
+            (&hosts.auth, auth_name as fn(&str) -> String),
+            (&hosts.oss, oss_name),
+        ];
+        for (table, name_of) in region_names {
+            for (region, found) in &table.0 {
+                if !self.used_regions.contains(region) {
+                    self.plain.push(PlainName {
+                        name: name_of(region),
+                        found: found.clone(),
+                        why: Some(no_registry(region, &self.file)),
+                    });
+                }
             }
         }
     }
-    for ((bucket, region), found) in &hosts.buckets.0 {
-        if used_buckets.contains(&(bucket.clone(), region.clone())) {
-            continue;
+
+    /// Buckets that no `[[registry]]` block took become plain names.
+    fn leftover_buckets(&mut self) {
+        for ((bucket, region), found) in &self.hosts.buckets.0 {
+            if self
+                .used_buckets
+                .contains(&(bucket.clone(), region.clone()))
+            {
+                continue;
+            }
+            let why = if self.used_regions.contains(region) {
+                format!(
+                    "Another bucket of {region}, or one with other addresses than the OSS name:\n\
+                     # a [[registry]] block takes one `bucket` with the OSS addresses."
+                )
+            } else {
+                no_registry(region, &self.file)
+            };
+            self.plain.push(PlainName {
+                name: format!("{bucket}.{}", oss_name(region)),
+                found: found.clone(),
+                why: Some(why),
+            });
         }
-        let why = if used_regions.contains(region) {
-            format!(
-                "Another bucket of {region}, or one with other addresses than the OSS name:\n\
-                 # a [[registry]] block takes one `bucket` with the OSS addresses."
-            )
-        } else {
-            no_registry(region, &file)
-        };
-        plain.push(PlainName {
-            name: format!("{bucket}.{}", oss_name(region)),
-            found: found.clone(),
-            why: Some(why),
-        });
-    }
-    for (name, found) in &hosts.others.0 {
-        plain.push(PlainName {
-            name: name.clone(),
-            found: found.clone(),
-            why: None,
-        });
-    }
-    plain.sort_by_key(|entry| entry.found.first_line());
-    for entry in &plain {
-        let _ = write!(
-            out,
-            "\n[[name]]\n# From {file} {}.\n",
-            line_word(&entry.found.lines)
-        );
-        if let Some(why) = &entry.why {
-            let _ = writeln!(out, "# {why}");
-        }
-        let _ = writeln!(
-            out,
-            "name = \"{}\"\ntargets = {}",
-            entry.name,
-            address_list(&entry.found.addrs)
-        );
     }
 
-    if !hosts.ignored.is_empty() || !hosts.ignored_aliases.is_empty() {
+    /// Every plain name, the other names of the file included, in the order of its lines.
+    fn plain_names(&mut self) {
+        for (name, found) in &self.hosts.others.0 {
+            self.plain.push(PlainName {
+                name: name.clone(),
+                found: found.clone(),
+                why: None,
+            });
+        }
+        self.plain.sort_by_key(|entry| entry.found.first_line());
+        for entry in &self.plain {
+            let _ = write!(
+                self.out,
+                "\n[[name]]\n# From {} {}.\n",
+                self.file,
+                line_word(&entry.found.lines)
+            );
+            if let Some(why) = &entry.why {
+                let _ = writeln!(self.out, "# {why}");
+            }
+            let _ = writeln!(
+                self.out,
+                "name = \"{}\"\ntargets = {}",
+                entry.name,
+                address_list(&entry.found.addrs)
+            );
+        }
+    }
+
+    /// The lines that were left out, and why.
+    fn not_imported(&mut self) {
+        let hosts = self.hosts;
+        if hosts.ignored.is_empty() && hosts.ignored_aliases.is_empty() {
+            return;
+        }
         let _ = write!(
-            out,
-            "\n# Not imported from {file} (not Alibaba Cloud names):\n"
+            self.out,
+            "\n# Not imported from {} (not Alibaba Cloud names):\n",
+            self.file
         );
         let mut notes: Vec<(usize, String)> = hosts
             .ignored
@@ -486,10 +567,23 @@ fn render(hosts: &Hosts, source: &str, no_probes: bool) -> String {
             .collect();
         notes.sort_by_key(|(line, _)| *line);
         for (line, text) in notes {
-            let _ = writeln!(out, "#   line {line}: {text}");
+            let _ = writeln!(self.out, "#   line {line}: {text}");
         }
     }
-    out
+}
+
+/// The preset's `bucket` shares the OSS addresses: the first bucket of the region that has
+/// them (or, without an OSS line, the first bucket, whose addresses then serve both).
+fn preset_bucket<'h>(
+    hosts: &'h Hosts,
+    region: &str,
+    oss: Option<&Found>,
+) -> Option<&'h ((String, String), Found)> {
+    let mut region_buckets = hosts.buckets.0.iter().filter(|((_, r), _)| r == region);
+    match oss {
+        Some(oss) => region_buckets.find(|(_, found)| found.addrs == oss.addrs),
+        None => region_buckets.next(),
+    }
 }
 
 fn no_registry(region: &str, file: &str) -> String {

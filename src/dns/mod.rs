@@ -33,9 +33,25 @@ use tokio::task::JoinSet;
 
 pub use handler::{Handler, Step, Transport};
 
-/// Fault injection for tests (`PATHDNS_FAULT_INJECTION=1`, SIGUSR2): while set, the
-/// listeners read queries and answer nothing, as a hung server would.
+/// Fault injection for tests, compiled in only with the `fault-injection` cargo feature
+/// (tests/run.sh builds the tested binary with it; packages never): SIGUSR2 with
+/// `PATHDNS_FAULT_INJECTION=1` toggles it, and while it is set the UDP and TCP listeners read
+/// queries and answer nothing, as a hung server would.
+#[cfg(feature = "fault-injection")]
 pub static FAULT_FREEZE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the listeners play dead ([`FAULT_FREEZE`]); always false in a normal build.
+#[inline]
+pub(crate) fn frozen() -> bool {
+    #[cfg(feature = "fault-injection")]
+    {
+        FAULT_FREEZE.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    {
+        false
+    }
+}
 
 /// A listen address that could not be bound.
 #[derive(Debug, thiserror::Error)]

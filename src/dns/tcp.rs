@@ -222,6 +222,9 @@ impl Connection {
                 break;
             }
             at += 2 + len;
+            if super::frozen() {
+                continue;
+            }
             match self
                 .handler
                 .respond_now(packet, self.client.ip(), Transport::Tcp, out)

@@ -182,7 +182,7 @@ impl Worker {
             if count == 0 {
                 continue;
             }
-            if super::FAULT_FREEZE.load(Ordering::Relaxed) {
+            if super::frozen() {
                 continue;
             }
             let received = Instant::now();

@@ -1,0 +1,35 @@
+//! pathdns's integration tests: one test binary (ripgrep's layout), so that tokio, hickory,
+//! rustls and reqwest are linked once instead of once per file. Each module below is one
+//! area; `common` is the shared harness (the real binary on port 0, packet builders, fake
+//! upstreams, network namespaces).
+//!
+//! Run one area with `cargo test --test integration MODULE::` (e.g. `failover_netns::`).
+//! Network-namespace tests need root and are skipped, loudly, without it.
+
+mod common;
+
+mod access;
+mod alerts;
+mod bad_input;
+mod check;
+mod conformance;
+mod control;
+mod crafted;
+mod dns_answers;
+mod doctor;
+mod failover;
+mod failover_netns;
+mod floods;
+mod forwarding;
+mod fuzz_smoke;
+mod import_hosts;
+mod netns_topology;
+mod packaging;
+mod pipelining;
+mod rebinding;
+mod reload;
+mod resolver;
+mod serve_stale;
+mod spoofing;
+mod systemd;
+mod truncation;

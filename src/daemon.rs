@@ -175,6 +175,7 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), DaemonError
 
 /// The handler, table and outputs, built from the first config.
 fn shared_parts(config: &Config) -> Result<Shared, DaemonError> {
+    tracing::info!(facts = %crate::host::survey(), "host");
     for finding in config.conflicts() {
         tracing::warn!(%finding, "conflict");
     }
@@ -393,6 +394,7 @@ fn apply(
         forwarder,
         allow: config.server.allow.clone(),
     });
+    tracing::info!(facts = %crate::host::survey(), "host");
     for finding in config.conflicts() {
         tracing::warn!(%finding, "conflict");
     }

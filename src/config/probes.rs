@@ -427,7 +427,7 @@ fn validate_probe(raw: &RawProbe, field: &str, blame: Blame<'_>) -> Result<Probe
             }
         }
         "icmp" => {
-            crate::netinfo::check_raw_icmp().map_err(|err| {
+            crate::host::check_raw_icmp().map_err(|err| {
                 blame(
                     Some(raw.kind.span()),
                     &at("kind"),
@@ -538,7 +538,7 @@ fn parse_network(text: &str) -> Result<IpNet, String> {
 
 /// An interface named in the config must exist on this host.
 fn check_interface(name: &str) -> Result<(), String> {
-    let interfaces = crate::netinfo::interfaces();
+    let interfaces = crate::host::interfaces();
     if interfaces.iter().any(|iface| iface.name == name) {
         return Ok(());
     }

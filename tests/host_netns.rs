@@ -1,6 +1,7 @@
 //! Host facts from the kernel, inside a real network namespace: the route lookup answers
 //! what `ip route get` answers (blackhole/unreachable/prohibit routes, policy rules and
-//! tables, `src` hints, an interface without an address of its own), and `pathdns check`
+//! tables, `src` hints, an interface without an address of its own), `pathdns doctor` gives
+//! the same verdict for a blackhole route, and `pathdns check`
 //! reports a policy route that takes a target off the private interface, which the main
 //! table alone does not show. Runs as root (CI); skipped loudly otherwise.
 
@@ -56,6 +57,31 @@ fn blackhole_unreachable_and_prohibit_routes_are_no_route() {
             other => panic!("{kind}: {other:?}"),
         }
     }
+    // doctor's route check asks the same question (a blackhole is left in place).
+    ip(
+        ns,
+        &["route", "replace", "blackhole", &format!("{TARGET}/32")],
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("pathdns.toml");
+    let config = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[[name]]\nname = \"reg.example\"\n\
+         targets = [\"{TARGET}\"]\ninterface = \"eth-priv\"\n"
+    );
+    std::fs::write(&path, config).expect("write config");
+    let pathdns = env!("CARGO_BIN_EXE_pathdns");
+    let config_path = path.to_str().expect("utf-8");
+    let output = netns::ip_netns_exec(ns, &[pathdns, "doctor", "--config", config_path]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let route = stdout
+        .lines()
+        .find(|line| line.contains(" route: "))
+        .unwrap_or_else(|| panic!("no route line:\n{stdout}"));
+    assert!(route.starts_with("FAIL"), "{route}");
+    assert!(
+        route.contains(&format!("no route to {TARGET}: a blackhole route drops it")),
+        "{route}"
+    );
     ip(ns, &["route", "del", &format!("{TARGET}/32")]);
     let Lookup::Route(egress) = lookup(ns, TARGET) else {
         panic!("no route once the {TARGET}/32 route is gone");

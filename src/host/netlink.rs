@@ -96,7 +96,7 @@ fn decode(
                     return Ok(true);
                 }
             }
-            NetlinkPayload::Error(_) | NetlinkPayload::Noop | NetlinkPayload::Overrun(_) => {}
+            // An ACK, a no-op or an overrun carries nothing to keep.
             _ => {}
         }
         // Messages are 4-byte aligned; a zero length would loop forever.

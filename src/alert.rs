@@ -661,16 +661,9 @@ fn redact(url: &str) -> String {
     format!("{scheme}://{authority}{path}")
 }
 
-/// The host name sent as `host` (webhook) and `instance` (Alertmanager).
+/// The host name sent as `host` (webhook) and `instance` (Alertmanager): gethostname(2).
 fn hostname() -> String {
-    ["/proc/sys/kernel/hostname", "/etc/hostname"]
-        .iter()
-        .find_map(|path| {
-            let name = std::fs::read_to_string(path).ok()?;
-            let name = name.trim();
-            (!name.is_empty()).then(|| name.to_owned())
-        })
-        .unwrap_or_else(|| "localhost".to_owned())
+    crate::host::hostname()
 }
 
 async fn maybe(sending: Option<&mut Sending>) -> Sent {

@@ -27,8 +27,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::Semaphore;
 
+use crate::events::unix_ms;
 use crate::metrics::Metrics;
-use crate::status::{ForwardingStatus, Status, StatusBoard};
+use crate::status::{ForwardingStatus, HostReadFailure, Status, StatusBoard};
 
 /// Connections served at once; the next ones are closed as soon as they are accepted.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -143,6 +144,16 @@ fn status_now(state: &ControlState) -> Status {
         stale_answers: counters.stale_answers,
         upstream_errors: counters.upstream_errors,
     });
+    status.host_read_failures = Some(
+        crate::host::failures::current()
+            .into_iter()
+            .map(|failure| HostReadFailure {
+                read: failure.read.to_string(),
+                cause: failure.cause,
+                since_unix_ms: unix_ms(failure.since),
+            })
+            .collect(),
+    );
     status
 }
 

@@ -171,6 +171,7 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), DaemonError
 
 /// The handler, table and outputs, built from the first config.
 fn shared_parts(config: &Config) -> Result<Shared, DaemonError> {
+    tracing::info!(facts = %crate::host::survey(), "host");
     for finding in config.conflicts() {
         tracing::warn!(%finding, "conflict");
     }
@@ -389,6 +390,7 @@ fn apply(
         forwarder,
         allow: config.server.allow.clone(),
     });
+    tracing::info!(facts = %crate::host::survey(), "host");
     for finding in config.conflicts() {
         tracing::warn!(%finding, "conflict");
     }

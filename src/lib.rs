@@ -20,8 +20,8 @@
 //!
 //!   at the side: supervisor (probe reports -> health -> failover -> new table, events,
 //!   status), daemon (start-up, reload, shutdown), systemd, control (HTTP), metrics, alert
-//!   (webhook, Alertmanager), events, status, netinfo (interfaces, routes, egress,
-//!   100.x conflicts), wire (DNS wire format)
+//!   (webhook, Alertmanager), events, status, host (routes, links, addresses and the host
+//!   name from the kernel; 100.x conflicts), wire (DNS wire format)
 //! ```
 //!
 //! - [`config`]: the TOML schema, validation with file:line:field errors, the `[[registry]]`
@@ -42,7 +42,8 @@
 //! - [`daemon`]: start-up order, live reload on SIGHUP, readiness, shutdown.
 //! - [`systemd`], [`control`], [`metrics`], [`alert`], [`events`], [`status`]: how the agent
 //!   tells systemd, Prometheus, operators and their alerting how it is.
-//! - [`netinfo`]: the host's interfaces and routes; [`wire`]: the DNS wire format on the
+//! - [`host`]: the host facts every part shares (the kernel's route for a target, links,
+//!   addresses, the host name, the 100.x trap, failed reads); [`wire`]: the DNS wire format on the
 //!   hot path; [`accept`]: accept-loop errors (EMFILE and friends) backed off, not spun on.
 //!
 //! The DNS hot path never waits on a probe, a reload, a webhook or a lock: owned names and
@@ -61,8 +62,8 @@ pub mod doctor;
 pub mod events;
 pub mod failover;
 pub mod health;
+pub mod host;
 pub mod metrics;
-pub mod netinfo;
 pub mod probe;
 pub mod resolver;
 pub mod status;

@@ -30,6 +30,20 @@ pub struct Status {
     /// serves `/status` (the supervisor's snapshot has none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarding: Option<ForwardingStatus>,
+    /// Reads of host facts (routes, links, addresses, hostname) failing now; the control
+    /// endpoint fills them in when it serves `/status`: empty when every read works.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_read_failures: Option<Vec<HostReadFailure>>,
+}
+
+/// A host read that is failing, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostReadFailure {
+    /// "routes", "links", "addresses" or "hostname".
+    pub read: String,
+    pub cause: String,
+    /// When this cause was first seen.
+    pub since_unix_ms: u64,
 }
 
 /// What happened to the queries for names pathdns does not own.

@@ -531,6 +531,7 @@ impl Supervisor {
             names,
             targets,
             forwarding: None,
+            host_read_failures: None,
         }
     }
 

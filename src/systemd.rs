@@ -74,7 +74,7 @@ pub async fn watchdog(
 /// any upstream, so any response proves the listener loop works. Also `pathdns resolver
 /// enable`'s check that the agent runs.
 pub fn self_query(listen: SocketAddr, timeout: Duration) -> bool {
-    let target = crate::netinfo::local_address(listen);
+    let target = crate::host::local_address(listen);
     let bind: SocketAddr = if target.is_ipv4() {
         (Ipv4Addr::UNSPECIFIED, 0).into()
     } else {

@@ -22,6 +22,7 @@ mod failover_netns;
 mod floods;
 mod forwarding;
 mod fuzz_smoke;
+mod host_netns;
 mod import_hosts;
 mod netns_topology;
 mod packaging;

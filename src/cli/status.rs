@@ -96,7 +96,7 @@ pub(super) fn control_addr(
         );
     }
     // A wildcard listen address is reached on loopback.
-    Ok(pathdns::netinfo::local_address(addr))
+    Ok(pathdns::host::local_address(addr))
 }
 
 /// One `GET path` to the control endpoint; the body of a 200 response.
@@ -156,6 +156,7 @@ fn write_table(out: &mut impl Write, status: &Status, now_ms: u64) -> std::io::R
             f.cache_hits, f.cache_misses, f.stale_answers, f.upstream_errors
         )?;
     }
+    write_host_reads(out, status, now_ms)?;
     writeln!(out)?;
 
     let rows: Vec<[String; 4]> = status
@@ -196,6 +197,27 @@ fn write_table(out: &mut impl Write, status: &Status, now_ms: u64) -> std::io::R
         ],
         &rows,
     )
+}
+
+/// Host reads: one line when all work, one line per failing read otherwise (nothing from
+/// an agent too old to report them).
+fn write_host_reads(out: &mut impl Write, status: &Status, now_ms: u64) -> std::io::Result<()> {
+    match status.host_read_failures.as_deref() {
+        None => Ok(()),
+        Some([]) => writeln!(out, "host reads: ok (routes, links, addresses, hostname)"),
+        Some(failures) => {
+            for failure in failures {
+                writeln!(
+                    out,
+                    "HOST READ FAILING: {}: {} (for {})",
+                    clean(&failure.read),
+                    clean(&failure.cause),
+                    ago(now_ms, failure.since_unix_ms)
+                )?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// One row per probe; the target's own columns only on its first row.
@@ -308,7 +330,25 @@ pub(super) fn clean(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pathdns::status::{ForwardingStatus, NameStatus, ProbeStatus};
+    use pathdns::status::{ForwardingStatus, HostReadFailure, NameStatus, ProbeStatus};
+
+    #[test]
+    fn working_host_reads_are_one_line_and_an_old_agent_none() {
+        let mut status = Status {
+            host_read_failures: Some(Vec::new()),
+            ..Status::default()
+        };
+        let mut out = Vec::new();
+        write_table(&mut out, &status, 0).expect("write");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(text.contains("\nhost reads: ok (routes, links, addresses, hostname)\n"));
+        status.host_read_failures = None;
+        let mut out = Vec::new();
+        write_table(&mut out, &status, 0).expect("write");
+        assert!(!String::from_utf8(out)
+            .expect("utf-8")
+            .contains("host reads"));
+    }
 
     #[test]
     fn the_table_shows_names_targets_and_probes() {
@@ -356,6 +396,11 @@ mod tests {
                 stale_answers: 2,
                 upstream_errors: 1,
             }),
+            host_read_failures: Some(vec![HostReadFailure {
+                read: "routes".into(),
+                cause: "netlink socket: permission denied".into(),
+                since_unix_ms: 3_725_000 - 61_000,
+            }]),
         };
         let mut out = Vec::new();
         write_table(&mut out, &status, 3_725_000).expect("write");
@@ -368,6 +413,8 @@ mod tests {
         assert!(lines.contains(
             &"forwarded: 7 from cache, 3 sent upstream, 2 stale answers, 1 upstream errors"
         ));
+        assert!(lines
+            .contains(&"HOST READ FAILING: routes: netlink socket: permission denied (for 1m01s)"));
         assert!(lines.contains(&"NAME         ANSWER    REASON                 TTL"));
         assert!(lines.contains(&"reg.example  10.0.0.2  group 2 (failed over)  3"));
         let probe = lines

@@ -174,9 +174,9 @@ impl OwnedName {
 
 impl Config {
     /// Targets the host would not reach over the private path (the 100.0.0.0/8 trap).
-    pub fn conflicts(&self) -> Vec<crate::netinfo::Finding> {
+    pub fn conflicts(&self) -> Vec<crate::host::Finding> {
         let addresses: Vec<Vec<IpAddr>> = self.names.iter().map(OwnedName::addresses).collect();
-        crate::netinfo::findings(self.names.iter().zip(&addresses).map(|(name, addrs)| {
+        crate::host::findings(self.names.iter().zip(&addresses).map(|(name, addrs)| {
             (
                 name.display(),
                 name.role.to_string(),

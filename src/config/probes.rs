@@ -427,7 +427,7 @@ fn validate_probe(raw: &RawProbe, field: &str, blame: Blame<'_>) -> Result<Probe
             }
         }
         "icmp" => {
-            crate::netinfo::check_raw_icmp().map_err(|err| {
+            crate::host::check_raw_icmp().map_err(|err| {
                 blame(
                     Some(raw.kind.span()),
                     &at("kind"),
@@ -538,10 +538,21 @@ fn parse_network(text: &str) -> Result<IpNet, String> {
 
 /// An interface named in the config must exist on this host.
 fn check_interface(name: &str) -> Result<(), String> {
-    let interfaces = crate::netinfo::interfaces();
-    if interfaces.iter().any(|iface| iface.name == name) {
+    let links = crate::host::interfaces::links();
+    if links.iter().any(|link| link.name == name) {
         return Ok(());
     }
+    // An empty list is a failed read (every host has `lo`): say so, not "no such interface".
+    if links.is_empty() {
+        let cause = crate::host::failures::current()
+            .into_iter()
+            .find(|failure| failure.read == crate::host::failures::HostRead::Links)
+            .map_or_else(|| "no links listed".to_owned(), |failure| failure.cause);
+        return Err(format!(
+            "cannot check that interface {name:?} exists: reading the host's links failed: {cause}"
+        ));
+    }
+    let interfaces = links;
     let known: Vec<&str> = interfaces.iter().map(|i| i.name.as_str()).collect();
     Err(format!(
         "no interface {name:?} on this host (it has: {})",

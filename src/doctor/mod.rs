@@ -33,7 +33,7 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use crate::config::{
     resolv_conf_nameservers, AllDownPolicy, AnswerSpec, Config, OwnedName, ProbeKind, Role,
 };
-use crate::netinfo::{self, Conflict, Finding, Interface, Route};
+use crate::host::{self, Conflict, Finding, Interface, Lookup, Route};
 use crate::probe::{self, tls::TlsConfigs, Outcome, Prepared, ProbeContext, ProbeTarget};
 
 /// A check's verdict. Only [`Status::Fail`] makes `pathdns doctor` exit non-zero.
@@ -129,8 +129,8 @@ pub async fn run(config: &Config, options: &Options) -> Vec<Check> {
         pinger: None,
     });
     let owned: Arc<Vec<String>> = Arc::new(config.names.iter().map(OwnedName::display).collect());
-    let interfaces = Arc::new(netinfo::interfaces());
-    let routes = Arc::new(netinfo::routes());
+    let interfaces = Arc::new(host::interfaces());
+    let routes = Arc::new(host::routes());
     let findings = Arc::new(config.conflicts());
     let hosts = std::fs::read_to_string(&options.hosts_file)
         .map(|text| hosts_file::parse(&text))
@@ -174,7 +174,25 @@ pub async fn run(config: &Config, options: &Options) -> Vec<Check> {
             report.extend(joined(target.await, &display, NO_TARGET));
         }
     }
+    report.extend(host_read_checks());
     report
+}
+
+/// Host reads that failed during the checks: the verdicts above lack what they could not
+/// read, and say so here.
+fn host_read_checks() -> Vec<Check> {
+    host::failures::current()
+        .into_iter()
+        .map(|failure| {
+            Check::new(
+                Status::Warn,
+                HOST,
+                NO_TARGET,
+                "host-read",
+                format!("reading {} failed: {}", failure.read, failure.cause),
+            )
+        })
+        .collect()
 }
 
 /// A check task's lines, or one failure line if the task itself died.
@@ -209,7 +227,7 @@ fn agent_address(config: &Config) -> Option<SocketAddr> {
     if listen.port() == 0 {
         return None;
     }
-    Some(netinfo::local_address(listen))
+    Some(host::local_address(listen))
 }
 
 /// Whom this host asks: resolv.conf's nameservers against pathdns's listen addresses.
@@ -286,7 +304,7 @@ fn resolver_check(config: &Config, resolv_conf: &Path) -> Vec<Check> {
 }
 
 fn is_local_address(addr: IpAddr) -> bool {
-    netinfo::interfaces()
+    host::interfaces()
         .iter()
         .any(|iface| iface.networks.iter().any(|net| net.addr() == addr))
 }
@@ -736,15 +754,24 @@ fn route_check(plan: &TargetPlan) -> Check {
             Some(_) => {}
         }
     }
-    let egress = match netinfo::egress(addr, &plan.interfaces) {
-        Ok(egress) => egress,
+    let egress = match host::lookup(addr) {
+        Ok(Lookup::Route(egress)) => egress,
+        Ok(Lookup::NoRoute { reason, .. }) => {
+            return Check::fail(
+                display,
+                target,
+                "route",
+                format!("no route to {addr}: {reason}"),
+                add_route_remedy(addr, expected, &plan.routes),
+            )
+        }
         Err(err) => {
             return Check::fail(
                 display,
                 target,
                 "route",
-                format!("no route to {addr}: {}", probe::io_reason(&err)),
-                add_route_remedy(addr, expected, &plan.routes),
+                err.to_string(),
+                "run doctor where it may open a netlink socket (AF_NETLINK)".into(),
             )
         }
     };
@@ -752,18 +779,11 @@ fn route_check(plan: &TargetPlan) -> Check {
         .interface
         .as_deref()
         .unwrap_or("an unknown interface");
-    let route = match netinfo::best_route(&plan.routes, addr) {
-        _ if egress.interface.as_deref() == Some("lo") => "a local address".to_owned(),
-        Some(route) if egress.interface.as_deref() == Some(route.interface.as_str()) => {
-            describe_route(route)
-        }
-        Some(route) => format!(
-            "policy routing: the main table's best route is {}",
-            describe_route(route)
-        ),
-        None => "no route in the main table: policy routing".into(),
-    };
-    let detail = format!("leaves via {via} from {} ({route})", egress.source);
+    let detail = format!(
+        "leaves via {via}{} ({})",
+        source_text(&egress),
+        route_text(plan, &egress)
+    );
     match expected {
         Some(expected) if egress.interface.as_deref() != Some(expected) => Check::fail(
             display,
@@ -774,6 +794,42 @@ fn route_check(plan: &TargetPlan) -> Check {
         ),
         Some(_) => check(Status::Ok, format!("{detail}, the configured interface")),
         None => check(Status::Ok, detail),
+    }
+}
+
+fn source_text(egress: &host::Egress) -> String {
+    egress
+        .source
+        .map(|source| format!(" from {source}"))
+        .unwrap_or_default()
+}
+
+/// Which route the kernel took: the main table's best route when it is that one, else
+/// the policy table it came from.
+fn route_text(plan: &TargetPlan, egress: &host::Egress) -> String {
+    if egress.kind == host::RouteKind::Local {
+        return "a local address".to_owned();
+    }
+    let best = host::best_route(&plan.routes, egress.target);
+    match best {
+        Some(route)
+            if egress.table == host::routes::MAIN_TABLE
+                && egress.interface.as_deref() == Some(route.interface.as_str()) =>
+        {
+            describe_route(route)
+        }
+        _ if egress.table != host::routes::MAIN_TABLE => {
+            let via = egress
+                .gateway
+                .map(|gw| format!(" via {gw}"))
+                .unwrap_or_default();
+            format!("policy routing: table {}{via}", egress.table)
+        }
+        Some(route) => format!(
+            "policy routing: the main table's best route is {}",
+            describe_route(route)
+        ),
+        None => "no route in the main table: policy routing".into(),
     }
 }
 
@@ -1075,7 +1131,9 @@ fn conflict_checks(plan: &TargetPlan, route_failed: bool) -> Vec<Check> {
         .filter(|finding| match &finding.conflict {
             Conflict::LocalNetwork { target, .. } => *target == plan.addr,
             // The route check has said so already.
-            Conflict::RouteElsewhere { target, .. } => *target == plan.addr && !route_failed,
+            Conflict::RouteElsewhere { target, .. } | Conflict::NoRoute { target, .. } => {
+                *target == plan.addr && !route_failed
+            }
         })
         .collect();
     if mine.is_empty() {

@@ -2,6 +2,11 @@
 //!
 //! A dedicated thread owns the socket: it sends queued echo requests, matches replies by
 //! identifier and sequence, and answers each waiting probe or times it out. IPv4 only.
+//!
+//! Why a raw socket and not an unprivileged ping socket (SOCK_DGRAM/IPPROTO_ICMP): the
+//! package documents a drop-in that grants CAP_NET_RAW, which works on every host, whereas a
+//! ping socket depends on net.ipv4.ping_group_range covering the unit's dynamic user (a host
+//! setting pathdns cannot see or change). pnet is used for this socket and nothing else.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};

@@ -130,7 +130,7 @@ impl Prepared {
             Prepared::Https(probe) => probe.run().await,
             Prepared::Icmp(Some(pinger)) => pinger.ping(target.addr, timeout).await,
             Prepared::Icmp(None) => Outcome::fail("no ICMP socket (CAP_NET_RAW missing)"),
-            Prepared::Path(probe) => probe.check(target.addr),
+            Prepared::Path(probe) => probe.run(target.addr).await,
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Path check: the kernel's route to the target must leave by the expected interface
 //! and/or from a source address inside the expected network. It catches a VPN route that
-//! vanished and traffic silently falling back to the default route.
+//! vanished, a blackhole or unreachable route, and traffic silently falling back to the
+//! default route. The egress is the kernel's own answer ([`crate::host::lookup`], what
+//! `ip route get` asks), on a blocking thread: a netlink request is a system call.
 
 use std::net::IpAddr;
 use std::time::Instant;
@@ -8,8 +10,9 @@ use std::time::Instant;
 use ipnet::IpNet;
 
 use super::Outcome;
-use crate::netinfo;
+use crate::host::{self, Lookup};
 
+#[derive(Debug, Clone)]
 pub struct PathProbe {
     via: Option<String>,
     source: Option<IpNet>,
@@ -20,27 +23,31 @@ impl PathProbe {
         PathProbe { via, source }
     }
 
+    /// One check, off the async threads.
+    pub async fn run(&self, target: IpAddr) -> Outcome {
+        let probe = self.clone();
+        tokio::task::spawn_blocking(move || probe.check(target))
+            .await
+            .unwrap_or_else(|err| Outcome::fail(format!("the path check stopped: {err}")))
+    }
+
     pub fn check(&self, target: IpAddr) -> Outcome {
         let started = Instant::now();
-        let interfaces = netinfo::interfaces();
-        let egress = match netinfo::egress(target, &interfaces) {
-            Ok(egress) => egress,
-            Err(err) => {
-                return Outcome::fail(format!("no route to {target}: {}", super::io_reason(&err)))
+        let egress = match host::lookup(target) {
+            Ok(Lookup::Route(egress)) => egress,
+            Ok(Lookup::NoRoute { reason, .. }) => {
+                return Outcome::fail(format!("no route to {target}: {reason}"))
             }
+            Err(err) => return Outcome::fail(err.to_string()),
         };
         if let Some(via) = &self.via {
             if egress.interface.as_deref() != Some(via.as_str()) {
-                return Outcome::fail(format!(
-                    "route to {target} leaves with {egress}, not via {via}"
-                ));
+                return Outcome::fail(format!("route to {target} leaves {egress}, not via {via}"));
             }
         }
         if let Some(net) = &self.source {
-            if !net.contains(&egress.source) {
-                return Outcome::fail(format!(
-                    "route to {target} leaves with {egress}, not from {net}"
-                ));
+            if !egress.source.is_some_and(|source| net.contains(&source)) {
+                return Outcome::fail(format!("route to {target} leaves {egress}, not from {net}"));
             }
         }
         Outcome::pass(started, Some(egress.to_string()))

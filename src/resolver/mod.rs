@@ -169,7 +169,7 @@ impl Settings {
             .listen
             .iter()
             .find(|addr| addr.port() == 53)
-            .map(|addr| crate::netinfo::local_address(*addr).ip())
+            .map(|addr| crate::host::local_address(*addr).ip())
             .ok_or_else(|| {
                 let listen: Vec<String> =
                     config.server.listen.iter().map(|a| a.to_string()).collect();

@@ -11,8 +11,7 @@ use std::net::IpAddr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
-use super::state::State;
-use super::{io_error, Host, Mode, ResolverError, RESOLV_CONF, STATE_DIR};
+use super::{io_error, Host, ResolverError, RESOLV_CONF};
 use crate::config::resolv_conf_nameservers;
 
 /// What a path is, without following a final symlink.
@@ -49,36 +48,6 @@ impl Host {
             Ok(rest) => format!("/{}", rest.display()),
             Err(_) => path.display().to_string(),
         }
-    }
-
-    /// Saves `original`, then writes `bytes` over the mode's target.
-    pub(super) fn replace(
-        &self,
-        mode: Mode,
-        nameserver: IpAddr,
-        original: &Entry,
-        bytes: &[u8],
-    ) -> Result<(), ResolverError> {
-        let target = self.path(mode.target());
-        let mut created = self.create_dirs(STATE_DIR)?;
-        if let Some(parent) = Path::new(mode.target()).parent() {
-            created.extend(self.create_dirs(&parent.display().to_string())?);
-        }
-        let state = State {
-            mode,
-            nameserver,
-            original: original.clone(),
-            written: bytes.to_vec(),
-            created,
-        };
-        self.write_state(&state)?;
-        let written = write_atomic(&target, bytes, 0o644);
-        if let Err(err) = written {
-            // Leave nothing behind that claims pathdns is the resolver.
-            let _ = self.forget(&state);
-            return Err(err);
-        }
-        Ok(())
     }
 
     /// Puts `original` back at `target`.

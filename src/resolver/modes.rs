@@ -7,15 +7,47 @@
 //! not: touch files other than through files.rs.
 
 use std::net::IpAddr;
+use std::path::Path;
 
 use super::detect::{parse_nameserver, ResolvConf};
-use super::files::Entry;
+use super::files::{write_atomic, Entry};
+use super::state::State;
 use super::{
     Host, Mode, ResolverError, Settings, FALLBACK_OPTIONS, GLIBC_MAXNS, MARK, RESOLVED_DROP_IN,
     RESOLVED_STUBS, RESOLVED_UPSTREAMS, RESOLV_CONF, STATE_DIR,
 };
 
 impl Host {
+    /// Saves `original`, then writes `bytes` over the mode's target.
+    pub(super) fn replace(
+        &self,
+        mode: Mode,
+        nameserver: IpAddr,
+        original: &Entry,
+        bytes: &[u8],
+    ) -> Result<(), ResolverError> {
+        let target = self.path(mode.target());
+        let mut created = self.create_dirs(STATE_DIR)?;
+        if let Some(parent) = Path::new(mode.target()).parent() {
+            created.extend(self.create_dirs(&parent.display().to_string())?);
+        }
+        let state = State {
+            mode,
+            nameserver,
+            original: original.clone(),
+            written: bytes.to_vec(),
+            created,
+        };
+        self.write_state(&state)?;
+        let written = write_atomic(&target, bytes, 0o644);
+        if let Err(err) = written {
+            // Leave nothing behind that claims pathdns is the resolver.
+            let _ = self.forget(&state);
+            return Err(err);
+        }
+        Ok(())
+    }
+
     pub(super) fn enable_plain(
         &self,
         settings: &Settings,

@@ -345,7 +345,7 @@ pub fn check_reply(packet: &[u8], out: &[u8], rcode: Option<Rcode>, limit: usize
     assert_eq!(out[2] & 0x80, 0x80, "QR set");
     assert_eq!(out[2] & 0x79, packet[2] & 0x79, "opcode and RD copied");
     if let Some(rcode) = rcode {
-        assert_eq!(out[3] & 0x0f, rcode as u8, "rcode");
+        assert_eq!(u16::from(out[3] & 0x0f), rcode.low_bits(), "rcode");
     }
     assert_eq!(out[3] & 0x40, 0, "Z bit clear");
     if let Err(err) = Message::from_vec(out) {
@@ -496,7 +496,7 @@ fn prepared_from_encoded(data: &[u8]) {
 }
 
 fn prepared_body(flags: u8, counts: [u16; 3], body: &[u8]) {
-    let rcode = Rcode::from_low_bits(flags & 0x0f);
+    let rcode = Rcode::from_code(u16::from(flags & 0x0f));
     let Some(prepared) = Prepared::from_encoded(rcode, flags & 0x10 != 0, counts, body) else {
         return;
     };

@@ -233,6 +233,7 @@ mod tests {
             enabled: true,
             private_domains: vec![name("corp.example."), name("privatelink.aliyuncs.com.")],
             owned: vec![name("registry.example."), name("*.oss.example.")],
+            exemptions: Vec::new(),
         })
     }
 
@@ -369,6 +370,7 @@ mod tests {
             enabled: false,
             private_domains: Vec::new(),
             owned: Vec::new(),
+            exemptions: Vec::new(),
         });
         let mut private = answer(vec![record(
             "evil.example.",

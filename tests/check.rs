@@ -293,7 +293,7 @@ fn check_lists_the_rebinding_exemptions_and_their_origins_when_the_filter_is_on(
     let output = pathdns(&["check", "--config", &config.display().to_string()]);
     let stdout = text(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    println!("{stdout}");
+    eprintln!("{stdout}");
     assert_eq!(
         table_rows(&stdout).len(),
         2,

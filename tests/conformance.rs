@@ -412,7 +412,7 @@ owned_and_forwarded!(
     rfc8906_8_1_3_3_reserved_bit_forwarded
 );
 
-/// 8.1.4: an unknown opcode is NOTIMP, without answer or AA; with a question (owned or
+/// 8.1.4: an unknown opcode is NOTIMP, without answer, AA or RA; with a question (owned or
 /// forwarded name) and header-only as the RFC sends it.
 fn unknown_opcode(target: Target) {
     let servers = start();
@@ -427,6 +427,9 @@ fn unknown_opcode(target: Target) {
             assert_eq!(reply.opcode, "RESERVED15", "opcode echoed: {text}");
             assert!(reply.answers.is_empty(), "{text}");
             assert!(!reply.has("aa"), "{text}");
+            // RA belongs to replies to QUERY (RFC 1035 section 4.1.1); NSD and Knot leave
+            // it clear on NOTIMP too.
+            assert!(!reply.has("ra"), "RA on a reply to opcode 15: {text}");
             assert!(!reply.header_mbz, "{text}");
         }
     }
@@ -691,6 +694,58 @@ owned_and_forwarded!(
     defined_options,
     rfc8906_8_2_10_multiple_defined_edns_options_owned,
     rfc8906_8_2_10_multiple_defined_edns_options_forwarded
+);
+
+// --- RFC 8945 (TSIG) -------------------------------------------------------------------------
+
+/// A key pathdns cannot know (it holds none): `dig -y`, HMAC-SHA256.
+const TSIG_KEY: &str = "hmac-sha256:key1.example:c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LWtleQ==";
+
+/// RFC 8945 section 5.2.2 (and 5.3.2): a TSIG-signed query with a key the server does not
+/// know gets NOTAUTH and an unsigned TSIG record (MAC size 0) with the client's key name and
+/// algorithm and error BADKEY, no answer. Owned and forwarded names alike: pathdns does not
+/// forward a signed query with its signature dropped, and the upstream never sees it.
+fn tsig_unknown_key(target: Target) {
+    let servers = start();
+    for transport in BOTH {
+        for edns in ["+noedns", "+edns=0"] {
+            let args = ask(&[edns, "+noad", "+norec", "-y", TSIG_KEY], target);
+            let reply = dig(&servers.agent, transport, &args);
+            let text = &reply.text;
+            assert_eq!(reply.status, "NOTAUTH", "{text}");
+            assert!(reply.answers.is_empty(), "no answer: {text}");
+            assert!(!reply.has("aa"), "{text}");
+            let tsig: Vec<&str> = text
+                .lines()
+                .filter(|line| line.split_whitespace().nth(3) == Some("TSIG"))
+                .collect();
+            assert_eq!(tsig.len(), 1, "one TSIG record: {text}");
+            let fields: Vec<&str> = tsig[0].split_whitespace().collect();
+            assert_eq!(fields[0], "key1.example.", "the key name: {text}");
+            assert_eq!(fields[4], "hmac-sha256.", "the algorithm: {text}");
+            // dig prints: time signed, fudge, MAC size, [MAC,] original ID, error, other len.
+            assert_eq!(fields[7], "0", "MAC size 0 (unsigned): {text}");
+            assert_eq!(fields[9], "BADKEY", "TSIG error: {text}");
+            assert_eq!(
+                reply.opt.is_some(),
+                edns == "+edns=0",
+                "OPT iff asked: {text}"
+            );
+        }
+    }
+    assert_eq!(
+        servers
+            ._upstream
+            .queries_for(target.name.trim_end_matches('.')),
+        0,
+        "a signed query never reaches the upstream"
+    );
+}
+
+owned_and_forwarded!(
+    tsig_unknown_key,
+    rfc8945_5_2_2_unknown_key_is_notauth_badkey_owned,
+    rfc8945_5_2_2_unknown_key_is_notauth_badkey_forwarded
 );
 
 /// The matrix's checks can fail: dig's report of a response that breaks them is caught.

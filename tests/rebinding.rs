@@ -140,6 +140,36 @@ fn private_addresses_are_stripped_from_a_forwarded_public_name() {
     );
 }
 
+/// Off by default: the same answers pass through whole, nothing counted, nothing logged.
+#[test]
+fn by_default_forwarded_private_addresses_are_kept() {
+    let upstream = upstream(PUBLIC_ZONE);
+    let mut agent = Agent::start(&upstream.config(""));
+    let control = agent
+        .process
+        .wait_for_line("its control address", control_addr);
+    let a = ask(&agent, "mixed.rebind.example.", RecordType::A);
+    let mut got = addresses(&a);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "10.1.2.3",
+            "100.64.0.1",
+            "127.0.0.1",
+            "192.0.2.1",
+            "192.168.1.1"
+        ]
+    );
+    let private = ask(&agent, "private.rebind.example.", RecordType::A);
+    assert_eq!(addresses(&private).len(), 2, "{private:?}");
+    assert_eq!(counter(control, STRIPPED), 0.0);
+    assert!(
+        !agent.process.lines().iter().any(|l| l.contains(LOGGED)),
+        "no rebinding warning"
+    );
+}
+
 static PRIVATE_ZONE: &[(&str, &str)] = &[
     ("corp.example.", "10.1.2.4"),
     ("db.corp.example.", "10.1.2.3"),

@@ -2,7 +2,8 @@
 //! answer reaches the client as the upstream gave it, TTLs aside (DESIGN.md section 4).
 //! A real dnsmasq answers an IDC's internal names with private addresses (10/8, 172.16/12,
 //! 192.168/16, 100.64/10, a CNAME chain into one) and forwards `rcode.test` to a scripted
-//! server that answers YXDOMAIN, NOTAUTH, NOTZONE, REFUSED and BADVERS; every question is
+//! server that answers YXDOMAIN, NOTAUTH, NOTZONE, REFUSED, FORMERR, NOTIMP, SERVFAIL and
+//! BADVERS; every question is
 //! asked of dnsmasq directly and through pathdns, and the two answers must carry the same
 //! rcode (extended rcodes included) and the same answer and authority records, byte for
 //! byte with the TTL fields zeroed.
@@ -32,6 +33,9 @@ fn rcode_server() -> FakeUpstream {
             "notauth" => ResponseCode::NotAuth,
             "notzone" => ResponseCode::NotZone,
             "refused" => ResponseCode::Refused,
+            "formerr" => ResponseCode::FormErr,
+            "notimp" => ResponseCode::NotImp,
+            "servfail" => ResponseCode::ServFail,
             "badvers" => ResponseCode::BADVERS,
             _ => ResponseCode::NXDomain,
         };
@@ -115,7 +119,7 @@ fn forwarded_private_addresses_and_rcodes_reach_the_client_as_the_upstream_gave_
     let upstream = idc_dnsmasq(&rcodes);
     // The default config: nothing about rebinding, private domains or rcodes.
     let agent = Agent::start(&registry_config(upstream.addr, ""));
-    let cases: [(&str, RecordType, u16, &[&str]); 12] = [
+    let cases: [(&str, RecordType, u16, &[&str]); 15] = [
         ("mirror.idc.example.", RecordType::A, 0, &["10.60.0.5"]),
         ("db.idc.example.", RecordType::A, 0, &["172.16.4.20"]),
         ("web.idc.example.", RecordType::A, 0, &["192.168.7.8"]),
@@ -127,6 +131,9 @@ fn forwarded_private_addresses_and_rcodes_reach_the_client_as_the_upstream_gave_
         ("notauth.rcode.test.", RecordType::A, 9, &[]),
         ("notzone.rcode.test.", RecordType::A, 10, &[]),
         ("refused.rcode.test.", RecordType::A, 5, &[]),
+        ("formerr.rcode.test.", RecordType::A, 1, &[]),
+        ("notimp.rcode.test.", RecordType::A, 4, &[]),
+        ("servfail.rcode.test.", RecordType::A, 2, &[]),
         ("badvers.rcode.test.", RecordType::A, 16, &[]),
     ];
     for edns in [true, false] {

@@ -140,8 +140,10 @@ impl Local {
     fn of(message: &RecvMsg<'_, '_, SockaddrStorage>) -> Option<Local> {
         message.cmsgs().ok()?.find_map(|cmsg| match cmsg {
             ControlMessageOwned::Ipv4PacketInfo(info) => Some(Local {
-                // The header's destination address (ipi_spec_dst is the interface's).
-                ip: IpAddr::V4(Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr))),
+                // The local address to answer from: the datagram's destination if it was
+                // sent to one of ours, an address of the interface if it was a broadcast
+                // (ipi_addr would then be the broadcast address, never a valid source).
+                ip: IpAddr::V4(Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr))),
                 ifindex: u32::try_from(info.ipi_ifindex).unwrap_or(0),
             }),
             ControlMessageOwned::Ipv6PacketInfo(info) => Some(Local {

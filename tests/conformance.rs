@@ -748,6 +748,55 @@ owned_and_forwarded!(
     rfc8945_5_2_2_unknown_key_is_notauth_badkey_forwarded
 );
 
+/// TSIG RDATA (RFC 8945 section 4.2): hmac-sha256, a time, fudge 300, a 32-byte MAC,
+/// original ID `id`, no error, no other data.
+fn tsig_rdata(id: u16) -> Vec<u8> {
+    let mut rdata = common::packets::name("hmac-sha256.");
+    rdata.extend_from_slice(&[0, 0, 0x65, 0x43, 0x21, 0x00, 1, 44, 0, 32]);
+    rdata.extend_from_slice(&[7; 32]);
+    rdata.extend_from_slice(&id.to_be_bytes());
+    rdata.extend_from_slice(&[0, 0, 0, 0]);
+    rdata
+}
+
+/// RFC 8945 section 5.1: a TSIG record that is not the last additional record, or whose
+/// RDATA does not parse, is FORMERR; the same record in its place gets NOTAUTH (BADKEY).
+#[test]
+fn rfc8945_5_1_a_tsig_record_out_of_place_or_malformed_is_formerr() {
+    use common::packets::{name, opt, raw_query, record};
+    let servers = start();
+    let qname = name(FORWARDED);
+    let key = name("key1.example.");
+    let tsig = record(&key, 250, 0, &tsig_rdata(0x4242));
+    let signed = |additionals: &[Vec<u8>]| {
+        let mut packet = raw_query(0x4242, &qname, 1, false);
+        packet[11] = additionals.len() as u8;
+        for record in additionals {
+            packet.extend_from_slice(record);
+        }
+        packet
+    };
+    let mut cut = tsig_rdata(0x4242);
+    cut.truncate(cut.len() - 2);
+    let cases = [
+        ("TSIG last", signed(&[opt(&[]), tsig.clone()]), 9),
+        ("TSIG before the OPT", signed(&[tsig.clone(), opt(&[])]), 1),
+        ("two TSIG records", signed(&[tsig.clone(), tsig.clone()]), 1),
+        (
+            "TSIG RDATA cut short",
+            signed(&[record(&key, 250, 0, &cut)]),
+            1,
+        ),
+    ];
+    for (what, packet, expected) in cases {
+        let reply = exchange_raw_udp(servers.agent.addr, &packet, Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("{what}: no reply"));
+        Message::from_vec(&reply).unwrap_or_else(|err| panic!("{what}: malformed reply: {err}"));
+        eprintln!("{what}: rcode {}", reply[3] & 0x0f);
+        assert_eq!(reply[3] & 0x0f, expected, "{what}: {reply:02x?}");
+    }
+}
+
 /// The matrix's checks can fail: dig's report of a response that breaks them is caught.
 #[test]
 fn the_checks_catch_a_nonconforming_response() {

@@ -572,8 +572,10 @@ pub fn write_error(query: &Query<'_>, rcode: Rcode, badvers: bool, out: &mut Vec
 /// The answer to a TSIG-signed query: pathdns holds no keys, so every key is unknown.
 /// NOTAUTH with an unsigned TSIG record (MAC size 0) carrying the request's key name,
 /// algorithm, time signed, fudge and original ID, and error BADKEY (RFC 8945 sections
-/// 5.2.2 and 5.3.2); the question echoed, an OPT record if the query had one.
-pub fn write_badkey(query: &Query<'_>, tsig: &Tsig<'_>, out: &mut Vec<u8>) {
+/// 5.2.2 and 5.3.2); the question echoed, an OPT record if the query had one. Longer than
+/// `limit` (long key and algorithm names over UDP), it is truncated like any answer: TC
+/// set, and the client asks again over TCP.
+pub fn write_badkey(query: &Query<'_>, tsig: &Tsig<'_>, limit: usize, out: &mut Vec<u8>) {
     write_error(query, Rcode::NotAuth, false, out);
     let record_start = out.len();
     if append_tsig_badkey(tsig, out).is_none() {
@@ -583,6 +585,9 @@ pub fn write_badkey(query: &Query<'_>, tsig: &Tsig<'_>, out: &mut Vec<u8>) {
     }
     let arcount = u16::from_be_bytes([out[10], out[11]]) + 1;
     out[10..12].copy_from_slice(&arcount.to_be_bytes());
+    if out.len() > limit {
+        truncate(query, out, 0, None);
+    }
 }
 
 fn append_tsig_badkey(tsig: &Tsig<'_>, out: &mut Vec<u8>) -> Option<()> {
@@ -1110,7 +1115,7 @@ mod tests {
             };
             let tsig = q.tsig.expect("a TSIG record");
             let mut out = Vec::new();
-            write_badkey(&q, &tsig, &mut out);
+            write_badkey(&q, &tsig, 512, &mut out);
             assert_eq!(out[3] & 0x0f, 9, "NOTAUTH");
             assert_eq!(u16::from_be_bytes([out[10], out[11]]), 1 + u16::from(opt));
             let expected = tsig_record(key, &[], 0x1234);
@@ -1125,10 +1130,22 @@ mod tests {
             panic!("not a query")
         };
         let mut out = Vec::new();
-        write_badkey(&q, &q.tsig.expect("tsig"), &mut out);
+        write_badkey(&q, &q.tsig.expect("tsig"), 512, &mut out);
         assert!(out
             .windows(key.len() + 2)
             .any(|w| w == [&key[..], &TYPE_TSIG.to_be_bytes()].concat()));
+        // A question and a key name of 250 octets each: over 512 bytes, so TC.
+        let mut packet = query_packet(&name_of(250), TYPE_A, None);
+        packet.extend_from_slice(&tsig_record(&name_of(250), &[1; 16], 7));
+        packet[11] = 1;
+        let Parsed::Query(q) = parse_query(&packet) else {
+            panic!("not a query")
+        };
+        write_badkey(&q, &q.tsig.expect("tsig"), 512, &mut out);
+        assert_eq!(out[2] & 0x02, 0x02, "TC");
+        assert_eq!(out.len(), HEADER_LEN + q.question.len());
+        write_badkey(&q, &q.tsig.expect("tsig"), 65_535, &mut out);
+        assert!(out.len() > 512 && out[2] & 0x02 == 0, "whole over TCP");
     }
 
     #[test]

@@ -134,7 +134,7 @@ impl Handler {
         // and forwarded names alike (forwarding it without its signature would hand the
         // client an unsigned answer to a question it wanted signed).
         if let Some(tsig) = &query.tsig {
-            wire::write_badkey(&query, tsig, out);
+            wire::write_badkey(&query, tsig, transport.limit(&query), out);
             return self.reply(Source::Error, query.qtype, out);
         }
         if query.edns.is_some_and(|edns| edns.version > 0) {

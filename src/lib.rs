@@ -35,7 +35,8 @@
 //!   when the table is built; the DNS path only loads the current table (an `ArcSwap`).
 //! - [`dns`]: sockets and serving loops, the per-query [`dns::Handler`], and forwarding with
 //!   hickory-resolver's name server pool (every upstream reply checked by
-//!   [`dns::upstream`], private addresses stripped by [`dns::rebinding`]) behind pathdns's
+//!   [`dns::upstream`], rcodes passed through exactly, private addresses stripped by
+//!   [`dns::rebinding`] only when the operator turns it on) behind pathdns's
 //!   own answer cache, which serves expired answers when the upstreams fail (serve-stale,
 //!   RFC 8767, [`dns::stale`]).
 //! - [`supervisor`]: the loop from probe reports to answer tables, events and status.

@@ -27,34 +27,68 @@ pub const TYPE_CNAME: u16 = 5;
 pub const TYPE_SOA: u16 = 6;
 pub const TYPE_AAAA: u16 = 28;
 pub const TYPE_OPT: u16 = 41;
+pub const TYPE_TSIG: u16 = 250;
 pub const TYPE_IXFR: u16 = 251;
 pub const TYPE_AXFR: u16 = 252;
 pub const TYPE_ANY: u16 = 255;
 pub const CLASS_IN: u16 = 1;
 pub const CLASS_ANY: u16 = 255;
 
-/// Response codes we produce (the low four bits; BADVERS lives in the OPT record).
+/// Response codes: the ones pathdns produces by name, any other (an upstream's YXDOMAIN,
+/// NOTZONE, BADVERS, ...) as its number, so that a forwarded rcode passes through exactly.
+/// A code is 12 bits: the header's low four, and eight more in the OPT record (RFC 6891
+/// section 6.1.3), so BADVERS is 16.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
 pub enum Rcode {
-    NoError = 0,
-    FormErr = 1,
-    ServFail = 2,
-    NxDomain = 3,
-    NotImp = 4,
-    Refused = 5,
+    NoError,
+    FormErr,
+    ServFail,
+    NxDomain,
+    NotImp,
+    Refused,
+    /// 9: not authoritative for the zone, or (with TSIG) the key is not known.
+    NotAuth,
+    /// Any other code, as received.
+    Other(u16),
 }
 
 impl Rcode {
-    pub fn from_low_bits(bits: u8) -> Rcode {
-        match bits {
+    /// The rcode numbered `code` (12 bits; higher bits are dropped).
+    pub fn from_code(code: u16) -> Rcode {
+        match code & 0x0fff {
             0 => Rcode::NoError,
             1 => Rcode::FormErr,
+            2 => Rcode::ServFail,
             3 => Rcode::NxDomain,
             4 => Rcode::NotImp,
             5 => Rcode::Refused,
-            _ => Rcode::ServFail,
+            9 => Rcode::NotAuth,
+            other => Rcode::Other(other),
         }
+    }
+
+    /// Its number, 12 bits.
+    pub fn code(self) -> u16 {
+        match self {
+            Rcode::NoError => 0,
+            Rcode::FormErr => 1,
+            Rcode::ServFail => 2,
+            Rcode::NxDomain => 3,
+            Rcode::NotImp => 4,
+            Rcode::Refused => 5,
+            Rcode::NotAuth => 9,
+            Rcode::Other(code) => code & 0x0fff,
+        }
+    }
+
+    /// The header's four bits.
+    pub fn low_bits(self) -> u16 {
+        self.code() & 0x0f
+    }
+
+    /// The OPT record's eight bits (0 for every code below 16).
+    pub fn extended(self) -> u8 {
+        (self.code() >> 4) as u8
     }
 }
 
@@ -79,7 +113,26 @@ pub struct Query<'a> {
     /// The question section (name, type, class) as received, to echo.
     pub question: &'a [u8],
     pub edns: Option<Edns>,
+    /// The TSIG record that ends the additional section, if the query is signed.
+    pub tsig: Option<Tsig<'a>>,
 }
+
+/// Where a query's TSIG record (RFC 8945 section 4.2) is in the packet; checked to be
+/// well-formed, names not yet expanded.
+#[derive(Debug, Clone, Copy)]
+pub struct Tsig<'a> {
+    packet: &'a [u8],
+    /// Offset of the owner name (the key name; compression allowed).
+    owner: usize,
+    /// Offset of the algorithm name at the start of the RDATA.
+    algorithm: usize,
+    /// Time signed (48 bits) and fudge (16 bits), as sent.
+    time_and_fudge: [u8; 8],
+    original_id: [u8; 2],
+}
+
+/// TSIG error BADKEY: the key is not known here (RFC 8945 section 5.2.2).
+pub const TSIG_BADKEY: u16 = 17;
 
 impl Query<'_> {
     pub fn opcode(&self) -> u8 {
@@ -151,8 +204,8 @@ pub fn parse_query(packet: &[u8]) -> Parsed<'_> {
     let question = &packet[HEADER_LEN..question_end];
     let qtype = u16::from_be_bytes([fixed[0], fixed[1]]);
     let qclass = u16::from_be_bytes([fixed[2], fixed[3]]);
-    let edns = match parse_additionals(packet, question_end, arcount) {
-        Ok(edns) => edns,
+    let (edns, tsig) = match parse_additionals(packet, question_end, arcount) {
+        Ok(found) => found,
         Err(()) => return formerr(Some(question)),
     };
     Parsed::Query(Query {
@@ -163,6 +216,7 @@ pub fn parse_query(packet: &[u8]) -> Parsed<'_> {
         qclass,
         question,
         edns,
+        tsig,
     })
 }
 
@@ -261,13 +315,23 @@ fn options_fit(rdata: &[u8]) -> bool {
     at == rdata.len()
 }
 
-/// Finds the OPT record among the additional records. Two OPT records, one whose owner is
-/// not the root, or one whose options overrun its RDATA are malformed (RFC 6891 section
-/// 6.1.1), as is any record whose owner name breaks RFC 9267 ([`checked_name_end`]).
-fn parse_additionals(packet: &[u8], start: usize, count: u16) -> Result<Option<Edns>, ()> {
+/// Finds the OPT record and a TSIG record among the additional records. Two OPT records,
+/// one whose owner is not the root, or one whose options overrun its RDATA are malformed
+/// (RFC 6891 section 6.1.1), as is any record whose owner name breaks RFC 9267
+/// ([`checked_name_end`]), a TSIG record that is not the last one (RFC 8945 section 5.1)
+/// and one whose RDATA does not parse.
+fn parse_additionals<'a>(
+    packet: &'a [u8],
+    start: usize,
+    count: u16,
+) -> Result<(Option<Edns>, Option<Tsig<'a>>), ()> {
     let mut at = start;
     let mut edns = None;
+    let mut tsig = None;
     for _ in 0..count {
+        if tsig.is_some() {
+            return Err(());
+        }
         let name_start = at;
         at = checked_name_end(packet, at).ok_or(())?;
         let fixed = packet.get(at..at + 10).ok_or(())?;
@@ -277,9 +341,8 @@ fn parse_additionals(packet: &[u8], start: usize, count: u16) -> Result<Option<E
         let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
         at += 10;
         let rdata = packet.get(at..at + rdlen).ok_or(())?;
-        at += rdlen;
         if rtype == TYPE_OPT {
-            if edns.is_some() || at - rdlen - 10 - name_start != 1 || !options_fit(rdata) {
+            if edns.is_some() || at - 10 - name_start != 1 || !options_fit(rdata) {
                 return Err(());
             }
             edns = Some(Edns {
@@ -287,9 +350,57 @@ fn parse_additionals(packet: &[u8], start: usize, count: u16) -> Result<Option<E
                 version: (ttl >> 16) as u8,
                 dnssec_ok: ttl & 0x8000 != 0,
             });
+        } else if rtype == TYPE_TSIG {
+            tsig = Some(parse_tsig(packet, name_start, at, at + rdlen).ok_or(())?);
+        }
+        at += rdlen;
+    }
+    Ok((edns, tsig))
+}
+
+/// A TSIG record's RDATA between `start` and `end`: algorithm name, time signed, fudge,
+/// MAC size and MAC, original ID, error, other length and other data, ending exactly at
+/// `end`.
+fn parse_tsig(packet: &[u8], owner: usize, start: usize, end: usize) -> Option<Tsig<'_>> {
+    let rdata = packet.get(..end)?;
+    let mut at = checked_name_end(rdata, start)?;
+    let time_and_fudge: [u8; 8] = rdata.get(at..at + 8)?.try_into().ok()?;
+    let mac_len = u16::from_be_bytes(rdata.get(at + 8..at + 10)?.try_into().ok()?) as usize;
+    at += 10 + mac_len;
+    let original_id: [u8; 2] = rdata.get(at..at + 2)?.try_into().ok()?;
+    let other_len = u16::from_be_bytes(rdata.get(at + 4..at + 6)?.try_into().ok()?) as usize;
+    (at + 6 + other_len == end).then_some(Tsig {
+        packet,
+        owner,
+        algorithm: start,
+        time_and_fudge,
+        original_id,
+    })
+}
+
+/// Appends the name at `at` in `packet`, pointers followed, uncompressed. The name was
+/// checked by [`checked_name_end`] (pointers only backwards, at most 255 octets), so the
+/// walk ends; it is bounded again here all the same.
+fn append_expanded_name(packet: &[u8], mut at: usize, out: &mut Vec<u8>) -> Option<()> {
+    let start = out.len();
+    for _ in 0..MAX_NAME_LEN {
+        let len = *packet.get(at)? as usize;
+        match len {
+            0 => {
+                out.push(0);
+                return (out.len() - start <= MAX_NAME_LEN).then_some(());
+            }
+            1..=63 => {
+                out.extend_from_slice(packet.get(at..at + 1 + len)?);
+                at += 1 + len;
+            }
+            0xc0..=0xff => {
+                at = (u16::from_be_bytes([len as u8, *packet.get(at + 1)?]) & 0x3fff) as usize;
+            }
+            _ => return None,
         }
     }
-    Ok(edns)
+    None
 }
 
 /// The answer, authority and additional sections of a response, encoded once.
@@ -409,15 +520,16 @@ fn write_sections(
         prepared.authorities,
         prepared.additionals,
     ];
+    // An extended rcode (16 and up) needs an OPT record, which a client that sent none
+    // must not get (RFC 6891 section 7): it gets SERVFAIL, the nearest it can read.
+    let rcode = match query.edns {
+        None if prepared.rcode.extended() != 0 => Rcode::ServFail,
+        _ => prepared.rcode,
+    };
     write_header(
         out,
         query.id,
-        response_flags(
-            query.flags,
-            prepared.rcode,
-            prepared.authoritative,
-            &options,
-        ),
+        response_flags(query.flags, rcode, prepared.authoritative, &options),
         counts,
     );
     out.extend_from_slice(query.question);
@@ -433,10 +545,10 @@ fn write_sections(
     }
     let ede = stale.map(|(_, ede)| ede);
     if let Some(edns) = query.edns {
-        append_opt(out, 0, edns.dnssec_ok, ede);
+        append_opt(out, rcode.extended(), edns.dnssec_ok, ede);
     }
     if out.len() > options.limit {
-        truncate(query, out, ede);
+        truncate(query, out, rcode.extended(), ede);
     }
 }
 
@@ -457,6 +569,47 @@ pub fn write_error(query: &Query<'_>, rcode: Rcode, badvers: bool, out: &mut Vec
     }
 }
 
+/// The answer to a TSIG-signed query: pathdns holds no keys, so every key is unknown.
+/// NOTAUTH with an unsigned TSIG record (MAC size 0) carrying the request's key name,
+/// algorithm, time signed, fudge and original ID, and error BADKEY (RFC 8945 sections
+/// 5.2.2 and 5.3.2); the question echoed, an OPT record if the query had one. Longer than
+/// `limit` (long key and algorithm names over UDP), it is truncated like any answer: TC
+/// set, and the client asks again over TCP.
+pub fn write_badkey(query: &Query<'_>, tsig: &Tsig<'_>, limit: usize, out: &mut Vec<u8>) {
+    write_error(query, Rcode::NotAuth, false, out);
+    let record_start = out.len();
+    if append_tsig_badkey(tsig, out).is_none() {
+        // Unreachable for a query that parsed; a reply without the record is still one.
+        out.truncate(record_start);
+        return;
+    }
+    let arcount = u16::from_be_bytes([out[10], out[11]]) + 1;
+    out[10..12].copy_from_slice(&arcount.to_be_bytes());
+    if out.len() > limit {
+        truncate(query, out, 0, None);
+    }
+}
+
+fn append_tsig_badkey(tsig: &Tsig<'_>, out: &mut Vec<u8>) -> Option<()> {
+    append_expanded_name(tsig.packet, tsig.owner, out)?;
+    out.extend_from_slice(&TYPE_TSIG.to_be_bytes());
+    out.extend_from_slice(&CLASS_ANY.to_be_bytes());
+    out.extend_from_slice(&0u32.to_be_bytes());
+    let rdlen_at = out.len();
+    out.extend_from_slice(&[0, 0]);
+    append_expanded_name(tsig.packet, tsig.algorithm, out)?;
+    out.extend_from_slice(&tsig.time_and_fudge);
+    // MAC size 0: unsigned.
+    out.extend_from_slice(&0u16.to_be_bytes());
+    out.extend_from_slice(&tsig.original_id);
+    out.extend_from_slice(&TSIG_BADKEY.to_be_bytes());
+    // Other length 0.
+    out.extend_from_slice(&0u16.to_be_bytes());
+    let rdlen = u16::try_from(out.len() - rdlen_at - 2).ok()?;
+    out[rdlen_at..rdlen_at + 2].copy_from_slice(&rdlen.to_be_bytes());
+    Some(())
+}
+
 /// FORMERR or NOTIMP to a packet whose question may not have parsed.
 pub fn write_header_only(
     id: u16,
@@ -466,8 +619,11 @@ pub fn write_header_only(
     out: &mut Vec<u8>,
 ) {
     out.clear();
-    // Keep the opcode and RD; clear everything else the client set.
-    let flags = 0x8000 | (flags & 0x7900) | 0x0080 | rcode as u16;
+    // Keep the opcode and RD; clear everything else the client set. RA only in a reply to
+    // a QUERY: recursion is what pathdns offers for queries, not for NOTIFY or UPDATE (NSD
+    // and Knot set no RA on NOTIMP either).
+    let ra = if (flags >> 11) & 0x0f == 0 { 0x0080 } else { 0 };
+    let flags = 0x8000 | (flags & 0x7900) | ra | rcode.low_bits();
     write_header(out, id, flags, [u16::from(question.is_some()), 0, 0, 0]);
     if let Some(question) = question {
         out.extend_from_slice(question);
@@ -475,7 +631,7 @@ pub fn write_header_only(
 }
 
 fn response_flags(query_flags: u16, rcode: Rcode, aa: bool, options: &ResponseOptions) -> u16 {
-    let mut flags = 0x8000 | (query_flags & 0x7900) | (query_flags & 0x0010) | rcode as u16;
+    let mut flags = 0x8000 | (query_flags & 0x7900) | (query_flags & 0x0010) | rcode.low_bits();
     if aa {
         flags |= 0x0400;
     }
@@ -529,12 +685,12 @@ fn append_opt(out: &mut Vec<u8>, extended_rcode: u8, dnssec_ok: bool, ede: Optio
 
 /// Cuts a too-long response down to header + question (+ OPT) with TC set, so the client
 /// retries over TCP.
-fn truncate(query: &Query<'_>, out: &mut Vec<u8>, ede: Option<u16>) {
+fn truncate(query: &Query<'_>, out: &mut Vec<u8>, extended_rcode: u8, ede: Option<u16>) {
     out.truncate(HEADER_LEN + query.question.len());
     out[2] |= 0x02;
     out[6..12].fill(0);
     if let Some(edns) = query.edns {
-        append_opt(out, 0, edns.dnssec_ok, ede);
+        append_opt(out, extended_rcode, edns.dnssec_ok, ede);
     }
 }
 
@@ -923,6 +1079,137 @@ mod tests {
         assert!(!options_fit(&[0, 10, 0, 3, 1, 2]));
         assert!(!options_fit(&[0, 10]));
         assert!(!options_fit(&[0, 10, 0, 0, 9]));
+    }
+
+    /// A TSIG record (RFC 8945 section 4.2) for key `key`, hmac-sha256, MAC `mac`.
+    fn tsig_record(key: &[u8], mac: &[u8], original_id: u16) -> Vec<u8> {
+        let mut rdata = b"\x0bhmac-sha256\x00".to_vec();
+        rdata.extend_from_slice(&[0, 0, 0x65, 0x43, 0x21, 0x00, 1, 44]);
+        rdata.extend_from_slice(&(mac.len() as u16).to_be_bytes());
+        rdata.extend_from_slice(mac);
+        rdata.extend_from_slice(&original_id.to_be_bytes());
+        rdata.extend_from_slice(&[0, 0, 0, 0]);
+        let mut record = key.to_vec();
+        record.extend_from_slice(&TYPE_TSIG.to_be_bytes());
+        record.extend_from_slice(&CLASS_ANY.to_be_bytes());
+        record.extend_from_slice(&[0, 0, 0, 0]);
+        record.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        record.extend_from_slice(&rdata);
+        record
+    }
+
+    fn signed(opt: bool, tsig: &[u8]) -> Vec<u8> {
+        let mut packet = query_packet(NAME, TYPE_A, opt.then_some(0));
+        packet.extend_from_slice(tsig);
+        packet[11] += 1;
+        packet
+    }
+
+    #[test]
+    fn a_signed_query_gets_notauth_with_an_unsigned_badkey_tsig() {
+        let key = b"\x04key1\x07example\x00";
+        for opt in [false, true] {
+            let packet = signed(opt, &tsig_record(key, &[7; 32], 0x1234));
+            let Parsed::Query(q) = parse_query(&packet) else {
+                panic!("not a query")
+            };
+            let tsig = q.tsig.expect("a TSIG record");
+            let mut out = Vec::new();
+            write_badkey(&q, &tsig, 512, &mut out);
+            assert_eq!(out[3] & 0x0f, 9, "NOTAUTH");
+            assert_eq!(u16::from_be_bytes([out[10], out[11]]), 1 + u16::from(opt));
+            let expected = tsig_record(key, &[], 0x1234);
+            let mut expected_rdata_error = expected.clone();
+            let error_at = expected.len() - 4;
+            expected_rdata_error[error_at..error_at + 2].copy_from_slice(&17u16.to_be_bytes());
+            assert!(out.ends_with(&expected_rdata_error), "{out:02x?}");
+        }
+        // The key name compressed against the question name's "example".
+        let packet = signed(false, &tsig_record(b"\x04key1\xc0\x10", &[1; 16], 7));
+        let Parsed::Query(q) = parse_query(&packet) else {
+            panic!("not a query")
+        };
+        let mut out = Vec::new();
+        write_badkey(&q, &q.tsig.expect("tsig"), 512, &mut out);
+        assert!(out
+            .windows(key.len() + 2)
+            .any(|w| w == [&key[..], &TYPE_TSIG.to_be_bytes()].concat()));
+        // A question and a key name of 250 octets each: over 512 bytes, so TC.
+        let mut packet = query_packet(&name_of(250), TYPE_A, None);
+        packet.extend_from_slice(&tsig_record(&name_of(250), &[1; 16], 7));
+        packet[11] = 1;
+        let Parsed::Query(q) = parse_query(&packet) else {
+            panic!("not a query")
+        };
+        write_badkey(&q, &q.tsig.expect("tsig"), 512, &mut out);
+        assert_eq!(out[2] & 0x02, 0x02, "TC");
+        assert_eq!(out.len(), HEADER_LEN + q.question.len());
+        write_badkey(&q, &q.tsig.expect("tsig"), 65_535, &mut out);
+        assert!(out.len() > 512 && out[2] & 0x02 == 0, "whole over TCP");
+    }
+
+    #[test]
+    fn a_tsig_record_out_of_place_or_malformed_is_formerr() {
+        let record = tsig_record(b"\x04key1\x00", &[7; 32], 1);
+        // TSIG, then OPT: not last.
+        let mut packet = query_packet(NAME, TYPE_A, None);
+        packet.extend_from_slice(&record);
+        packet.extend_from_slice(&[0, 0, 41, 16, 0, 0, 0, 0, 0, 0, 0]);
+        packet[11] = 2;
+        assert!(matches!(parse_query(&packet), Parsed::FormErr { .. }));
+        // A MAC size longer than the RDATA.
+        let mut long_mac = signed(false, &record);
+        let mac_size_at = long_mac.len() - 32 - 8;
+        long_mac[mac_size_at] = 1;
+        assert!(matches!(parse_query(&long_mac), Parsed::FormErr { .. }));
+        // RDATA cut short by its RDLENGTH.
+        let mut short = signed(false, &record);
+        let rdlen_at = short.len() - record.len() + 6 + 8;
+        short[rdlen_at + 1] -= 1;
+        short.pop();
+        assert!(matches!(parse_query(&short), Parsed::FormErr { .. }));
+    }
+
+    #[test]
+    fn extended_rcodes_go_into_the_opt_record_or_become_servfail() {
+        let prepared = Prepared::empty(Rcode::from_code(16), false);
+        assert_eq!(
+            (prepared.rcode.low_bits(), prepared.rcode.extended()),
+            (0, 1)
+        );
+        let options = ResponseOptions {
+            recursion_available: true,
+            age: 0,
+            limit: 1232,
+        };
+        let mut out = Vec::new();
+        let packet = query_packet(NAME, TYPE_A, Some(0));
+        let Parsed::Query(q) = parse_query(&packet) else {
+            panic!("not a query")
+        };
+        write_response(&q, &prepared, options, &mut out);
+        assert_eq!(out[3] & 0x0f, 0);
+        let opt_ttl_at = out.len() - 6;
+        assert_eq!(out[opt_ttl_at], 1, "extended rcode 1 << 4 = 16");
+        let packet = query_packet(NAME, TYPE_A, None);
+        let Parsed::Query(q) = parse_query(&packet) else {
+            panic!("not a query")
+        };
+        write_response(&q, &prepared, options, &mut out);
+        assert_eq!(out[3] & 0x0f, 2, "SERVFAIL without EDNS");
+        for code in [0, 1, 5, 6, 9, 10, 16, 23, 4095] {
+            assert_eq!(Rcode::from_code(code).code(), code);
+        }
+    }
+
+    #[test]
+    fn notimp_carries_no_ra_formerr_does() {
+        let mut out = Vec::new();
+        write_header_only(1, 4 << 11 | 0x0100, Rcode::NotImp, None, &mut out);
+        assert_eq!(out[3] & 0x80, 0, "no RA for NOTIFY");
+        assert_eq!(out[2] & 0x79, 4 << 3 | 1, "opcode and RD echoed");
+        write_header_only(1, 0x0100, Rcode::FormErr, None, &mut out);
+        assert_eq!(out[3] & 0x80, 0x80, "RA for a QUERY");
     }
 
     #[test]

@@ -91,7 +91,7 @@ fn table_rows(stdout: &str) -> Vec<Row> {
         .lines()
         .skip_while(|line| !line.starts_with("NAME"))
         .skip(1)
-        .filter(|line| !line.trim().is_empty())
+        .take_while(|line| !line.trim().is_empty())
         .map(|line| {
             let mut words = line.split_whitespace();
             let name = words.next().unwrap_or_default().to_owned();
@@ -268,6 +268,71 @@ fn every_example_config_passes_check_and_lists_its_names() {
             }
         }
     }
+}
+
+/// With `rebinding_protection = true`, `check` lists every exempt name or domain and where
+/// it came from: `private_domains`, the resolv.conf search domains, the built-in domains,
+/// owned names (a wildcard as every name below its parent) and CNAME targets. With the
+/// default (off) it says the filter is off and lists nothing.
+#[test]
+fn check_lists_the_rebinding_exemptions_and_their_origins_when_the_filter_is_on() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let resolv = dir.path().join("resolv.conf");
+    std::fs::write(&resolv, "search corp.example\nnameserver 127.0.0.1\n").expect("write");
+    let body = |setting: &str| {
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:5353\"]\n[upstream]\nservers = [\"127.0.0.1:5300\"]\n\
+             resolv_conf = {:?}\n{setting}private_domains = [\"idc.example\"]\n\
+             [[name]]\nname = \"alias.example\"\ncname = \"ep.privatelink.example\"\n\
+             [[name]]\nname = \"*.mirror.example\"\ntargets = [\"10.1.2.3\"]\n",
+            resolv.display().to_string()
+        )
+    };
+    let config = dir.path().join("on.toml");
+    std::fs::write(&config, body("rebinding_protection = true\n")).expect("write");
+    let output = pathdns(&["check", "--config", &config.display().to_string()]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    eprintln!("{stdout}");
+    assert_eq!(
+        table_rows(&stdout).len(),
+        2,
+        "the table ends before the list:\n{stdout}"
+    );
+    assert!(stdout.contains("rebinding protection: on"), "{stdout}");
+    let exempt: Vec<Vec<&str>> = stdout
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("EXEMPT "))
+        .map(|rest| {
+            rest.split("  ")
+                .map(str::trim)
+                .filter(|w| !w.is_empty())
+                .collect()
+        })
+        .collect();
+    let search = format!("search domain in {}", resolv.display());
+    let expected: Vec<Vec<&str>> = vec![
+        vec!["idc.example and below", "upstream.private_domains[0]"],
+        vec!["corp.example and below", &search],
+        vec!["privatelink.aliyuncs.com and below", "built in"],
+        vec!["localhost and below", "built in"],
+        vec!["internal and below", "built in"],
+        vec!["home.arpa and below", "built in"],
+        vec!["alias.example", "owned: name[0]"],
+        vec!["ep.privatelink.example", "CNAME target of name[0]"],
+        vec![
+            "*.mirror.example (every name below mirror.example)",
+            "owned: name[1]",
+        ],
+    ];
+    assert_eq!(exempt, expected, "{stdout}");
+    let config = dir.path().join("off.toml");
+    std::fs::write(&config, body("")).expect("write");
+    let output = pathdns(&["check", "--config", &config.display().to_string()]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(stdout.contains("rebinding protection: off"), "{stdout}");
+    assert!(!stdout.contains("EXEMPT"), "{stdout}");
 }
 
 /// The substring after `# expect:` on a broken config's first line.

@@ -412,7 +412,7 @@ owned_and_forwarded!(
     rfc8906_8_1_3_3_reserved_bit_forwarded
 );
 
-/// 8.1.4: an unknown opcode is NOTIMP, without answer or AA; with a question (owned or
+/// 8.1.4: an unknown opcode is NOTIMP, without answer, AA or RA; with a question (owned or
 /// forwarded name) and header-only as the RFC sends it.
 fn unknown_opcode(target: Target) {
     let servers = start();
@@ -427,6 +427,9 @@ fn unknown_opcode(target: Target) {
             assert_eq!(reply.opcode, "RESERVED15", "opcode echoed: {text}");
             assert!(reply.answers.is_empty(), "{text}");
             assert!(!reply.has("aa"), "{text}");
+            // RA belongs to replies to QUERY (RFC 1035 section 4.1.1); NSD and Knot leave
+            // it clear on NOTIMP too.
+            assert!(!reply.has("ra"), "RA on a reply to opcode 15: {text}");
             assert!(!reply.header_mbz, "{text}");
         }
     }
@@ -692,6 +695,107 @@ owned_and_forwarded!(
     rfc8906_8_2_10_multiple_defined_edns_options_owned,
     rfc8906_8_2_10_multiple_defined_edns_options_forwarded
 );
+
+// --- RFC 8945 (TSIG) -------------------------------------------------------------------------
+
+/// A key pathdns cannot know (it holds none): `dig -y`, HMAC-SHA256.
+const TSIG_KEY: &str = "hmac-sha256:key1.example:c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LWtleQ==";
+
+/// RFC 8945 section 5.2.2 (and 5.3.2): a TSIG-signed query with a key the server does not
+/// know gets NOTAUTH and an unsigned TSIG record (MAC size 0) with the client's key name and
+/// algorithm and error BADKEY, no answer. Owned and forwarded names alike: pathdns does not
+/// forward a signed query with its signature dropped, and the upstream never sees it.
+fn tsig_unknown_key(target: Target) {
+    let servers = start();
+    for transport in BOTH {
+        for edns in ["+noedns", "+edns=0"] {
+            let args = ask(&[edns, "+noad", "+norec", "-y", TSIG_KEY], target);
+            let reply = dig(&servers.agent, transport, &args);
+            let text = &reply.text;
+            assert_eq!(reply.status, "NOTAUTH", "{text}");
+            assert!(reply.answers.is_empty(), "no answer: {text}");
+            assert!(!reply.has("aa"), "{text}");
+            let tsig: Vec<&str> = text
+                .lines()
+                .filter(|line| line.split_whitespace().nth(3) == Some("TSIG"))
+                .collect();
+            assert_eq!(tsig.len(), 1, "one TSIG record: {text}");
+            let fields: Vec<&str> = tsig[0].split_whitespace().collect();
+            assert_eq!(fields[0], "key1.example.", "the key name: {text}");
+            assert_eq!(fields[4], "hmac-sha256.", "the algorithm: {text}");
+            // dig prints: time signed, fudge, MAC size, [MAC,] original ID, error, other len.
+            assert_eq!(fields[7], "0", "MAC size 0 (unsigned): {text}");
+            assert_eq!(fields[9], "BADKEY", "TSIG error: {text}");
+            assert_eq!(
+                reply.opt.is_some(),
+                edns == "+edns=0",
+                "OPT iff asked: {text}"
+            );
+        }
+    }
+    assert_eq!(
+        servers
+            ._upstream
+            .queries_for(target.name.trim_end_matches('.')),
+        0,
+        "a signed query never reaches the upstream"
+    );
+}
+
+owned_and_forwarded!(
+    tsig_unknown_key,
+    rfc8945_5_2_2_unknown_key_is_notauth_badkey_owned,
+    rfc8945_5_2_2_unknown_key_is_notauth_badkey_forwarded
+);
+
+/// TSIG RDATA (RFC 8945 section 4.2): hmac-sha256, a time, fudge 300, a 32-byte MAC,
+/// original ID `id`, no error, no other data.
+fn tsig_rdata(id: u16) -> Vec<u8> {
+    let mut rdata = common::packets::name("hmac-sha256.");
+    rdata.extend_from_slice(&[0, 0, 0x65, 0x43, 0x21, 0x00, 1, 44, 0, 32]);
+    rdata.extend_from_slice(&[7; 32]);
+    rdata.extend_from_slice(&id.to_be_bytes());
+    rdata.extend_from_slice(&[0, 0, 0, 0]);
+    rdata
+}
+
+/// RFC 8945 section 5.1: a TSIG record that is not the last additional record, or whose
+/// RDATA does not parse, is FORMERR; the same record in its place gets NOTAUTH (BADKEY).
+#[test]
+fn rfc8945_5_1_a_tsig_record_out_of_place_or_malformed_is_formerr() {
+    use common::packets::{name, opt, raw_query, record};
+    let servers = start();
+    let qname = name(FORWARDED);
+    let key = name("key1.example.");
+    let tsig = record(&key, 250, 0, &tsig_rdata(0x4242));
+    let signed = |additionals: &[Vec<u8>]| {
+        let mut packet = raw_query(0x4242, &qname, 1, false);
+        packet[11] = additionals.len() as u8;
+        for record in additionals {
+            packet.extend_from_slice(record);
+        }
+        packet
+    };
+    let mut cut = tsig_rdata(0x4242);
+    cut.truncate(cut.len() - 2);
+    let cases = [
+        ("TSIG last", signed(&[opt(&[]), tsig.clone()]), 9),
+        ("TSIG before the OPT", signed(&[tsig.clone(), opt(&[])]), 1),
+        ("two TSIG records", signed(&[tsig.clone(), tsig.clone()]), 1),
+        (
+            "TSIG RDATA cut short",
+            signed(&[record(&key, 250, 0, &cut)]),
+            1,
+        ),
+    ];
+    for (what, packet, expected) in cases {
+        let reply = exchange_raw_udp(servers.agent.addr, &packet, Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("{what}: no reply"));
+        Message::from_vec(&reply).unwrap_or_else(|err| panic!("{what}: malformed reply: {err}"));
+        eprintln!("{what}: rcode {}", reply[3] & 0x0f);
+        assert_eq!(reply[3] & 0x0f, expected, "{what}: {reply:02x?}");
+    }
+}
 
 /// The matrix's checks can fail: dig's report of a response that breaks them is caught.
 #[test]

@@ -1,4 +1,5 @@
-//! Rebinding protection (`[upstream] rebinding_protection = true`, the default): private
+//! Rebinding protection (`[upstream] rebinding_protection = true`, off by default and
+//! turned on explicitly by every test here but the one that checks the default): private
 //! addresses are stripped from forwarded answers to public names, while names at or under
 //! `private_domains` (and the built-in PrivateLink domain), names pathdns owns and the
 //! targets of its CNAMEs keep theirs. The real binary, a scripted upstream on loopback.
@@ -76,6 +77,9 @@ fn counter(control: SocketAddr, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name} in:\n{body}"))
 }
 
+/// The `[upstream]` line that turns the filter on.
+const ON: &str = "rebinding_protection = true";
+
 const STRIPPED: &str = "pathdns_rebinding_stripped_records_total";
 const LOGGED: &str = "private addresses stripped from a forwarded answer";
 
@@ -100,7 +104,7 @@ static PUBLIC_ZONE: &[(&str, &str)] = &[
 #[test]
 fn private_addresses_are_stripped_from_a_forwarded_public_name() {
     let upstream = upstream(PUBLIC_ZONE);
-    let mut agent = Agent::start(&upstream.config(""));
+    let mut agent = Agent::start(&upstream.config(ON));
     let control = agent
         .process
         .wait_for_line("its control address", control_addr);
@@ -136,6 +140,36 @@ fn private_addresses_are_stripped_from_a_forwarded_public_name() {
     );
 }
 
+/// Off by default: the same answers pass through whole, nothing counted, nothing logged.
+#[test]
+fn by_default_forwarded_private_addresses_are_kept() {
+    let upstream = upstream(PUBLIC_ZONE);
+    let mut agent = Agent::start(&upstream.config(""));
+    let control = agent
+        .process
+        .wait_for_line("its control address", control_addr);
+    let a = ask(&agent, "mixed.rebind.example.", RecordType::A);
+    let mut got = addresses(&a);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "10.1.2.3",
+            "100.64.0.1",
+            "127.0.0.1",
+            "192.0.2.1",
+            "192.168.1.1"
+        ]
+    );
+    let private = ask(&agent, "private.rebind.example.", RecordType::A);
+    assert_eq!(addresses(&private).len(), 2, "{private:?}");
+    assert_eq!(counter(control, STRIPPED), 0.0);
+    assert!(
+        !agent.process.lines().iter().any(|l| l.contains(LOGGED)),
+        "no rebinding warning"
+    );
+}
+
 static PRIVATE_ZONE: &[(&str, &str)] = &[
     ("corp.example.", "10.1.2.4"),
     ("db.corp.example.", "10.1.2.3"),
@@ -155,7 +189,8 @@ static PRIVATE_ZONE: &[(&str, &str)] = &[
 #[test]
 fn names_under_private_domains_keep_their_private_addresses() {
     let upstream = upstream(PRIVATE_ZONE);
-    let agent = Agent::start(&upstream.config("private_domains = [\"corp.example\"]"));
+    let agent =
+        Agent::start(&upstream.config(&format!("{ON}\nprivate_domains = [\"corp.example\"]")));
     let cases = [
         ("corp.example.", RecordType::A, vec!["10.1.2.4"]),
         ("DB.Corp.Example.", RecordType::A, vec!["10.1.2.3"]),
@@ -180,7 +215,7 @@ fn names_under_private_domains_keep_their_private_addresses() {
 
 /// The host's own zones: the `search` and `domain` entries of `upstream.resolv_conf` are
 /// exempt like `private_domains`, so an IDC's internal names keep their private addresses
-/// with the default settings; names outside them still lose theirs.
+/// when the filter is on; names outside them still lose theirs.
 #[test]
 fn the_hosts_search_domains_keep_their_private_addresses() {
     let upstream = upstream(PRIVATE_ZONE);
@@ -188,7 +223,7 @@ fn the_hosts_search_domains_keep_their_private_addresses() {
     let resolv = dir.path().join("resolv.conf");
     std::fs::write(&resolv, "search corp.example\nnameserver 127.0.0.1\n")
         .expect("write a scratch resolv.conf");
-    let agent = Agent::start(&upstream.config(&format!("resolv_conf = {:?}", resolv)));
+    let agent = Agent::start(&upstream.config(&format!("{ON}\nresolv_conf = {:?}", resolv)));
     assert_eq!(
         addresses(&ask(&agent, "db.corp.example.", RecordType::A)),
         vec!["10.1.2.3"]
@@ -225,7 +260,12 @@ probes = [{{ kind = "tcp", port = {closed}, interval = "200ms", timeout = "150ms
 when_all_down = "forward"
 "#
     );
-    let config = registry_config(upstream.addr, &forwarded_when_down);
+    let config = registry_config(upstream.addr, &forwarded_when_down).replacen(
+        "[upstream]\n",
+        &format!("[upstream]\n{ON}\n"),
+        1,
+    );
+    assert!(config.contains(ON), "the filter is on: {config}");
     let agent = Agent::start(&config);
     let oss = ask(
         &agent,

@@ -345,7 +345,7 @@ pub fn check_reply(packet: &[u8], out: &[u8], rcode: Option<Rcode>, limit: usize
     assert_eq!(out[2] & 0x80, 0x80, "QR set");
     assert_eq!(out[2] & 0x79, packet[2] & 0x79, "opcode and RD copied");
     if let Some(rcode) = rcode {
-        assert_eq!(out[3] & 0x0f, rcode as u8, "rcode");
+        assert_eq!(u16::from(out[3] & 0x0f), rcode.low_bits(), "rcode");
     }
     assert_eq!(out[3] & 0x40, 0, "Z bit clear");
     if let Err(err) = Message::from_vec(out) {
@@ -355,7 +355,21 @@ pub fn check_reply(packet: &[u8], out: &[u8], rcode: Option<Rcode>, limit: usize
 
 /// A response carrying `prepared`: whole, or truncated to header, question and OPT.
 fn check_response(packet: &[u8], query: &Query<'_>, prepared: &Prepared, out: &[u8], limit: usize) {
-    check_reply(packet, out, Some(prepared.rcode), limit);
+    // An extended rcode (an upstream's BADVERS, say) needs an OPT record: a client without
+    // EDNS gets SERVFAIL; with EDNS the OPT's upper eight bits carry it.
+    let rcode = match query.edns {
+        None if prepared.rcode.extended() != 0 => Rcode::ServFail,
+        _ => prepared.rcode,
+    };
+    check_reply(packet, out, Some(rcode), limit);
+    if query.edns.is_some() {
+        let opt_ttl_at = out.len() - 6;
+        assert_eq!(
+            out[opt_ttl_at],
+            rcode.extended(),
+            "extended rcode in the OPT"
+        );
+    }
     let count = |at: usize| u16::from_be_bytes([out[at], out[at + 1]]);
     let opt = usize::from(query.edns.is_some()) * 11;
     assert_eq!(count(4), 1, "one question");
@@ -496,7 +510,7 @@ fn prepared_from_encoded(data: &[u8]) {
 }
 
 fn prepared_body(flags: u8, counts: [u16; 3], body: &[u8]) {
-    let rcode = Rcode::from_low_bits(flags & 0x0f);
+    let rcode = Rcode::from_code(u16::from(flags & 0x0f));
     let Some(prepared) = Prepared::from_encoded(rcode, flags & 0x10 != 0, counts, body) else {
         return;
     };

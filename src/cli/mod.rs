@@ -168,6 +168,7 @@ pub fn main() -> anyhow::Result<ExitCode> {
             init_logging(flag, None);
             let config = Config::load(&config)?;
             print_table(&config)?;
+            print_rebinding(&config)?;
             print_conflicts(&config)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -306,6 +307,49 @@ fn print_table(config: &Config) -> anyhow::Result<()> {
             name.ttl,
             describe_health(&name.health),
         )?;
+    }
+    Ok(())
+}
+
+/// Whether forwarded answers are filtered, and when they are, which names keep their
+/// private addresses and why: an operator turning the filter on sees what it will spare.
+fn print_rebinding(config: &Config) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let rebinding = &config.upstream.rebinding;
+    // A blank line ends the name table.
+    writeln!(out)?;
+    if !rebinding.enabled {
+        writeln!(
+            out,
+            "rebinding protection: off (forwarded answers keep their private addresses)"
+        )?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "rebinding protection: on; private addresses are stripped from forwarded answers \
+         except for these names:"
+    )?;
+    let shown: Vec<String> = rebinding
+        .exemptions
+        .iter()
+        .map(|exemption| {
+            let name = display_name(&exemption.name);
+            if exemption.subdomains {
+                format!("{name} and below")
+            } else if exemption.name.is_wildcard() {
+                format!(
+                    "{name} (every name below {})",
+                    display_name(&exemption.name.base_name())
+                )
+            } else {
+                name
+            }
+        })
+        .collect();
+    let width = shown.iter().map(String::len).max().unwrap_or(0);
+    for (name, exemption) in shown.iter().zip(&rebinding.exemptions) {
+        writeln!(out, "  EXEMPT {name:width$}  {}", exemption.origin)?;
     }
     Ok(())
 }

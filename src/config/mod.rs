@@ -137,6 +137,20 @@ pub struct RebindingSettings {
     /// the CNAME and fallback targets of owned names: the product's own answers are
     /// private by design, also when one is forwarded (`when_all_down = "forward"`).
     pub owned: Vec<Name>,
+    /// Every exemption above, in config order, with where it came from: what `pathdns
+    /// check` lists when the filter is on.
+    pub exemptions: Vec<Exemption>,
+}
+
+/// One name or domain the rebinding filter leaves alone, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exemption {
+    /// Lower-case, fully qualified; a wildcard keeps its `*` label.
+    pub name: Name,
+    /// The names below `name` are exempt too (a private domain).
+    pub subdomains: bool,
+    /// Where it came from, e.g. `upstream.private_domains[0]`, `built in`, `name[2]`.
+    pub origin: String,
 }
 
 /// One name pathdns answers authoritatively.

@@ -399,8 +399,12 @@ fn default_cache_size() -> usize {
     10_000
 }
 
+/// Off by default: the filter is a home-router defence (browsers on a LAN), off by
+/// default in dnsmasq (`stop-dns-rebind`) and Unbound (`private-address`) too, and an IDC's
+/// own resolvers answer private addresses for its internal names; pathdns must stay
+/// invisible for every name it does not own (DESIGN.md section 4).
 fn default_rebinding_protection() -> bool {
-    true
+    false
 }
 
 /// On by default. pathdns is the only cache of a host behind it (systemd-resolved does not

@@ -17,7 +17,7 @@ use super::preset::{self, BACKUP_PRIORITY};
 use super::probes::{self, AllDownPolicy, HealthSettings};
 use super::raw::{HealthChecks, RawConfig, RawName, RawRegistry, RawTarget, DEFAULT_PORT};
 use super::{
-    AnswerSpec, Config, ConfigError, OwnedName, RebindingSettings, Role, ServerSettings,
+    AnswerSpec, Config, ConfigError, Exemption, OwnedName, RebindingSettings, Role, ServerSettings,
     StaleSettings, Target, UpstreamSettings, BUILTIN_PRIVATE_DOMAINS, GLIBC_RESOLVER_TIMEOUT,
     UPSTREAM_GUARD,
 };
@@ -815,45 +815,66 @@ fn validate_stale(
 }
 
 /// `rebinding_protection`, `private_domains` and the built-in private domains, and the
-/// names the config owns or points at.
+/// names the config owns or points at, each with where it came from.
 fn rebinding_settings(
     upstream: &super::raw::RawUpstream,
     names: &[OwnedName],
     src: &Source,
 ) -> Result<RebindingSettings, ConfigError> {
-    let mut private_domains = Vec::new();
+    let mut exemptions = Vec::new();
+    let domain = |name: Name, origin: String| Exemption {
+        name,
+        subdomains: true,
+        origin,
+    };
     for (index, entry) in upstream.private_domains.iter().enumerate() {
         let text = entry.get_ref();
         let field = format!("upstream.private_domains[{index}]");
-        let domain = private_domain(text)
+        let name = private_domain(text)
             .map_err(|message| src.error(Some(entry.span()), &field, message))?;
-        private_domains.push(domain);
+        exemptions.push(domain(name, field));
     }
     // The host's own zones (resolv.conf `search` and `domain`): an IDC's internal names
-    // commonly resolve to private addresses, and the default must not break them.
-    private_domains.extend(host_search_domains(&upstream.resolv_conf));
+    // commonly resolve to private addresses, and turning the filter on must not break them.
+    let resolv_conf = format!("search domain in {}", upstream.resolv_conf.display());
+    for name in host_search_domains(&upstream.resolv_conf) {
+        exemptions.push(domain(name, resolv_conf.clone()));
+    }
     // Built in: valid by construction (a unit test parses each).
-    private_domains.extend(
-        BUILTIN_PRIVATE_DOMAINS
-            .iter()
-            .filter_map(|domain| private_domain(domain).ok()),
-    );
-    let mut owned = Vec::new();
+    for name in BUILTIN_PRIVATE_DOMAINS
+        .iter()
+        .filter_map(|domain| private_domain(domain).ok())
+    {
+        exemptions.push(domain(name, "built in".to_owned()));
+    }
+    let private_domains = exemptions.iter().map(|e| e.name.clone()).collect();
+    let exact = |name: &Name, origin: String| Exemption {
+        name: name.clone(),
+        subdomains: false,
+        origin,
+    };
     for name in names {
-        owned.push(name.name.clone());
+        exemptions.push(exact(&name.name, format!("owned: {}", name.origin)));
         if let AnswerSpec::Cname(target) = &name.answer {
-            owned.push(target.clone());
+            exemptions.push(exact(target, format!("CNAME target of {}", name.origin)));
         }
         if let AllDownPolicy::Cname(fallback) = &name.health.when_all_down {
-            owned.push(fallback.clone());
+            let origin = format!("when_all_down target of {}", name.origin);
+            exemptions.push(exact(fallback, origin));
         }
     }
+    let mut owned: Vec<Name> = exemptions
+        .iter()
+        .filter(|e| !e.subdomains)
+        .map(|e| e.name.clone())
+        .collect();
     owned.sort();
     owned.dedup();
     Ok(RebindingSettings {
         enabled: upstream.rebinding_protection,
         private_domains,
         owned,
+        exemptions,
     })
 }
 
@@ -1190,7 +1211,7 @@ mod tests {
         );
         let config = Config::parse(&text, "t.toml").expect("valid");
         let rebinding = &config.upstream.rebinding;
-        assert!(rebinding.enabled);
+        assert!(!rebinding.enabled, "off by default");
         assert!(!config.upstream.case_randomization);
         let text = |names: &[Name]| names.iter().map(Name::to_ascii).collect::<Vec<_>>();
         assert_eq!(
@@ -1211,9 +1232,34 @@ mod tests {
                 "ep-1.privatelink.example."
             ]
         );
-        let off = config_from("rebinding_protection = false\ncase_randomization = true\n");
-        assert!(!off.upstream.rebinding.enabled);
-        assert!(off.upstream.case_randomization);
+        let origins: Vec<(String, bool, &str)> = rebinding
+            .exemptions
+            .iter()
+            .map(|e| (e.name.to_ascii(), e.subdomains, e.origin.as_str()))
+            .collect();
+        assert_eq!(
+            origins[0],
+            ("corp.example.".into(), true, "upstream.private_domains[0]")
+        );
+        assert_eq!(
+            origins[1],
+            ("privatelink.aliyuncs.com.".into(), true, "built in")
+        );
+        assert_eq!(
+            origins[5],
+            ("*.mirror.example.".into(), false, "owned: name[0]")
+        );
+        assert_eq!(
+            origins[7],
+            (
+                "ep-1.privatelink.example.".into(),
+                false,
+                "CNAME target of name[1]"
+            )
+        );
+        let on = config_from("rebinding_protection = true\ncase_randomization = true\n");
+        assert!(on.upstream.rebinding.enabled);
+        assert!(on.upstream.case_randomization);
     }
 
     fn config_from(body: &str) -> Config {

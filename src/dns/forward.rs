@@ -220,7 +220,7 @@ impl Forwarder {
         let body = bytes
             .get(body_start..)
             .ok_or_else(|| ForwardError::Encode("short message".into()))?;
-        let rcode = Rcode::from_low_bits(u16::from(answer.rcode) as u8);
+        let rcode = Rcode::from_code(u16::from(answer.rcode));
         let prepared = Prepared::from_encoded(rcode, authoritative, counts, body)
             .ok_or_else(|| ForwardError::Encode("records do not match counts".into()))?;
         let cached = Arc::new(Cached::new(prepared, answer.lifetime));
@@ -249,13 +249,17 @@ impl UpstreamAnswer {
             .iter()
             .chain(response.authorities.iter())
             .map(|record| record.ttl);
-        let lifetime = if response.metadata.truncation {
+        let rcode = response.metadata.response_code;
+        // Only answers and negative answers (RFC 2308) are cached; REFUSED, YXDOMAIN and
+        // the like are passed on once and asked again next time.
+        let cacheable = matches!(rcode, ResponseCode::NoError | ResponseCode::NXDomain);
+        let lifetime = if response.metadata.truncation || !cacheable {
             0
         } else {
             ttls.min().unwrap_or(0).min(MAX_LIFETIME)
         };
         Ok(UpstreamAnswer {
-            rcode: response.metadata.response_code,
+            rcode,
             answers: response.answers.clone(),
             authorities: response.authorities.clone(),
             additionals: response

@@ -1,6 +1,6 @@
 //! The per-query decision: who may ask, which names are owned, what to answer.
 //!
-//! Owns: the order of checks (parse, allow list, EDNS version, class), the split between
+//! Owns: the order of checks (parse, allow list, TSIG, EDNS version, class), the split between
 //! the synchronous path (owned names and cache hits, answered at once from the current
 //! table and cache) and the asynchronous path (upstream forwarding and owned CNAMEs that
 //! leave the table, with [`stale`](super::stale) answers when the upstreams fail). Must
@@ -130,6 +130,13 @@ impl Handler {
             }
             Parsed::Query(query) => query,
         };
+        // pathdns holds no TSIG keys: a signed query is answered NOTAUTH/BADKEY, for owned
+        // and forwarded names alike (forwarding it without its signature would hand the
+        // client an unsigned answer to a question it wanted signed).
+        if let Some(tsig) = &query.tsig {
+            wire::write_badkey(&query, tsig, transport.limit(&query), out);
+            return self.reply(Source::Error, query.qtype, out);
+        }
         if query.edns.is_some_and(|edns| edns.version > 0) {
             wire::write_error(&query, Rcode::NoError, true, out);
             return self.reply(Source::Error, query.qtype, out);

@@ -1,7 +1,9 @@
 //! The rebinding filter (DNS rebinding protection, as Unbound's `private-address` and
 //! dnsmasq's `--stop-dns-rebind`): private addresses are stripped from forwarded answers to
 //! public names, so that a name on the internet cannot make a browser or a script on this
-//! host talk to the host itself or to the data center's private network.
+//! host talk to the host itself or to the data center's private network. Off by default
+//! (`[upstream] rebinding_protection`): it is a home-router defence, and an IDC's own
+//! resolvers answer private addresses for its internal names.
 //!
 //! Owns: which addresses count as private ([`is_private`]), which names may still resolve
 //! to them ([`RebindingFilter::is_exempt`]: names pathdns owns and the targets of its
@@ -233,6 +235,7 @@ mod tests {
             enabled: true,
             private_domains: vec![name("corp.example."), name("privatelink.aliyuncs.com.")],
             owned: vec![name("registry.example."), name("*.oss.example.")],
+            exemptions: Vec::new(),
         })
     }
 
@@ -369,6 +372,7 @@ mod tests {
             enabled: false,
             private_domains: Vec::new(),
             owned: Vec::new(),
+            exemptions: Vec::new(),
         });
         let mut private = answer(vec![record(
             "evil.example.",

@@ -10,19 +10,31 @@
 //! would let another process of the same user bind the port beside us and take a share of
 //! the queries, where a plain bind fails loudly ("another DNS server may be running there").
 //!
+//! A socket bound to a wildcard address (`0.0.0.0`, `[::]`) on a multi-homed host would
+//! answer from whatever address the route to the client prefers, which a client that sent
+//! its query to another of the host's addresses drops as an answer from a stranger. Such a
+//! socket asks the kernel for each datagram's destination address (IP_PKTINFO,
+//! IPV6_RECVPKTINFO) and sends each answer from it (a PKTINFO control message; one
+//! `sendmmsg` per run of answers from the same address). Sockets bound to one address keep
+//! the plain path, without control messages.
+//!
 //! Stopping: [`Receivers::stop`] (or dropping it) marks the threads stopped and shuts the
 //! socket down for reading, which wakes a thread blocked in `recvmmsg`; each thread then
 //! drops its handle of the socket, and the last one closes it.
 
 use std::io::{IoSlice, IoSliceMut};
-use std::net::{IpAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::socket::{recvmmsg, sendmmsg, sendto, MsgFlags, MultiHeaders, SockaddrStorage};
+use nix::libc;
+use nix::sys::socket::{
+    recvmmsg, sendmmsg, sendmsg, sendto, setsockopt, sockopt, ControlMessage, ControlMessageOwned,
+    MsgFlags, MultiHeaders, RecvMsg, SockaddrStorage,
+};
 use tokio::sync::Semaphore;
 
 use super::handler::{Handler, Step, Transport};
@@ -59,8 +71,15 @@ impl Receivers {
         let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(RECEIVE_BUFFER_BYTES);
         let stopped = Arc::new(AtomicBool::new(false));
         let local = socket.local_addr()?;
+        let wildcard = local.ip().is_unspecified().then_some(local.is_ipv4());
+        match wildcard {
+            Some(true) => setsockopt(&socket, sockopt::Ipv4PacketInfo, &true)?,
+            Some(false) => setsockopt(&socket, sockopt::Ipv6RecvPacketInfo, &true)?,
+            None => {}
+        }
         for index in 0..threads.max(1) {
             let worker = Worker {
+                wildcard,
                 socket: Arc::new(socket.try_clone()?),
                 handler: handler.clone(),
                 upstream_slots: upstream_slots.clone(),
@@ -98,6 +117,9 @@ impl Drop for Receivers {
 }
 
 struct Worker {
+    /// `Some(is_ipv4)` for a socket bound to a wildcard address: answers are sent from
+    /// each query's destination address.
+    wildcard: Option<bool>,
     socket: Arc<UdpSocket>,
     handler: Arc<Handler>,
     upstream_slots: Arc<Semaphore>,
@@ -105,37 +127,137 @@ struct Worker {
     stopped: Arc<AtomicBool>,
 }
 
+/// The address a datagram was sent to, and the interface it came in on: where its answer
+/// goes out from, on a wildcard-bound socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Local {
+    ip: IpAddr,
+    ifindex: u32,
+}
+
+impl Local {
+    /// From a received datagram's PKTINFO control message, if it has one.
+    fn of(message: &RecvMsg<'_, '_, SockaddrStorage>) -> Option<Local> {
+        message.cmsgs().ok()?.find_map(|cmsg| match cmsg {
+            ControlMessageOwned::Ipv4PacketInfo(info) => Some(Local {
+                // The local address to answer from: the datagram's destination if it was
+                // sent to one of ours, an address of the interface if it was a broadcast
+                // (ipi_addr would then be the broadcast address, never a valid source).
+                ip: IpAddr::V4(Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr))),
+                ifindex: u32::try_from(info.ipi_ifindex).unwrap_or(0),
+            }),
+            ControlMessageOwned::Ipv6PacketInfo(info) => Some(Local {
+                ip: IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)),
+                ifindex: info.ipi6_ifindex,
+            }),
+            _ => None,
+        })
+    }
+
+    /// The PKTINFO that makes the kernel send from this address.
+    fn pktinfo(self) -> Pktinfo {
+        match self.ip {
+            // Interface 0: the route to the client picks it; the source address is fixed.
+            IpAddr::V4(v4) => Pktinfo::V4(libc::in_pktinfo {
+                ipi_ifindex: 0,
+                ipi_spec_dst: libc::in_addr {
+                    s_addr: u32::from(v4).to_be(),
+                },
+                ipi_addr: libc::in_addr { s_addr: 0 },
+            }),
+            // The interface too: a link-local address means nothing without it.
+            IpAddr::V6(v6) => Pktinfo::V6(libc::in6_pktinfo {
+                ipi6_addr: libc::in6_addr {
+                    s6_addr: v6.octets(),
+                },
+                ipi6_ifindex: self.ifindex,
+            }),
+        }
+    }
+}
+
+enum Pktinfo {
+    V4(libc::in_pktinfo),
+    V6(libc::in6_pktinfo),
+}
+
+impl Pktinfo {
+    fn cmsg(&self) -> ControlMessage<'_> {
+        match self {
+            Pktinfo::V4(info) => ControlMessage::Ipv4PacketInfo(info),
+            Pktinfo::V6(info) => ControlMessage::Ipv6PacketInfo(info),
+        }
+    }
+}
+
+/// Sends one answer to `client`, from `local` when given; never waits.
+fn send_from(
+    socket: &UdpSocket,
+    response: &[u8],
+    client: &SockaddrStorage,
+    local: Option<Local>,
+) -> nix::Result<usize> {
+    match local {
+        None => sendto(socket.as_raw_fd(), response, client, MsgFlags::MSG_DONTWAIT),
+        Some(local) => {
+            let pktinfo = local.pktinfo();
+            sendmsg(
+                socket.as_raw_fd(),
+                &[IoSlice::new(response)],
+                &[pktinfo.cmsg()],
+                MsgFlags::MSG_DONTWAIT,
+                Some(client),
+            )
+        }
+    }
+}
+
 /// Per-thread buffers, allocated once.
 struct Batch {
     packets: Vec<[u8; RECV_BUFFER]>,
     received: [(usize, Option<SockaddrStorage>); BATCH],
+    /// Each datagram's destination, on a wildcard-bound socket.
+    locals: [Option<Local>; BATCH],
     responses: Vec<Vec<u8>>,
     /// Indices (into `responses`) of the answers to send, and where to.
     to_send: Vec<usize>,
     destinations: Vec<Option<SockaddrStorage>>,
+    /// Where each answer in `to_send` goes out from (wildcard-bound sockets only).
+    sources: Vec<Option<Local>>,
     receive_headers: MultiHeaders<SockaddrStorage>,
     send_headers: MultiHeaders<SockaddrStorage>,
 }
 
 impl Batch {
-    fn new() -> Batch {
+    /// Buffers for a socket bound to one address (`wildcard` None), or to a wildcard
+    /// address (`Some(is_ipv4)`), whose headers carry room for one PKTINFO message each.
+    fn new(wildcard: Option<bool>) -> Batch {
+        let cmsg_room = wildcard.map(|v4| {
+            if v4 {
+                nix::cmsg_space!(libc::in_pktinfo)
+            } else {
+                nix::cmsg_space!(libc::in6_pktinfo)
+            }
+        });
         Batch {
             packets: vec![[0u8; RECV_BUFFER]; BATCH],
             received: [(0, None); BATCH],
+            locals: [None; BATCH],
             responses: (0..BATCH)
                 .map(|_| Vec::with_capacity(wire::MAX_UDP_PAYLOAD as usize))
                 .collect(),
             to_send: Vec::with_capacity(BATCH),
             destinations: Vec::with_capacity(BATCH),
-            receive_headers: MultiHeaders::preallocate(BATCH, None),
-            send_headers: MultiHeaders::preallocate(BATCH, None),
+            sources: Vec::with_capacity(BATCH),
+            receive_headers: MultiHeaders::preallocate(BATCH, cmsg_room.clone()),
+            send_headers: MultiHeaders::preallocate(BATCH, cmsg_room),
         }
     }
 }
 
 impl Worker {
     fn run(self) {
-        let mut batch = Batch::new();
+        let mut batch = Batch::new(self.wildcard);
         let fd = self.socket.as_raw_fd();
         loop {
             let count = {
@@ -154,8 +276,10 @@ impl Worker {
                 ) {
                     Ok(results) => {
                         let mut count = 0;
-                        for (slot, message) in batch.received.iter_mut().zip(results) {
+                        let slots = batch.received.iter_mut().zip(batch.locals.iter_mut());
+                        for ((slot, local), message) in slots.zip(results) {
                             *slot = (message.bytes, message.address);
+                            *local = self.wildcard.and_then(|_| Local::of(&message));
                             count += 1;
                         }
                         count
@@ -199,8 +323,10 @@ impl Worker {
     fn answer(&self, batch: &mut Batch, count: usize, received: Instant) {
         batch.to_send.clear();
         batch.destinations.clear();
+        batch.sources.clear();
         for index in 0..count {
             let (len, address) = batch.received[index];
+            let local = batch.locals[index];
             // A datagram without a sender address (not on an IP socket) cannot be answered.
             let Some((address, ip)) = address.and_then(|a| client_ip(&a).map(|ip| (a, ip))) else {
                 continue;
@@ -211,17 +337,20 @@ impl Worker {
                 Step::Reply => {
                     batch.to_send.push(index);
                     batch.destinations.push(Some(address));
+                    batch.sources.push(local);
                 }
                 Step::Silent => {}
-                Step::Upstream => self.upstream(query, address, ip, received, out),
+                Step::Upstream => self.upstream(query, (address, local), ip, received, out),
             }
         }
     }
 
+    /// Hands `query` to an upstream task, which answers `client` (from its local address
+    /// on a wildcard-bound socket).
     fn upstream(
         &self,
         query: &[u8],
-        client: SockaddrStorage,
+        (client, local): (SockaddrStorage, Option<Local>),
         ip: IpAddr,
         received: Instant,
         out: &mut Vec<u8>,
@@ -236,7 +365,7 @@ impl Worker {
                         .respond_upstream(&query, Transport::Udp, &mut out)
                         .await;
                     if !out.is_empty() {
-                        send_one(&socket, &out, &client).await;
+                        send_one(&socket, &out, &client, local).await;
                         handler.stats().responded(received);
                     }
                     drop(slot);
@@ -245,12 +374,7 @@ impl Worker {
             // Saturated: a fast SERVFAIL beats a silent drop the client waits on.
             Err(_) => {
                 if self.handler.respond_overloaded(query, out) {
-                    if let Err(err) = sendto(
-                        self.socket.as_raw_fd(),
-                        out,
-                        &client,
-                        MsgFlags::MSG_DONTWAIT,
-                    ) {
+                    if let Err(err) = send_from(&self.socket, out, &client, local) {
                         tracing::debug!(error = %err, %ip, "udp send failed");
                     }
                     self.handler.stats().responded(received);
@@ -259,36 +383,77 @@ impl Worker {
         }
     }
 
-    /// Sends the batch's answers, as many per system call as the kernel takes.
+    /// Sends the batch's answers, as many per system call as the kernel takes: all at
+    /// once, or on a wildcard-bound socket one call per run of answers from one address.
     fn send_all(&self, batch: &mut Batch) {
-        let fd = self.socket.as_raw_fd();
         let total = batch.to_send.len();
-        let mut sent = 0;
         let mut slices: [[IoSlice<'_>; 1]; BATCH] = [[IoSlice::new(&[])]; BATCH];
         for (slice, &index) in slices.iter_mut().zip(&batch.to_send) {
             *slice = [IoSlice::new(&batch.responses[index])];
         }
-        while sent < total {
-            match sendmmsg(
-                fd,
-                &mut batch.send_headers,
-                slices[sent..total].iter(),
-                &batch.destinations[sent..],
-                [],
-                MsgFlags::empty(),
-            ) {
-                Ok(results) => {
-                    let done = results.count();
-                    // sendmmsg returns 0 only when asked to send nothing.
-                    sent += done.max(1);
+        let mut start = 0;
+        while start < total {
+            let source = batch.sources[start];
+            let run = batch.sources[start..total]
+                .iter()
+                .take_while(|&&other| other == source)
+                .count();
+            let end = start + run;
+            let destinations = &batch.destinations[start..end];
+            if source.is_none() && self.wildcard.is_some() {
+                // No destination address came with these (never seen on Linux): the
+                // headers' control buffers hold an earlier PKTINFO, so send one by one.
+                for (slice, destination) in slices[start..end].iter().zip(destinations) {
+                    if let Some(destination) = destination {
+                        let _ = send_from(&self.socket, &slice[0], destination, None);
+                    }
                 }
-                Err(Errno::EINTR) => {}
-                Err(err) => {
-                    // The first message of the rest failed (e.g. a client address the
-                    // kernel refuses): skip it, send the others.
-                    tracing::debug!(error = %err, "udp send failed");
-                    sent += 1;
-                }
+            } else {
+                let pktinfo = source.map(Local::pktinfo);
+                let cmsgs: &[ControlMessage<'_>] = match &pktinfo {
+                    Some(pktinfo) => &[pktinfo.cmsg()],
+                    None => &[],
+                };
+                let fd = self.socket.as_raw_fd();
+                let headers = &mut batch.send_headers;
+                send_run(fd, headers, &slices[start..end], destinations, cmsgs);
+            }
+            start = end;
+        }
+    }
+}
+
+/// Sends `slices` to `destinations` with `cmsgs` on each, as many per `sendmmsg` as the
+/// kernel takes.
+fn send_run(
+    fd: std::os::fd::RawFd,
+    headers: &mut MultiHeaders<SockaddrStorage>,
+    slices: &[[IoSlice<'_>; 1]],
+    destinations: &[Option<SockaddrStorage>],
+    cmsgs: &[ControlMessage<'_>],
+) {
+    let total = slices.len();
+    let mut sent = 0;
+    while sent < total {
+        match sendmmsg(
+            fd,
+            headers,
+            slices[sent..total].iter(),
+            &destinations[sent..],
+            cmsgs,
+            MsgFlags::empty(),
+        ) {
+            Ok(results) => {
+                let done = results.count();
+                // sendmmsg returns 0 only when asked to send nothing.
+                sent += done.max(1);
+            }
+            Err(Errno::EINTR) => {}
+            Err(err) => {
+                // The first message of the rest failed (e.g. a client address the
+                // kernel refuses): skip it, send the others.
+                tracing::debug!(error = %err, "udp send failed");
+                sent += 1;
             }
         }
     }
@@ -306,9 +471,14 @@ fn client_ip(address: &SockaddrStorage) -> Option<IpAddr> {
 /// blocking one (the receiving threads block on it), so each send asks not to wait, and
 /// a full send buffer is retried a few times before the answer is given up (the client
 /// retries).
-async fn send_one(socket: &UdpSocket, response: &[u8], client: &SockaddrStorage) {
+async fn send_one(
+    socket: &UdpSocket,
+    response: &[u8],
+    client: &SockaddrStorage,
+    local: Option<Local>,
+) {
     for _ in 0..10 {
-        match sendto(socket.as_raw_fd(), response, client, MsgFlags::MSG_DONTWAIT) {
+        match send_from(socket, response, client, local) {
             Ok(_) => return,
             Err(Errno::EAGAIN) | Err(Errno::EINTR) => {
                 tokio::time::sleep(Duration::from_millis(1)).await

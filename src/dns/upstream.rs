@@ -5,7 +5,7 @@
 //! connections, each wrapped so that a reply is believed only when [`check_reply`] accepts
 //! it; and [`has_empty_rdata`], the one record shape hickory-proto decodes but cannot
 //! encode back correctly. Must not: cache, retry or choose servers (the pool does), or
-//! change a reply it accepts.
+//! change a reply it accepts (beyond how its rcode is labelled for hickory: [`keep_rcode`]).
 //!
 //! What hickory already does, and what is added here (read from hickory-net 0.26's
 //! `udp_client_stream.rs` and `dns_multiplexer.rs`):
@@ -39,7 +39,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures_util::{Stream, StreamExt};
-use hickory_proto::op::{DnsRequest, DnsResponse, Message, MessageType, OpCode, Query};
+use hickory_proto::op::{
+    DnsRequest, DnsResponse, Message, MessageType, OpCode, Query, ResponseCode,
+};
 use hickory_proto::rr::{RData, Record, RecordType};
 use hickory_resolver::config::{ConnectionConfig, ProtocolConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
@@ -161,8 +163,11 @@ impl<H: DnsHandle> DnsHandle for Checked<H> {
         let asked = request.queries.clone();
         let udp = self.udp;
         Box::pin(self.conn.send(request).map(move |reply| match reply {
-            Ok(reply) => match check_reply(&asked, &reply) {
-                Ok(()) => Ok(reply),
+            Ok(mut reply) => match check_reply(&asked, &reply) {
+                Ok(()) => {
+                    keep_rcode(&mut reply);
+                    Ok(reply)
+                }
                 Err(bad) => {
                     tracing::debug!(reason = %bad, udp, "upstream reply refused");
                     Err(refused(bad, udp))
@@ -175,6 +180,25 @@ impl<H: DnsHandle> DnsHandle for Checked<H> {
             }
             Err(err) => Err(err),
         }))
+    }
+}
+
+/// Marks an accepted reply's rcode so that it reaches pathdns as the upstream sent it.
+/// hickory's name server turns a reply with any rcode but NOERROR, NXDOMAIN and codes it
+/// does not know (REFUSED, FORMERR, YXDOMAIN, NOTAUTH, BADVERS, ...) into an error that
+/// keeps only the code, which pathdns used to answer SERVFAIL; as an "unknown" code of
+/// the same number the reply passes whole. SERVFAIL stays hickory's error: the client gets
+/// SERVFAIL either way, and serve-stale answers from the cache when it can.
+fn keep_rcode(reply: &mut DnsResponse) {
+    let code = reply.metadata.response_code;
+    if !matches!(
+        code,
+        ResponseCode::NoError
+            | ResponseCode::NXDomain
+            | ResponseCode::ServFail
+            | ResponseCode::Unknown(_)
+    ) {
+        reply.metadata.response_code = ResponseCode::Unknown(u16::from(code));
     }
 }
 

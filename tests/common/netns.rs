@@ -486,50 +486,132 @@ impl Topology {
     /// `pathdns run --config <config>` inside the client namespace (like
     /// [`Agent::start`]); query it from inside the client namespace ([`run_in_ns`]).
     pub fn start_agent(&self, config: &str) -> Agent {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("pathdns.toml");
-        std::fs::write(&path, super::with_test_control(config)).expect("write config");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_pathdns"));
-        command
-            .args(["run", "--config"])
-            .arg(&path)
-            .env("PATHDNS_LOG", "info");
-        let mut process = spawn_in(&self.client, "pathdns", &command);
-        let addr = process.wait_for_line("its listen address", listening_addr);
-        Agent {
-            process,
-            addr,
-            config_path: path,
-            _dir: dir,
+        start_agent_in(&self.client, config)
+    }
+}
+
+/// Two namespaces joined by one veth pair, for tests of which address answers: `server`
+/// with every address of `server_addrs` on its interface [`TARGET_IF`], `client` with
+/// `client_addrs` on its own. Addresses are given with their prefix; IPv6 ones are added
+/// without duplicate address detection, so they work at once. Removed on drop, like a
+/// [`Topology`].
+pub struct Pair {
+    pub server: String,
+    pub client: String,
+    namespaces: Vec<String>,
+}
+
+impl Pair {
+    /// `None` (after a loud SKIPPED line) without root.
+    pub fn build(server_addrs: &[&str], client_addrs: &[&str]) -> Option<Pair> {
+        if !super::is_root() {
+            eprintln!(
+                "\n########################################################################\n\
+                 ## SKIPPED (not root): network-namespace test needs root;\n\
+                 ## run the whole suite with `sudo tests/run.sh`\n\
+                 ########################################################################\n"
+            );
+            return None;
         }
+        let id = format!(
+            "pd{}x{}",
+            std::process::id(),
+            TOPOLOGY_COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut pair = Pair {
+            server: format!("{id}-server"),
+            client: format!("{id}-client"),
+            namespaces: Vec::new(),
+        };
+        // From here on a panic drops `pair`, which removes what exists so far.
+        for ns in [pair.server.clone(), pair.client.clone()] {
+            ip(&["netns", "add", &ns]);
+            pair.namespaces.push(ns.clone());
+            ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        }
+        let (server, client) = (pair.server.as_str(), pair.client.as_str());
+        ip(&[
+            "-n", server, "link", "add", TARGET_IF, "type", "veth", "peer", "name", TARGET_IF,
+            "netns", client,
+        ]);
+        for (ns, addrs) in [(server, server_addrs), (client, client_addrs)] {
+            for addr in addrs {
+                let mut args = vec!["-n", ns, "addr", "add", addr, "dev", TARGET_IF];
+                if addr.contains(':') {
+                    args.push("nodad");
+                }
+                ip(&args);
+            }
+            ip(&["-n", ns, "link", "set", TARGET_IF, "up"]);
+        }
+        for ns in [server, client] {
+            wait_link_state(ns, TARGET_IF, "UP");
+        }
+        Some(pair)
+    }
+
+    /// `pathdns run --config <config>` inside the server namespace.
+    pub fn start_agent(&self, config: &str) -> Agent {
+        start_agent_in(&self.server, config)
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        remove_namespaces(&self.namespaces);
+    }
+}
+
+/// `pathdns run --config <config>` inside namespace `ns`, like [`Agent::start`].
+fn start_agent_in(ns: &str, config: &str) -> Agent {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("pathdns.toml");
+    std::fs::write(&path, super::with_test_control(config)).expect("write config");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pathdns"));
+    command
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("PATHDNS_LOG", "info");
+    let mut process = spawn_in(ns, "pathdns", &command);
+    let addr = process.wait_for_line("its listen address", listening_addr);
+    Agent {
+        process,
+        addr,
+        config_path: path,
+        _dir: dir,
     }
 }
 
 impl Drop for Topology {
     fn drop(&mut self) {
-        // Must not panic: this also runs while a failing test unwinds.
-        let own = std::process::id().to_string();
-        for ns in self.namespaces.iter().rev() {
-            if let Ok(out) = ip_quiet(&["netns", "pids", ns]) {
-                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    if pid != own {
-                        let _ = Command::new("kill")
-                            .args(["-KILL", pid])
-                            .stderr(Stdio::null())
-                            .status();
-                    }
+        remove_namespaces(&self.namespaces);
+    }
+}
+
+/// Kills every process in `namespaces` (but this one) and deletes them, last first. Must
+/// not panic: this also runs while a failing test unwinds.
+fn remove_namespaces(namespaces: &[String]) {
+    let own = std::process::id().to_string();
+    for ns in namespaces.iter().rev() {
+        if let Ok(out) = ip_quiet(&["netns", "pids", ns]) {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                if pid != own {
+                    let _ = Command::new("kill")
+                        .args(["-KILL", pid])
+                        .stderr(Stdio::null())
+                        .status();
                 }
             }
         }
-        for ns in self.namespaces.iter().rev() {
-            match ip_quiet(&["netns", "del", ns]) {
-                Ok(out) if out.status.success() => {}
-                Ok(out) => eprintln!(
-                    "netns: cannot delete namespace {ns}: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-                Err(err) => eprintln!("netns: cannot run ip netns del {ns}: {err}"),
-            }
+    }
+    for ns in namespaces.iter().rev() {
+        match ip_quiet(&["netns", "del", ns]) {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => eprintln!(
+                "netns: cannot delete namespace {ns}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            Err(err) => eprintln!("netns: cannot run ip netns del {ns}: {err}"),
         }
     }
 }

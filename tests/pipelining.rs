@@ -54,10 +54,17 @@ fn next_answer(stream: &mut TcpStream) -> Message {
 fn closed_after(stream: &mut TcpStream) -> Duration {
     let started = Instant::now();
     let mut byte = [0u8; 1];
-    match stream.read(&mut byte) {
-        Ok(0) => started.elapsed(),
-        Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => started.elapsed(),
-        other => panic!("expected the server to close the connection, got {other:?}"),
+    loop {
+        // A signal to the test process (a stop and continue, say) interrupts the read
+        // without anything having happened on the connection: read again.
+        match stream.read(&mut byte) {
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Ok(0) => return started.elapsed(),
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => {
+                return started.elapsed()
+            }
+            other => panic!("expected the server to close the connection, got {other:?}"),
+        }
     }
 }
 

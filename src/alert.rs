@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{AlertKind, AlertSink};
 use crate::events::{self, Event, EventSender};
-use crate::probe::error_chain;
+use crate::reason::error_chain;
 
 /// The version of the webhook JSON body; bumped on any incompatible change.
 pub const WEBHOOK_SCHEMA_VERSION: u32 = 1;

@@ -14,14 +14,14 @@ use std::process::ExitCode;
 
 use pathdns::config::raw::text::FromText;
 use pathdns::config::{auth_name, oss_name, registry_name, Config};
-use pathdns::doctor::hosts_file;
+use pathdns::host::hosts_file;
 
 pub fn run(file: &Path, no_probes: bool) -> anyhow::Result<ExitCode> {
     let source = file.display().to_string();
     let bytes = std::fs::read(file).map_err(|err| {
         anyhow::anyhow!(
             "{source}: cannot read hosts file: {}",
-            pathdns::probe::io_reason(&err)
+            pathdns::reason::io_reason(&err).to_lowercase()
         )
     })?;
     let text = String::from_utf8_lossy(&bytes);

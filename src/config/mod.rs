@@ -242,14 +242,8 @@ pub enum ConfigError {
     },
 }
 
-/// The OS reason without the "(os error N)" suffix, for a one-line message.
-pub(crate) fn io_reason(err: &std::io::Error) -> String {
-    let text = err.to_string();
-    match text.find(" (os error") {
-        Some(at) => text[..at].to_owned(),
-        None => text,
-    }
-}
+/// Config errors quote the OS's reason as it words it (`No such file or directory`).
+pub(crate) use crate::reason::io_reason;
 
 fn render_invalid(
     path: &str,

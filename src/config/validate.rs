@@ -922,19 +922,9 @@ pub fn resolv_conf_search_domains(text: &str) -> Vec<&str> {
 }
 
 /// `nameserver` lines of a resolv.conf, in order.
+/// A link-local IPv6 nameserver with a %zone is left out: we cannot use it.
 pub fn resolv_conf_nameservers(text: &str) -> Vec<IpAddr> {
-    text.lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            match (words.next(), words.next()) {
-                (Some("nameserver"), Some(addr)) => {
-                    // A link-local IPv6 nameserver may carry a %zone, which we cannot use.
-                    addr.parse().ok()
-                }
-                _ => None,
-            }
-        })
-        .collect()
+    crate::host::resolv_conf::parse(text).nameservers
 }
 
 fn parse_upstream(text: &str) -> Option<SocketAddr> {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Outcome, ProbeTarget};
+use crate::reason::error_chain;
 
 pub struct HttpsProbe {
     client: reqwest::Client,
@@ -73,18 +74,6 @@ impl HttpsProbe {
             ..Outcome::pass(started, Some(format!("status {status}")))
         }
     }
-}
-
-/// An error with its causes joined by ": ". reqwest's top-level message is "error sending
-/// request"; the causes say what happened.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
 }
 
 /// The host of the realm in `Bearer realm="https://host/auth",service="..."`.

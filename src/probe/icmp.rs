@@ -99,7 +99,7 @@ fn serve(
                         let _ = request.reply.send(Outcome::fail(format!(
                             "icmp {}: {}",
                             request.target,
-                            super::io_reason(&err)
+                            super::io_detail(&err)
                         )));
                         continue;
                     }

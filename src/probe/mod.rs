@@ -20,7 +20,6 @@ use hickory_proto::rr::Name;
 
 use crate::config::ProbeKind;
 
-pub use https::error_chain;
 pub use icmp::Pinger;
 
 /// What one probe run found.
@@ -135,11 +134,8 @@ impl Prepared {
     }
 }
 
-/// A short, stable text for an I/O error: "connection refused", "host unreachable".
-pub fn io_reason(err: &std::io::Error) -> String {
-    let text = err.to_string();
-    match text.find(" (os error") {
-        Some(at) => text[..at].to_lowercase(),
-        None => text.to_lowercase(),
-    }
+/// A probe detail's wording of an I/O error: the OS's reason as a lower-case clause,
+/// `connection refused`, `host unreachable`, as status tables and alerts show it.
+pub(crate) fn io_detail(err: &std::io::Error) -> String {
+    crate::reason::io_reason(err).to_lowercase()
 }

@@ -11,7 +11,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 
-use super::{io_reason, Outcome, ProbeTarget};
+use super::{io_detail, Outcome, ProbeTarget};
 
 /// TLS client configurations by CA file (`None`: the system's roots), built once each.
 #[derive(Default)]
@@ -73,7 +73,7 @@ pub async fn handshake(target: &ProbeTarget, port: u16, config: Arc<ClientConfig
     let addr = SocketAddr::new(target.addr, port);
     let stream = match tokio::net::TcpStream::connect(addr).await {
         Ok(stream) => stream,
-        Err(err) => return Outcome::fail(format!("tcp {addr}: {}", io_reason(&err))),
+        Err(err) => return Outcome::fail(format!("tcp {addr}: {}", io_detail(&err))),
     };
     let connector = tokio_rustls::TlsConnector::from(config);
     match connector.connect(server_name, stream).await {

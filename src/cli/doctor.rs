@@ -10,15 +10,18 @@ use anyhow::Context;
 use pathdns::config::{Config, DEMO_CONFIG};
 use pathdns::doctor::{self, Check, Options, Verdict};
 
-pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
+use super::exit::CommandResult;
+
+pub fn run(config_path: &Path) -> CommandResult {
     let config = Config::load(config_path)?;
     if std::fs::read_to_string(config_path).is_ok_and(|text| text == DEMO_CONFIG) {
         // Its addresses are the documents' examples: somebody else's private network.
-        anyhow::bail!(
+        return Err(anyhow::anyhow!(
             "{}: this is the demo config, whose addresses are never contacted; run doctor on \
              a config with your own addresses",
             config_path.display()
-        );
+        )
+        .into());
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

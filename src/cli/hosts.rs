@@ -10,9 +10,10 @@ use std::process::ExitCode;
 
 use pathdns::status::{NameStatus, Status};
 
+use super::exit::CommandResult;
 use super::status::{clean, fetch};
 
-pub fn run(config: &Path, control: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
+pub fn run(config: &Path, control: Option<SocketAddr>) -> CommandResult {
     let status = fetch(config, control)?;
     let mut out = std::io::stdout().lock();
     write_hosts(&mut out, &status)?;

@@ -16,7 +16,9 @@ use pathdns::config::raw::text::FromText;
 use pathdns::config::{auth_name, oss_name, registry_name, Config};
 use pathdns::host::hosts_file;
 
-pub fn run(file: &Path, no_probes: bool) -> anyhow::Result<ExitCode> {
+use super::exit::CommandResult;
+
+pub fn run(file: &Path, no_probes: bool) -> CommandResult {
     let source = file.display().to_string();
     let bytes = std::fs::read(file).map_err(|err| {
         anyhow::anyhow!(

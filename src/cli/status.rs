@@ -16,12 +16,14 @@ use pathdns::config::operations::DEFAULT_CONTROL;
 use pathdns::events::unix_ms;
 use pathdns::status::{Status, TargetStatus};
 
+use super::exit::CommandResult;
+
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Far above any real status document; a bound so that a wrong port cannot fill memory.
 const MAX_RESPONSE: u64 = 32 * 1024 * 1024;
 
-pub fn run(config: &Path, control: Option<SocketAddr>, json: bool) -> anyhow::Result<ExitCode> {
+pub fn run(config: &Path, control: Option<SocketAddr>, json: bool) -> CommandResult {
     let addr = control_addr(config, control)?;
     let body = get(addr, "/status")?;
     let mut out = std::io::stdout().lock();

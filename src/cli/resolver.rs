@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use pathdns::config::Config;
 use pathdns::resolver::{
-    DisablePolicy, Disabled, EnableOptions, Enabled, Host, Mode, ResolverError, Settings,
+    DisablePolicy, Disabled, EnableOptions, Enabled, Host, Mode, ResolverError, ResolverSettings,
     RESOLV_CONF,
 };
 
@@ -147,7 +147,7 @@ pub fn run(action: Action) -> CommandResult {
 fn enable(config_path: &Path, mode: Option<ModeArg>, force: bool, root: &Path) -> CommandResult {
     let host = Host::new(root);
     let config = Config::load(config_path)?;
-    let settings = Settings::from_config(&config)?;
+    let settings = ResolverSettings::from_config(&config)?;
     if host.is_system() && !force && !answers(settings.nameserver) {
         return Err(ResolverError::Refused {
             what: format!(

@@ -27,7 +27,7 @@ use ipnet::IpNet;
 pub use operations::{AlertKind, AlertSink, ControlSettings, LogSettings};
 pub use preset::{auth_name, oss_name, registry_name};
 pub use probes::{AllDownPolicy, HealthSettings, ProbeKind, ProbeSpec};
-pub use validate::{is_own_address, resolv_conf_nameservers};
+pub use validate::{check_label, is_own_address, resolv_conf_nameservers};
 
 /// The embedded configuration of `pathdns demo`: the documents' example table on an
 /// unprivileged loopback port. Its addresses are never probed or contacted.

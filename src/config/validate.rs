@@ -957,7 +957,10 @@ fn label(value: &Spanned<String>, field: &str, src: &Source) -> Result<String, C
     Ok(text)
 }
 
-fn check_label(label: &str) -> Result<(), String> {
+/// A DNS label as the `[[registry]]` preset accepts it: 1 to 63 letters, digits, '-' or '_',
+/// not starting or ending with '-'. Letters of either case pass: every caller checks a
+/// lower-cased label (the preset lower-cases what it reads, the hosts-file reader too).
+pub fn check_label(label: &str) -> Result<(), String> {
     if label.is_empty() {
         return Err("empty label".into());
     }

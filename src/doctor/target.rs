@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::{Check, Verdict};
 use crate::config::{Config, OwnedName, ProbeKind, Role};
 use crate::host::{Conflict, Finding, Interface, Route};
-use crate::probe::{Outcome, Prepared, ProbeContext, ProbeTarget};
+use crate::probe::{PreparedProbe, ProbeContext, ProbeOutcome, ProbeTarget};
 
 /// Everything one target's checks need, owned so that they run on their own task.
 pub(super) struct TargetPlan {
@@ -84,14 +84,14 @@ pub(super) async fn run_probe(
     target: &ProbeTarget,
     timeout: Duration,
     context: &ProbeContext,
-) -> Outcome {
-    let prepared = match Prepared::new(kind, target, timeout, context) {
+) -> ProbeOutcome {
+    let prepared = match PreparedProbe::new(kind, target, timeout, context) {
         Ok(prepared) => prepared,
-        Err(err) => return Outcome::fail(err),
+        Err(err) => return ProbeOutcome::fail(err),
     };
     match tokio::time::timeout(timeout, prepared.run(target, timeout)).await {
         Ok(outcome) => outcome,
-        Err(_) => Outcome::fail(format!("no answer within {}", secs(timeout))),
+        Err(_) => ProbeOutcome::fail(format!("no answer within {}", secs(timeout))),
     }
 }
 
@@ -158,7 +158,7 @@ pub(super) fn short_detail(detail: &str) -> String {
     rest.to_owned()
 }
 
-pub(super) fn took(outcome: &Outcome) -> String {
+pub(super) fn took(outcome: &ProbeOutcome) -> String {
     match outcome.rtt {
         Some(rtt) => format!(" in {:.1} ms", rtt.as_secs_f64() * 1000.0),
         None => String::new(),

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 
+use crate::throttle::LogThrottle;
+
 /// The first pause after a resource error; each further one doubles it.
 const FIRST_PAUSE: Duration = Duration::from_millis(10);
 /// The longest pause: how long a freed descriptor may wait to be used.
@@ -29,8 +31,7 @@ pub struct AcceptErrors {
     /// Resource errors since the last successful accept.
     failures: u64,
     /// When the last warning was logged, and the failures since.
-    logged_at: Option<Instant>,
-    unlogged: u64,
+    log: LogThrottle,
 }
 
 impl AcceptErrors {
@@ -39,8 +40,7 @@ impl AcceptErrors {
             listener,
             pause: Duration::ZERO,
             failures: 0,
-            logged_at: None,
-            unlogged: 0,
+            log: LogThrottle::new(LOG_EVERY),
         }
     }
 
@@ -72,20 +72,14 @@ impl AcceptErrors {
         }
         self.failures += 1;
         self.pause = (self.pause * 2).clamp(FIRST_PAUSE, MAX_PAUSE);
-        self.unlogged += 1;
-        if self
-            .logged_at
-            .is_none_or(|at| now.saturating_duration_since(at) >= LOG_EVERY)
-        {
+        if let Some(failures) = self.log.note(1, now) {
             tracing::warn!(
                 listener = self.listener,
                 error = %err,
-                failures = self.unlogged,
+                failures,
                 pause = ?self.pause,
                 "accept failed; backing off (logged at most every {LOG_EVERY:?})"
             );
-            self.logged_at = Some(now);
-            self.unlogged = 0;
         }
         Some(self.pause)
     }
@@ -160,13 +154,13 @@ mod tests {
         let mut errors = AcceptErrors::new("test");
         let start = Instant::now();
         let _ = errors.pause_after(&os(Errno::EMFILE), start);
-        assert_eq!((errors.logged_at, errors.unlogged), (Some(start), 0));
+        assert_eq!((errors.log.last, errors.log.pending), (Some(start), 0));
         for _ in 0..5 {
             let _ = errors.pause_after(&os(Errno::EMFILE), start + Duration::from_secs(1));
         }
-        assert_eq!((errors.logged_at, errors.unlogged), (Some(start), 5));
+        assert_eq!((errors.log.last, errors.log.pending), (Some(start), 5));
         let later = start + LOG_EVERY;
         let _ = errors.pause_after(&os(Errno::EMFILE), later);
-        assert_eq!((errors.logged_at, errors.unlogged), (Some(later), 0));
+        assert_eq!((errors.log.last, errors.log.pending), (Some(later), 0));
     }
 }

@@ -28,7 +28,8 @@ use tokio::task::JoinHandle;
 
 use crate::config::{AlertKind, AlertSink};
 use crate::events::{self, Event, EventSender};
-use crate::probe::error_chain;
+use crate::reason::error_chain;
+use crate::throttle::LogThrottle;
 
 /// The version of the webhook JSON body; bumped on any incompatible change.
 pub const WEBHOOK_SCHEMA_VERSION: u32 = 1;
@@ -193,7 +194,7 @@ struct OpenProblem {
 }
 
 /// A sink's bookkeeping, without I/O: open problems, the queue and repeats.
-pub struct Book {
+pub struct Ledger {
     repeat: Duration,
     capacity: usize,
     open: HashMap<Key, OpenProblem>,
@@ -202,9 +203,9 @@ pub struct Book {
     dropped: u64,
 }
 
-impl Book {
-    pub fn new(repeat: Duration, capacity: usize) -> Book {
-        Book {
+impl Ledger {
+    pub fn new(repeat: Duration, capacity: usize) -> Ledger {
+        Ledger {
             repeat,
             capacity: capacity.max(1),
             open: HashMap::new(),
@@ -312,34 +313,6 @@ impl Book {
     }
 }
 
-/// Counts occurrences; says when to warn (at most once per [`WARN_EVERY`]) and how many
-/// happened since the last warning.
-struct Throttle {
-    last: Option<Instant>,
-    pending: u64,
-}
-
-impl Throttle {
-    fn new() -> Throttle {
-        Throttle {
-            last: None,
-            pending: 0,
-        }
-    }
-
-    fn note(&mut self, count: u64, now: Instant) -> Option<u64> {
-        self.pending += count;
-        if self.pending == 0 {
-            return None;
-        }
-        if self.last.is_some_and(|last| now < last + WARN_EVERY) {
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.pending))
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     #[error("cannot build the HTTP client: {0}")]
@@ -362,9 +335,9 @@ struct SinkTask {
     client: reqwest::Client,
     retries: u32,
     host: Arc<str>,
-    book: Book,
-    drops: Throttle,
-    failures: Throttle,
+    book: Ledger,
+    drops: LogThrottle,
+    failures: LogThrottle,
 }
 
 impl SinkTask {
@@ -398,9 +371,9 @@ impl SinkTask {
             client,
             retries: config.retries,
             host,
-            book: Book::new(repeat, config.queue),
-            drops: Throttle::new(),
-            failures: Throttle::new(),
+            book: Ledger::new(repeat, config.queue),
+            drops: LogThrottle::new(WARN_EVERY),
+            failures: LogThrottle::new(WARN_EVERY),
         })
     }
 
@@ -417,7 +390,7 @@ impl SinkTask {
                     Err(RecvError::Lagged(missed)) => self.book.dropped += missed,
                     Err(RecvError::Closed) => return,
                 },
-                sent = maybe(sending.as_mut()) => {
+                sent = in_flight(sending.as_mut()) => {
                     sending = None;
                     self.report(sent);
                 }
@@ -666,7 +639,8 @@ fn hostname() -> String {
     crate::host::hostname()
 }
 
-async fn maybe(sending: Option<&mut Sending>) -> Sent {
+/// The delivery in flight finishing; never, when none is (a branch of the sink's select).
+async fn in_flight(sending: Option<&mut Sending>) -> Sent {
     match sending {
         Some(sending) => sending.await,
         None => std::future::pending().await,
@@ -700,7 +674,7 @@ mod tests {
     #[test]
     fn one_delivery_per_transition() {
         let now = Instant::now();
-        let mut book = Book::new(Duration::from_secs(3600), 16);
+        let mut book = Ledger::new(Duration::from_secs(3600), 16);
         book.on_event(event(events::TARGET_DOWN, true, "10.0.0.1", 1000), now);
         book.on_event(event(events::TARGET_DOWN, true, "10.0.0.1", 2000), now);
         book.on_event(event(events::TARGET_DOWN, true, "10.0.0.2", 2500), now);
@@ -738,7 +712,7 @@ mod tests {
     fn open_problems_repeat_until_resolved() {
         let now = Instant::now();
         let repeat = Duration::from_secs(60);
-        let mut book = Book::new(repeat, 16);
+        let mut book = Ledger::new(repeat, 16);
         book.on_event(event(events::TARGET_DOWN, true, "10.0.0.1", 1000), now);
         assert_eq!(book.next_repeat(), Some(now + repeat));
         book.on_repeat(now + Duration::from_secs(30));
@@ -762,7 +736,7 @@ mod tests {
     #[test]
     fn a_full_queue_drops_the_oldest_and_counts() {
         let now = Instant::now();
-        let mut book = Book::new(Duration::from_secs(60), 3);
+        let mut book = Ledger::new(Duration::from_secs(60), 3);
         for i in 0..10u64 {
             book.on_event(
                 event(events::TARGET_DOWN, true, &format!("10.0.0.{i}"), i),
@@ -790,7 +764,7 @@ mod tests {
     #[test]
     fn throttle_warns_once_a_minute_with_the_count() {
         let now = Instant::now();
-        let mut throttle = Throttle::new();
+        let mut throttle = LogThrottle::new(WARN_EVERY);
         assert_eq!(throttle.note(0, now), None);
         assert_eq!(throttle.note(2, now), Some(2));
         assert_eq!(throttle.note(5, now + Duration::from_secs(1)), None);

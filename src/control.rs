@@ -8,7 +8,7 @@
 //! | `GET /healthz` | 200 `ok`: the process and its async runtime answer |
 //! | `GET /readyz` | 200 once the listeners are bound and the first probe round is done (or timed out), else 503 |
 //! | `GET /metrics` | Prometheus text format 0.0.4 |
-//! | `GET /status` | the [`Status`](crate::status::Status) snapshot as JSON (what `pathdns status` reads), with the forwarding counters of the moment |
+//! | `GET /status` | the [`StatusReport`](crate::status::StatusReport) snapshot as JSON (what `pathdns status` reads), with the forwarding counters of the moment |
 //!
 //! Anything else is 404; a method other than GET or HEAD is 405. The endpoint is HTTP/1.1
 //! only, with at most [`MAX_CONNECTIONS`] connections at once (more are closed at once),
@@ -29,7 +29,7 @@ use tokio::sync::Semaphore;
 
 use crate::events::unix_ms;
 use crate::metrics::Metrics;
-use crate::status::{ForwardingStatus, HostReadFailure, Status, StatusBoard};
+use crate::status::{ForwardingStatus, HostReadFailure, StatusBoard, StatusReport};
 
 /// Connections served at once; the next ones are closed as soon as they are accepted.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -135,8 +135,8 @@ fn route(state: &ControlState, request: &Request<Incoming>) -> Response<Full<Byt
 }
 
 /// The supervisor's last snapshot, with the query counters as they are now.
-fn status_now(state: &ControlState) -> Status {
-    let mut status = Status::clone(&state.board.load());
+fn status_now(state: &ControlState) -> StatusReport {
+    let mut status = StatusReport::clone(&state.board.load());
     let counters = state.metrics.queries().snapshot();
     status.forwarding = Some(ForwardingStatus {
         cache_hits: counters.cache_hits,

@@ -11,7 +11,7 @@
 
 use std::time::{Duration, SystemTime};
 
-pub use crate::probe::Outcome;
+pub use crate::probe::ProbeOutcome;
 
 /// One probe's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +86,7 @@ impl ProbeState {
     }
 
     /// Records a result; returns the new verdict if it changed.
-    pub fn record(&mut self, outcome: &Outcome) -> Option<Verdict> {
+    pub fn record(&mut self, outcome: &ProbeOutcome) -> Option<Verdict> {
         if outcome.ok {
             self.successes = self.successes.saturating_add(1);
             self.failures = 0;
@@ -128,8 +128,8 @@ pub fn combine(probes: &[ProbeState]) -> Verdict {
 mod tests {
     use super::*;
 
-    fn outcome(ok: bool) -> Outcome {
-        Outcome {
+    fn outcome(ok: bool) -> ProbeOutcome {
+        ProbeOutcome {
             ok,
             rtt: ok.then(|| Duration::from_millis(3)),
             detail: (!ok).then(|| "connection refused".to_owned()),

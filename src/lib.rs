@@ -46,6 +46,12 @@
 //! - [`host`]: the host facts every part shares (the kernel's route for a target, links,
 //!   addresses, the host name, the 100.x trap, failed reads); [`wire`]: the DNS wire format on the
 //!   hot path; [`accept`]: accept-loop errors (EMFILE and friends) backed off, not spun on.
+//!   The host room also reads the host's files: [`host::hosts_file`] and
+//!   [`host::resolv_conf`] (glibc's semantics).
+//! - [`doctor`]: `pathdns doctor`'s checks, one room per concern, with its remedy texts.
+//! - [`dns_client`]: the one way pathdns builds a query of its own (watchdog, doctor), off
+//!   the hot path; [`reason`]: how errors are worded for people; [`throttle`]: one log
+//!   throttle for repeated warnings.
 //!
 //! The DNS hot path never waits on a probe, a reload, a webhook or a lock: owned names and
 //! cache hits are answered inline by the thread (UDP) or connection task (TCP) that received
@@ -59,6 +65,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod dns;
+pub mod dns_client;
 pub mod doctor;
 pub mod events;
 pub mod failover;
@@ -66,9 +73,11 @@ pub mod health;
 pub mod host;
 pub mod metrics;
 pub mod probe;
+pub mod reason;
 pub mod resolver;
 pub mod status;
 pub mod supervisor;
 pub mod systemd;
 pub mod table;
+pub mod throttle;
 pub mod wire;

@@ -1,5 +1,5 @@
-//! The `pathdns` binary: parses the command line, runs the command, maps errors to exit
-//! codes. Everything else lives in the library.
+//! The `pathdns` binary: parses the command line, runs the command, prints a failure and
+//! exits with its kind's code ([`cli::exit`]). Everything else lives in the library.
 
 #![forbid(unsafe_code)]
 
@@ -11,11 +11,11 @@ fn main() -> ExitCode {
     match cli::main() {
         Ok(code) => code,
         // `pathdns status | head` closing the pipe early is not an error worth a message.
-        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
-        Err(err) => {
+        Err(failure) if is_broken_pipe(&failure.error) => ExitCode::SUCCESS,
+        Err(failure) => {
             // One line, the way operators grep journals: the cause chain joined by ": ".
-            eprintln!("pathdns: {err:#}");
-            ExitCode::from(cli::exit_code(&err))
+            eprintln!("pathdns: {:#}", failure.error);
+            ExitCode::from(failure.kind.code())
         }
     }
 }

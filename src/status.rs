@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Status {
+pub struct StatusReport {
     pub version: String,
     /// The config file serving now.
     pub config: String,
@@ -91,7 +91,7 @@ pub struct ProbeStatus {
     pub last_change_unix_ms: Option<u64>,
 }
 
-impl Status {
+impl StatusReport {
     /// One line for systemd's STATUS=: "3 names, 5/6 targets up, <name> on backup".
     pub fn summary(&self) -> String {
         let probed: Vec<&TargetStatus> = self
@@ -127,14 +127,14 @@ impl Status {
 
 /// The latest snapshot; stored by the supervisor, loaded by the control endpoint.
 #[derive(Debug, Clone, Default)]
-pub struct StatusBoard(Arc<ArcSwap<Status>>);
+pub struct StatusBoard(Arc<ArcSwap<StatusReport>>);
 
 impl StatusBoard {
-    pub fn load(&self) -> Arc<Status> {
+    pub fn load(&self) -> Arc<StatusReport> {
         self.0.load_full()
     }
 
-    pub fn store(&self, status: Status) {
+    pub fn store(&self, status: StatusReport) {
         self.0.store(Arc::new(status));
     }
 }

@@ -19,7 +19,7 @@ use crate::events::{self, Event, EventSender};
 use crate::failover::{self, Reason, Selection};
 use crate::health::{combine, ProbeState, Thresholds, Verdict};
 use crate::probe::scheduler::{self, JobKey, Plan, Report};
-use crate::status::{NameStatus, ProbeStatus, Status, StatusBoard, TargetStatus};
+use crate::status::{NameStatus, ProbeStatus, StatusBoard, StatusReport, TargetStatus};
 use crate::table::{AnswerTable, LiveTable};
 
 /// Where the supervisor tells the world: alert sinks (events) and `/status` (the board).
@@ -262,13 +262,13 @@ impl Supervisor {
         }
         if !*self.first_round.borrow() && self.reported.iter().all(|seen| *seen) {
             self.first_round.send_replace(true);
-            self.resolve_what_is_not_so();
+            self.close_cleared_problems();
         }
     }
 
     /// Once every probe has spoken, resolve the name-level problems that do not hold (a
     /// previous generation may have left them open in the sinks before a reload).
-    fn resolve_what_is_not_so(&self) {
+    fn close_cleared_problems(&self) {
         for (name, (_, reason)) in self.names.iter().zip(&self.selections) {
             let labels = [("name", name.display())];
             let on_backup = matches!(reason, Reason::Group(group) if *group > 1);
@@ -470,7 +470,7 @@ impl Supervisor {
         self.outputs.board.store(self.status());
     }
 
-    pub fn status(&self) -> Status {
+    pub fn status(&self) -> StatusReport {
         let names = self
             .names
             .iter()
@@ -521,7 +521,7 @@ impl Supervisor {
                 });
             }
         }
-        Status {
+        StatusReport {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             config: self.outputs.config.clone(),
             started_unix_ms: self.outputs.started_unix_ms,

@@ -6,10 +6,13 @@
 //! hung server is restarted by systemd instead of being kept alive by a timer. Without
 //! `NOTIFY_SOCKET` every call is silent. Must not: decide health or readiness itself.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
+use hickory_proto::rr::{DNSClass, Name, RecordType};
 use sd_notify::NotifyState;
+
+use crate::dns_client;
 
 fn send(states: &[NotifyState<'_>]) {
     if let Err(err) = sd_notify::notify(states) {
@@ -75,12 +78,7 @@ pub async fn watchdog(
 /// enable`'s check that the agent runs.
 pub fn self_query(listen: SocketAddr, timeout: Duration) -> bool {
     let target = crate::host::local_address(listen);
-    let bind: SocketAddr = if target.is_ipv4() {
-        (Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    let Ok(socket) = UdpSocket::bind(bind) else {
+    let Ok(socket) = UdpSocket::bind(dns_client::any_address(target)) else {
         return false;
     };
     if socket
@@ -90,11 +88,13 @@ pub fn self_query(listen: SocketAddr, timeout: Duration) -> bool {
         return false;
     }
     let id = fastrand::u16(..);
-    let mut query = Vec::with_capacity(40);
-    query.extend_from_slice(&id.to_be_bytes());
-    query.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
-    query.extend_from_slice(b"\x10pathdns-watchdog\x07invalid\x00");
-    query.extend_from_slice(&[0, 16, 0, 3]); // TXT, class CH
+    let Ok(name) = Name::from_ascii("pathdns-watchdog.invalid.") else {
+        return false;
+    };
+    // No RD: the handler refuses a CHAOS query before any lookup.
+    let Ok(query) = dns_client::query_bytes(id, &name, RecordType::TXT, DNSClass::CH, false) else {
+        return false;
+    };
     if socket.send_to(&query, target).is_err() {
         return false;
     }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use pathdns::status::Status;
+use pathdns::status::StatusReport;
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -89,11 +89,11 @@ fn start(config: &str) -> (Agent, SocketAddr) {
     (agent, control)
 }
 
-fn status(control: SocketAddr) -> Status {
+fn status(control: SocketAddr) -> StatusReport {
     let response = get(control, "/status");
     assert_eq!(response.code, 200, "/status: {}", response.body);
     serde_json::from_str(&response.body)
-        .unwrap_or_else(|err| panic!("/status is not a Status ({err}): {}", response.body))
+        .unwrap_or_else(|err| panic!("/status is not a StatusReport ({err}): {}", response.body))
 }
 
 /// One scrape of `/metrics`, parsed into samples.
@@ -703,7 +703,8 @@ fn status_prints_names_and_targets_and_finds_the_endpoint_from_the_config() {
 
     let output = pathdns(&["status", "--control", &control.to_string(), "--json"]);
     assert!(output.status.success(), "{}", stderr(&output));
-    let parsed: Status = serde_json::from_str(&stdout(&output)).expect("--json is a Status");
+    let parsed: StatusReport =
+        serde_json::from_str(&stdout(&output)).expect("--json is a StatusReport");
     assert_eq!(parsed, expected);
 
     // From the config file: the harness's port 0 cannot be asked, a real address can.

@@ -279,7 +279,7 @@ fn a_route_leaving_by_another_interface_marks_the_target_down() {
         ],
     );
     assert!(output.status.success(), "{output:?}");
-    let status: pathdns::status::Status =
+    let status: pathdns::status::StatusReport =
         serde_json::from_slice(&output.stdout).expect("status JSON");
     let target = status
         .targets

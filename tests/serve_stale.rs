@@ -256,7 +256,7 @@ fn forwarding(agent: &mut Agent) -> pathdns::status::ForwardingStatus {
         .split_once("\r\n\r\n")
         .map(|(_, body)| body)
         .expect("an HTTP response");
-    let status: pathdns::status::Status =
+    let status: pathdns::status::StatusReport =
         serde_json::from_str(body).unwrap_or_else(|err| panic!("/status ({err}): {body}"));
     status
         .forwarding

@@ -8,17 +8,20 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use pathdns::config::{Config, DEMO_CONFIG};
-use pathdns::doctor::{self, Check, Options, Status};
+use pathdns::doctor::{self, Check, Options, Verdict};
 
-pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
+use super::exit::CommandResult;
+
+pub fn run(config_path: &Path) -> CommandResult {
     let config = Config::load(config_path)?;
     if std::fs::read_to_string(config_path).is_ok_and(|text| text == DEMO_CONFIG) {
         // Its addresses are the documents' examples: somebody else's private network.
-        anyhow::bail!(
+        return Err(anyhow::anyhow!(
             "{}: this is the demo config, whose addresses are never contacted; run doctor on \
              a config with your own addresses",
             config_path.display()
-        );
+        )
+        .into());
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -44,13 +47,13 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
             .sum::<usize>()
     )?;
     print_report(&mut out, &report)?;
-    let count = |status| report.iter().filter(|c| c.status == status).count();
+    let count = |verdict| report.iter().filter(|c| c.verdict == verdict).count();
     writeln!(
         out,
         "pathdns doctor: {} OK, {} WARN, {} FAIL",
-        count(Status::Ok),
-        count(Status::Warn),
-        count(Status::Fail)
+        count(Verdict::Ok),
+        count(Verdict::Warn),
+        count(Verdict::Fail)
     )?;
     out.flush()?;
     Ok(if doctor::failed(&report) {
@@ -67,7 +70,7 @@ fn print_report(out: &mut impl Write, report: &[Check]) -> std::io::Result<()> {
         writeln!(
             out,
             "{:4}  {:name_width$} {:target_width$}  {}: {}",
-            check.status, check.name, check.target, check.check, check.detail
+            check.verdict, check.name, check.target, check.check, check.detail
         )?;
         if let Some(remedy) = &check.remedy {
             writeln!(out, "  remedy: {remedy}")?;

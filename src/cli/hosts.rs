@@ -8,18 +8,19 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::process::ExitCode;
 
-use pathdns::status::{NameStatus, Status};
+use pathdns::status::{NameStatus, StatusReport};
 
+use super::exit::CommandResult;
 use super::status::{clean, fetch};
 
-pub fn run(config: &Path, control: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
+pub fn run(config: &Path, control: Option<SocketAddr>) -> CommandResult {
     let status = fetch(config, control)?;
     let mut out = std::io::stdout().lock();
     write_hosts(&mut out, &status)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_hosts(out: &mut impl Write, status: &Status) -> std::io::Result<()> {
+fn write_hosts(out: &mut impl Write, status: &StatusReport) -> std::io::Result<()> {
     writeln!(
         out,
         "# /etc/hosts lines for the answers of pathdns {} ({}) now.",
@@ -89,7 +90,7 @@ mod tests {
 
     #[test]
     fn addresses_become_lines_and_the_rest_comments() {
-        let status = Status {
+        let status = StatusReport {
             version: "0.1.0".into(),
             config: "test.toml".into(),
             names: vec![
@@ -100,7 +101,7 @@ mod tests {
                 name("down.example", "SERVFAIL (all targets down)"),
                 name("gone.example", "forwarded upstream (all targets down)"),
             ],
-            ..Status::default()
+            ..StatusReport::default()
         };
         let mut out = Vec::new();
         write_hosts(&mut out, &status).expect("write");

@@ -13,15 +13,17 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use pathdns::config::raw::text::FromText;
-use pathdns::config::{auth_name, oss_name, registry_name, Config};
-use pathdns::doctor::hosts_file;
+use pathdns::config::{auth_name, check_label, oss_name, registry_name, Config};
+use pathdns::host::hosts_file;
 
-pub fn run(file: &Path, no_probes: bool) -> anyhow::Result<ExitCode> {
+use super::exit::CommandResult;
+
+pub fn run(file: &Path, no_probes: bool) -> CommandResult {
     let source = file.display().to_string();
     let bytes = std::fs::read(file).map_err(|err| {
         anyhow::anyhow!(
             "{source}: cannot read hosts file: {}",
-            pathdns::probe::io_reason(&err)
+            pathdns::reason::io_reason(&err).to_lowercase()
         )
     })?;
     let text = String::from_utf8_lossy(&bytes);
@@ -101,15 +103,9 @@ fn classify(name: &str) -> Kind {
     Kind::Other
 }
 
-/// A DNS label as the preset accepts it.
+/// A DNS label as the preset accepts it (the hosts-file reader has lower-cased it).
 fn is_label(label: &str) -> bool {
-    !label.is_empty()
-        && label.len() <= 63
-        && !label.starts_with('-')
-        && !label.ends_with('-')
-        && label
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    check_label(label).is_ok()
 }
 
 fn is_name(name: &str) -> bool {
@@ -140,9 +136,9 @@ impl Found {
 
 /// An ordered map small enough for a linear search, keeping first-seen order.
 #[derive(Debug)]
-struct Table<K>(Vec<(K, Found)>);
+struct FoundBy<K>(Vec<(K, Found)>);
 
-impl<K: PartialEq> Table<K> {
+impl<K: PartialEq> FoundBy<K> {
     fn entry(&mut self, key: K) -> &mut Found {
         let index = match self.0.iter().position(|(k, _)| *k == key) {
             Some(index) => index,
@@ -162,9 +158,9 @@ impl<K: PartialEq> Table<K> {
     }
 }
 
-impl<K> Default for Table<K> {
+impl<K> Default for FoundBy<K> {
     fn default() -> Self {
-        Table(Vec::new())
+        FoundBy(Vec::new())
     }
 }
 
@@ -172,13 +168,13 @@ impl<K> Default for Table<K> {
 #[derive(Debug, Default)]
 struct Hosts {
     /// Keyed by (instance, region).
-    registries: Table<(String, String)>,
+    registries: FoundBy<(String, String)>,
     /// Keyed by region.
-    auth: Table<String>,
-    oss: Table<String>,
+    auth: FoundBy<String>,
+    oss: FoundBy<String>,
     /// Keyed by (bucket, region).
-    buckets: Table<(String, String)>,
-    others: Table<String>,
+    buckets: FoundBy<(String, String)>,
+    others: FoundBy<String>,
     /// Lines without an Alibaba Cloud name: (line, text).
     ignored: Vec<(usize, String)>,
     /// Other names on imported lines: (line, name).

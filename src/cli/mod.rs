@@ -9,22 +9,18 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use pathdns::config::{AllDownPolicy, AnswerSpec, Config, ConfigError, HealthSettings, ProbeKind};
-use pathdns::daemon::{self, ConfigSource, DaemonError};
+use pathdns::config::{AllDownPolicy, AnswerSpec, Config, HealthSettings, ProbeKind};
+use pathdns::daemon::{self, ConfigSource};
+
+use exit::CommandResult;
 
 mod doctor;
+pub mod exit;
 mod hosts;
 mod import_hosts;
 mod reload;
 mod resolver;
 mod status;
-
-/// Exit code for an unusable configuration (sysexits EX_CONFIG; systemd knows it).
-const EXIT_CONFIG: u8 = 78;
-/// Exit code when a listen address cannot be bound (sysexits EX_UNAVAILABLE).
-const EXIT_UNAVAILABLE: u8 = 69;
-/// Any other failure.
-const EXIT_FAILURE: u8 = 1;
 
 const DEFAULT_CONFIG: &str = "/etc/pathdns/pathdns.toml";
 
@@ -155,7 +151,7 @@ enum Command {
     },
 }
 
-pub fn main() -> anyhow::Result<ExitCode> {
+pub fn main() -> CommandResult {
     let args = Args::parse();
     let flag = args.log_level.as_deref();
     match args.command {
@@ -201,7 +197,7 @@ pub fn main() -> anyhow::Result<ExitCode> {
     }
 }
 
-fn serve(config: Config, source: ConfigSource) -> anyhow::Result<ExitCode> {
+fn serve(config: Config, source: ConfigSource) -> CommandResult {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("pathdns")
@@ -209,21 +205,6 @@ fn serve(config: Config, source: ConfigSource) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     runtime.block_on(daemon::run(config, source))?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Exit codes by error kind, so that systemd and scripts can tell a bad config from a
-/// taken port.
-pub fn exit_code(err: &anyhow::Error) -> u8 {
-    if err.downcast_ref::<ConfigError>().is_some() {
-        EXIT_CONFIG
-    } else if matches!(
-        err.downcast_ref::<DaemonError>(),
-        Some(DaemonError::Bind(_))
-    ) {
-        EXIT_UNAVAILABLE
-    } else {
-        EXIT_FAILURE
-    }
 }
 
 /// Logs to stderr. The level is, first found: `--log-level`, `RUST_LOG`, `PATHDNS_LOG`,

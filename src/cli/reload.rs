@@ -14,12 +14,13 @@ use nix::unistd::Pid;
 
 use pathdns::config::Config;
 
+use super::exit::CommandResult;
 use super::status;
 
 /// How long the agent may take to apply a valid config.
 const APPLY_DEADLINE: Duration = Duration::from_secs(10);
 
-pub fn run(config: &Path, control: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
+pub fn run(config: &Path, control: Option<SocketAddr>) -> CommandResult {
     // The agent would reject it too; saying so here leaves it alone.
     Config::load(config)?;
     let before = status::fetch(config, control)?;
@@ -27,14 +28,15 @@ pub fn run(config: &Path, control: Option<SocketAddr>) -> anyhow::Result<ExitCod
     let theirs =
         std::fs::canonicalize(&before.config).unwrap_or_else(|_| before.config.clone().into());
     if ours != theirs {
-        bail!(
+        return Err(anyhow::anyhow!(
             "the agent at the control endpoint serves {}, not {}: it would reload its own file",
             before.config,
             config.display()
-        );
+        )
+        .into());
     }
     if before.pid == 0 {
-        bail!("the agent's /status does not name its process (an older pathdns?); use `systemctl reload pathdns` or `kill -HUP`");
+        return Err(anyhow::anyhow!("the agent's /status does not name its process (an older pathdns?); use `systemctl reload pathdns` or `kill -HUP`").into());
     }
     signal_reload(before.pid)?;
     let started = Instant::now();
@@ -52,11 +54,12 @@ pub fn run(config: &Path, control: Option<SocketAddr>) -> anyhow::Result<ExitCod
             return Ok(ExitCode::SUCCESS);
         }
     }
-    bail!(
+    Err(anyhow::anyhow!(
         "pid {} did not load the new config within {APPLY_DEADLINE:?}; its log says why \
          (journalctl -u pathdns)",
         before.pid
     )
+    .into())
 }
 
 /// SIGHUP to the agent's pid, with what to do when it cannot be sent.

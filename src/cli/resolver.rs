@@ -11,10 +11,11 @@ use std::time::Duration;
 use anyhow::Context;
 use pathdns::config::Config;
 use pathdns::resolver::{
-    DisablePolicy, Disabled, EnableOptions, Enabled, Host, Mode, ResolverError, Settings,
+    DisablePolicy, Disabled, EnableOptions, Enabled, Host, Mode, ResolverError, ResolverSettings,
     RESOLV_CONF,
 };
 
+use super::exit::{CommandResult, Failure};
 use super::DEFAULT_CONFIG;
 
 /// `status`: pathdns is the resolver, and the file is as `enable` wrote it.
@@ -98,7 +99,7 @@ pub enum Action {
     },
 }
 
-pub fn run(action: Action) -> anyhow::Result<ExitCode> {
+pub fn run(action: Action) -> CommandResult {
     let result = match action {
         Action::Enable {
             config,
@@ -123,7 +124,7 @@ pub fn run(action: Action) -> anyhow::Result<ExitCode> {
         Action::Status { root } => status(&root.root),
     };
     match result {
-        Err(err) => match err.downcast_ref::<ResolverError>() {
+        Err(failure) => match failure.error.downcast_ref::<ResolverError>() {
             Some(ResolverError::Refused {
                 what,
                 hint,
@@ -137,21 +138,16 @@ pub fn run(action: Action) -> anyhow::Result<ExitCode> {
                 eprintln!("pathdns resolver: refused: {what}\n  instead: {hint}{force}");
                 Ok(ExitCode::FAILURE)
             }
-            _ => Err(err),
+            _ => Err(failure),
         },
         ok => ok,
     }
 }
 
-fn enable(
-    config_path: &Path,
-    mode: Option<ModeArg>,
-    force: bool,
-    root: &Path,
-) -> anyhow::Result<ExitCode> {
+fn enable(config_path: &Path, mode: Option<ModeArg>, force: bool, root: &Path) -> CommandResult {
     let host = Host::new(root);
     let config = Config::load(config_path)?;
-    let settings = Settings::from_config(&config)?;
+    let settings = ResolverSettings::from_config(&config)?;
     if host.is_system() && !force && !answers(settings.nameserver) {
         return Err(ResolverError::Refused {
             what: format!(
@@ -190,7 +186,7 @@ fn enable(
                 // pathdns reads resolv.conf for "system": it must still find upstreams.
                 if let Err(err) = Config::load(config_path) {
                     let _ = host.disable(DisablePolicy::Force);
-                    return Err(anyhow::Error::new(err).context(format!(
+                    return Err(Failure::from(err).context(format!(
                         "put {RESOLV_CONF} back: with the new one, pathdns's config would not load"
                     )));
                 }
@@ -226,7 +222,7 @@ fn enable(
     Ok(ExitCode::SUCCESS)
 }
 
-fn disable(policy: DisablePolicy, root: &Path) -> anyhow::Result<ExitCode> {
+fn disable(policy: DisablePolicy, root: &Path) -> CommandResult {
     let host = Host::new(root);
     let mut out = std::io::stdout().lock();
     match host.disable(policy)? {
@@ -255,7 +251,7 @@ fn disable(policy: DisablePolicy, root: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn status(root: &Path) -> anyhow::Result<ExitCode> {
+fn status(root: &Path) -> CommandResult {
     let host = Host::new(root);
     let status = host.status()?;
     let mut out = std::io::stdout().lock();

@@ -14,14 +14,16 @@ use anyhow::{bail, Context};
 
 use pathdns::config::operations::DEFAULT_CONTROL;
 use pathdns::events::unix_ms;
-use pathdns::status::{Status, TargetStatus};
+use pathdns::status::{StatusReport, TargetStatus};
+
+use super::exit::CommandResult;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Far above any real status document; a bound so that a wrong port cannot fill memory.
 const MAX_RESPONSE: u64 = 32 * 1024 * 1024;
 
-pub fn run(config: &Path, control: Option<SocketAddr>, json: bool) -> anyhow::Result<ExitCode> {
+pub fn run(config: &Path, control: Option<SocketAddr>, json: bool) -> CommandResult {
     let addr = control_addr(config, control)?;
     let body = get(addr, "/status")?;
     let mut out = std::io::stdout().lock();
@@ -36,13 +38,13 @@ pub fn run(config: &Path, control: Option<SocketAddr>, json: bool) -> anyhow::Re
 }
 
 /// The agent's `/status`, parsed.
-pub(super) fn fetch(config: &Path, control: Option<SocketAddr>) -> anyhow::Result<Status> {
+pub(super) fn fetch(config: &Path, control: Option<SocketAddr>) -> anyhow::Result<StatusReport> {
     let addr = control_addr(config, control)?;
     let body = get(addr, "/status")?;
     parse_status(addr, &body)
 }
 
-fn parse_status(addr: SocketAddr, body: &[u8]) -> anyhow::Result<Status> {
+fn parse_status(addr: SocketAddr, body: &[u8]) -> anyhow::Result<StatusReport> {
     serde_json::from_slice(body).with_context(|| {
         format!("{addr}/status did not return a pathdns status document (is it a pathdns control endpoint of the same version?)")
     })
@@ -139,7 +141,7 @@ pub(super) fn get(addr: SocketAddr, path: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 /// The readable form: a heading, the names, then every target with each probe.
-fn write_table(out: &mut impl Write, status: &Status, now_ms: u64) -> std::io::Result<()> {
+fn write_table(out: &mut impl Write, status: &StatusReport, now_ms: u64) -> std::io::Result<()> {
     let uptime = ago(now_ms, status.started_unix_ms);
     writeln!(
         out,
@@ -201,7 +203,11 @@ fn write_table(out: &mut impl Write, status: &Status, now_ms: u64) -> std::io::R
 
 /// Host reads: one line when all work, one line per failing read otherwise (nothing from
 /// an agent too old to report them).
-fn write_host_reads(out: &mut impl Write, status: &Status, now_ms: u64) -> std::io::Result<()> {
+fn write_host_reads(
+    out: &mut impl Write,
+    status: &StatusReport,
+    now_ms: u64,
+) -> std::io::Result<()> {
     match status.host_read_failures.as_deref() {
         None => Ok(()),
         Some([]) => writeln!(out, "host reads: ok (routes, links, addresses, hostname)"),
@@ -334,9 +340,9 @@ mod tests {
 
     #[test]
     fn working_host_reads_are_one_line_and_an_old_agent_none() {
-        let mut status = Status {
+        let mut status = StatusReport {
             host_read_failures: Some(Vec::new()),
-            ..Status::default()
+            ..StatusReport::default()
         };
         let mut out = Vec::new();
         write_table(&mut out, &status, 0).expect("write");
@@ -352,7 +358,7 @@ mod tests {
 
     #[test]
     fn the_table_shows_names_targets_and_probes() {
-        let status = Status {
+        let status = StatusReport {
             version: "0.1.0".into(),
             config: "/etc/pathdns/pathdns.toml".into(),
             started_unix_ms: 1_000,

@@ -27,7 +27,7 @@ use ipnet::IpNet;
 pub use operations::{AlertKind, AlertSink, ControlSettings, LogSettings};
 pub use preset::{auth_name, oss_name, registry_name};
 pub use probes::{AllDownPolicy, HealthSettings, ProbeKind, ProbeSpec};
-pub use validate::{is_own_address, resolv_conf_nameservers};
+pub use validate::{check_label, is_own_address, resolv_conf_nameservers};
 
 /// The embedded configuration of `pathdns demo`: the documents' example table on an
 /// unprivileged loopback port. Its addresses are never probed or contacted.
@@ -256,14 +256,8 @@ pub enum ConfigError {
     },
 }
 
-/// The OS reason without the "(os error N)" suffix, for a one-line message.
-pub(crate) fn io_reason(err: &std::io::Error) -> String {
-    let text = err.to_string();
-    match text.find(" (os error") {
-        Some(at) => text[..at].to_owned(),
-        None => text,
-    }
-}
+/// Config errors quote the OS's reason as it words it (`No such file or directory`).
+pub(crate) use crate::reason::io_reason;
 
 fn render_invalid(
     path: &str,

@@ -174,32 +174,9 @@ pub(super) fn health_settings(
         None => None,
     };
     let when_all_down = all_down_policy(checks, field, parse_name, blame)?;
-    let written: Option<Vec<&RawProbe>> = match (checks.probe, checks.probes) {
-        (Some(one), Some(_)) => {
-            return Err(blame(
-                Some(one.span()),
-                &at("probe"),
-                "give `probe` or `probes`, not both".into(),
-            ))
-        }
-        (Some(one), None) => Some(vec![one.get_ref()]),
-        (None, Some(list)) => Some(list.get_ref().iter().collect()),
-        (None, None) => None,
-    };
+    let written = written_probes(checks, field, blame)?;
     if !has_targets {
-        // A preset's probes apply to its names with addresses; a [[name]] that answers a
-        // CNAME has nothing to probe, and saying otherwise is a mistake worth reporting.
-        let written = checks.probe.map(|p| p.span()).or(checks
-            .probes
-            .filter(|p| !p.get_ref().is_empty())
-            .map(|p| p.span()));
-        if let Some(span) = written.filter(|_| role == Role::Custom) {
-            return Err(blame(
-                Some(span),
-                &at("probes"),
-                "a CNAME answer has no targets to probe".into(),
-            ));
-        }
+        no_probes_for_a_cname(checks, role, field, blame)?;
         return Ok(HealthSettings {
             probes: Vec::new(),
             when_all_down,
@@ -238,6 +215,46 @@ pub(super) fn health_settings(
         when_all_down,
         interface,
     })
+}
+
+/// The probes the config writes: `probe` (one) or `probes` (a list), not both.
+fn written_probes<'c>(
+    checks: HealthChecks<'c>,
+    field: &str,
+    blame: Blame<'_>,
+) -> Result<Option<Vec<&'c RawProbe>>, ConfigError> {
+    match (checks.probe, checks.probes) {
+        (Some(one), Some(_)) => Err(blame(
+            Some(one.span()),
+            &format!("{field}.probe"),
+            "give `probe` or `probes`, not both".into(),
+        )),
+        (Some(one), None) => Ok(Some(vec![one.get_ref()])),
+        (None, Some(list)) => Ok(Some(list.get_ref().iter().collect())),
+        (None, None) => Ok(None),
+    }
+}
+
+/// A preset's probes apply to its names with addresses; a [[name]] that answers a CNAME has
+/// nothing to probe, and saying otherwise is a mistake worth reporting.
+fn no_probes_for_a_cname(
+    checks: HealthChecks<'_>,
+    role: Role,
+    field: &str,
+    blame: Blame<'_>,
+) -> Result<(), ConfigError> {
+    let written = checks.probe.map(|p| p.span()).or(checks
+        .probes
+        .filter(|p| !p.get_ref().is_empty())
+        .map(|p| p.span()));
+    match written.filter(|_| role == Role::Custom) {
+        Some(span) => Err(blame(
+            Some(span),
+            &format!("{field}.probes"),
+            "a CNAME answer has no targets to probe".into(),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Probes a name gets when the config names none: HTTPS `/v2/` expecting 401 (and TCP
@@ -339,22 +356,10 @@ fn all_down_policy(
 
 fn validate_probe(raw: &RawProbe, field: &str, blame: Blame<'_>) -> Result<ProbeSpec, ConfigError> {
     let at = |key: &str| format!("{field}.{key}");
-    let kind_span = raw.kind.span();
-    let misplaced = |key: &str, present: bool| -> Result<(), ConfigError> {
-        if present {
-            Err(blame(
-                Some(kind_span.clone()),
-                &at(key),
-                format!("`{key}` does not apply to a {:?} probe", raw.kind.get_ref()),
-            ))
-        } else {
-            Ok(())
-        }
-    };
     let port = raw.port.unwrap_or(443);
     if raw.port == Some(0) {
         return Err(blame(
-            Some(kind_span),
+            Some(raw.kind.span()),
             &at("port"),
             "port 0 cannot be probed".into(),
         ));
@@ -367,14 +372,47 @@ fn validate_probe(raw: &RawProbe, field: &str, blame: Blame<'_>) -> Result<Probe
         }
         None => None,
     };
+    let kind = match checked_kind(raw, field, blame)? {
+        "tcp" => ProbeKind::Tcp { port },
+        "tls" => ProbeKind::Tls { port, ca_file },
+        "https" => https_kind(raw, port, ca_file, field, blame)?,
+        "icmp" => icmp_kind(raw, field, blame)?,
+        _ => path_kind(raw, field, blame)?,
+    };
+    let base = if kind.is_application() {
+        application(kind)
+    } else {
+        cheap(kind)
+    };
+    probe_timing(raw, base, field, blame)
+}
+
+/// The probe's kind, known and without keys that belong to another kind.
+fn checked_kind<'r>(
+    raw: &'r RawProbe,
+    field: &str,
+    blame: Blame<'_>,
+) -> Result<&'r str, ConfigError> {
+    let kind_span = raw.kind.span();
     let kind = match raw.kind.get_ref().as_str() {
-        "tcp" | "tls" | "https" | "icmp" | "path" => raw.kind.get_ref().as_str(),
+        kind @ ("tcp" | "tls" | "https" | "icmp" | "path") => kind,
         other => {
             return Err(blame(
                 Some(kind_span),
-                &at("kind"),
+                &format!("{field}.kind"),
                 format!("{other:?} is not a probe kind: use tcp, tls, https, icmp or path"),
             ))
+        }
+    };
+    let misplaced = |key: &str, present: bool| -> Result<(), ConfigError> {
+        if present {
+            Err(blame(
+                Some(kind_span.clone()),
+                &format!("{field}.{key}"),
+                format!("`{key}` does not apply to a {:?} probe", raw.kind.get_ref()),
+            ))
+        } else {
+            Ok(())
         }
     };
     if kind != "https" {
@@ -391,85 +429,98 @@ fn validate_probe(raw: &RawProbe, field: &str, blame: Blame<'_>) -> Result<Probe
     if matches!(kind, "icmp" | "path") {
         misplaced("port", raw.port.is_some())?;
     }
-    let kind = match kind {
-        "tcp" => ProbeKind::Tcp { port },
-        "tls" => ProbeKind::Tls { port, ca_file },
-        "https" => {
-            let path = raw
-                .path
-                .as_ref()
-                .map_or("/v2/".to_owned(), |p| p.get_ref().clone());
-            if !path.starts_with('/') {
-                let span = raw.path.as_ref().map(|p| p.span());
-                return Err(blame(
-                    span,
-                    &at("path"),
-                    format!("{path:?} must start with '/'"),
-                ));
-            }
-            let expect = raw
-                .expect
-                .as_ref()
-                .map_or(vec![401], |e| e.get_ref().clone());
-            if let Some(bad) = expect.iter().find(|code| !(100..=599).contains(*code)) {
-                let span = raw.expect.as_ref().map(|e| e.span());
-                return Err(blame(
-                    span,
-                    &at("expect"),
-                    format!("{bad} is not an HTTP status"),
-                ));
-            }
-            ProbeKind::Https {
-                port,
-                path,
-                expect,
-                ca_file,
-            }
+    Ok(kind)
+}
+
+fn https_kind(
+    raw: &RawProbe,
+    port: u16,
+    ca_file: Option<PathBuf>,
+    field: &str,
+    blame: Blame<'_>,
+) -> Result<ProbeKind, ConfigError> {
+    let path = raw
+        .path
+        .as_ref()
+        .map_or("/v2/".to_owned(), |p| p.get_ref().clone());
+    if !path.starts_with('/') {
+        let span = raw.path.as_ref().map(|p| p.span());
+        return Err(blame(
+            span,
+            &format!("{field}.path"),
+            format!("{path:?} must start with '/'"),
+        ));
+    }
+    let expect = raw
+        .expect
+        .as_ref()
+        .map_or(vec![401], |e| e.get_ref().clone());
+    if let Some(bad) = expect.iter().find(|code| !(100..=599).contains(*code)) {
+        let span = raw.expect.as_ref().map(|e| e.span());
+        return Err(blame(
+            span,
+            &format!("{field}.expect"),
+            format!("{bad} is not an HTTP status"),
+        ));
+    }
+    Ok(ProbeKind::Https {
+        port,
+        path,
+        expect,
+        ca_file,
+    })
+}
+
+/// An icmp probe, if this process may open a raw ICMP socket. Still a config error (exit
+/// 78), as `tests/check.rs` asserts: moving it to the host preflight would change that code.
+fn icmp_kind(raw: &RawProbe, field: &str, blame: Blame<'_>) -> Result<ProbeKind, ConfigError> {
+    crate::host::check_raw_icmp().map_err(|err| {
+        blame(
+            Some(raw.kind.span()),
+            &format!("{field}.kind"),
+            format!(
+                "an icmp probe needs CAP_NET_RAW (run as root or grant the capability to the \
+                 service): {err}"
+            ),
+        )
+    })?;
+    Ok(ProbeKind::Icmp)
+}
+
+fn path_kind(raw: &RawProbe, field: &str, blame: Blame<'_>) -> Result<ProbeKind, ConfigError> {
+    let via = match &raw.via {
+        Some(iface) => {
+            check_interface(iface.get_ref())
+                .map_err(|msg| blame(Some(iface.span()), &format!("{field}.via"), msg))?;
+            Some(iface.get_ref().clone())
         }
-        "icmp" => {
-            crate::host::check_raw_icmp().map_err(|err| {
-                blame(
-                    Some(raw.kind.span()),
-                    &at("kind"),
-                    format!(
-                        "an icmp probe needs CAP_NET_RAW (run as root or grant the capability \
-                         to the service): {err}"
-                    ),
-                )
-            })?;
-            ProbeKind::Icmp
-        }
-        _ => {
-            let via = match &raw.via {
-                Some(iface) => {
-                    check_interface(iface.get_ref())
-                        .map_err(|msg| blame(Some(iface.span()), &at("via"), msg))?;
-                    Some(iface.get_ref().clone())
-                }
-                None => None,
-            };
-            let source = match &raw.source {
-                Some(net) => Some(
-                    parse_network(net.get_ref())
-                        .map_err(|msg| blame(Some(net.span()), &at("source"), msg))?,
-                ),
-                None => None,
-            };
-            if via.is_none() && source.is_none() {
-                return Err(blame(
-                    Some(raw.kind.span()),
-                    field,
-                    "a path probe needs `via` (an interface) or `source` (a network)".into(),
-                ));
-            }
-            ProbeKind::Path { via, source }
-        }
+        None => None,
     };
-    let base = if kind.is_application() {
-        application(kind)
-    } else {
-        cheap(kind)
+    let source = match &raw.source {
+        Some(net) => Some(
+            parse_network(net.get_ref())
+                .map_err(|msg| blame(Some(net.span()), &format!("{field}.source"), msg))?,
+        ),
+        None => None,
     };
+    if via.is_none() && source.is_none() {
+        return Err(blame(
+            Some(raw.kind.span()),
+            field,
+            "a path probe needs `via` (an interface) or `source` (a network)".into(),
+        ));
+    }
+    Ok(ProbeKind::Path { via, source })
+}
+
+/// Interval, suspect interval, timeout, jitter, rise and fall over the kind's defaults.
+fn probe_timing(
+    raw: &RawProbe,
+    base: ProbeSpec,
+    field: &str,
+    blame: Blame<'_>,
+) -> Result<ProbeSpec, ConfigError> {
+    let at = |key: &str| format!("{field}.{key}");
     let duration = |value: &Option<Spanned<String>>, key: &str, default: Duration| {
         value.as_ref().map_or(Ok(default), |text| {
             humantime::parse_duration(text.get_ref()).map_err(|err| {
@@ -494,7 +545,7 @@ fn validate_probe(raw: &RawProbe, field: &str, blame: Blame<'_>) -> Result<Probe
     ] {
         if value < Duration::from_millis(100) {
             return Err(blame(
-                Some(kind_span.clone()),
+                Some(raw.kind.span()),
                 &at(key),
                 "must be at least 100ms".into(),
             ));

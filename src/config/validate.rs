@@ -943,19 +943,9 @@ pub fn resolv_conf_search_domains(text: &str) -> Vec<&str> {
 }
 
 /// `nameserver` lines of a resolv.conf, in order.
+/// A link-local IPv6 nameserver with a %zone is left out: we cannot use it.
 pub fn resolv_conf_nameservers(text: &str) -> Vec<IpAddr> {
-    text.lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            match (words.next(), words.next()) {
-                (Some("nameserver"), Some(addr)) => {
-                    // A link-local IPv6 nameserver may carry a %zone, which we cannot use.
-                    addr.parse().ok()
-                }
-                _ => None,
-            }
-        })
-        .collect()
+    crate::host::resolv_conf::parse(text).nameservers
 }
 
 fn parse_upstream(text: &str) -> Option<SocketAddr> {
@@ -988,7 +978,10 @@ fn label(value: &Spanned<String>, field: &str, src: &Source) -> Result<String, C
     Ok(text)
 }
 
-fn check_label(label: &str) -> Result<(), String> {
+/// A DNS label as the `[[registry]]` preset accepts it: 1 to 63 letters, digits, '-' or '_',
+/// not starting or ending with '-'. Letters of either case pass: every caller checks a
+/// lower-cased label (the preset lower-cases what it reads, the hosts-file reader too).
+pub fn check_label(label: &str) -> Result<(), String> {
     if label.is_empty() {
         return Err("empty label".into());
     }

@@ -5,16 +5,20 @@
 //! Owns: [`routes`] (the kernel's answer to `ip route get`, the routing tables),
 //! [`interfaces`] (links and addresses), both over rtnetlink ([`netlink`]); [`name`]
 //! (gethostname(2)); [`conflicts`] (the documents' 100.0.0.0/8 trap); [`failures`], the
-//! record of host reads that failed, which `/status` shows; and two small facts:
+//! record of host reads that failed, which `/status` shows; the host's files
+//! [`hosts_file`] (`/etc/hosts`) and [`resolv_conf`] (whom the host asks); and two small
+//! facts:
 //! [`local_address`] and [`check_raw_icmp`]. Nothing here reads /proc, which the unit's
 //! `ProcSubset=pid` hides. Must not: send traffic to targets, decide health, or import
 //! from config, probe or anything downstream.
 
 pub mod conflicts;
 pub mod failures;
+pub mod hosts_file;
 pub mod interfaces;
 pub mod name;
 pub mod netlink;
+pub mod resolv_conf;
 pub mod routes;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

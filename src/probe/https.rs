@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Outcome, ProbeTarget};
+use super::{ProbeOutcome, ProbeTarget};
+use crate::reason::error_chain;
 
 pub struct HttpsProbe {
     client: reqwest::Client,
@@ -50,11 +51,13 @@ impl HttpsProbe {
         })
     }
 
-    pub async fn run(&self) -> Outcome {
+    pub async fn run(&self) -> ProbeOutcome {
         let started = Instant::now();
         let response = match self.client.get(&self.url).send().await {
             Ok(response) => response,
-            Err(err) => return Outcome::fail(format!("{}: {}", self.label, error_chain(&err))),
+            Err(err) => {
+                return ProbeOutcome::fail(format!("{}: {}", self.label, error_chain(&err)))
+            }
         };
         let status = response.status().as_u16();
         let realm = response
@@ -63,28 +66,16 @@ impl HttpsProbe {
             .and_then(|value| value.to_str().ok())
             .and_then(realm_host);
         if !self.expect.contains(&status) {
-            return Outcome::fail(format!(
+            return ProbeOutcome::fail(format!(
                 "{}: status {status}, expected {:?}",
                 self.label, self.expect
             ));
         }
-        Outcome {
+        ProbeOutcome {
             realm,
-            ..Outcome::pass(started, Some(format!("status {status}")))
+            ..ProbeOutcome::pass(started, Some(format!("status {status}")))
         }
     }
-}
-
-/// An error with its causes joined by ": ". reqwest's top-level message is "error sending
-/// request"; the causes say what happened.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
 }
 
 /// The host of the realm in `Bearer realm="https://host/auth",service="..."`.

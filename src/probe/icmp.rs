@@ -23,12 +23,12 @@ use pnet_transport::{
 };
 use tokio::sync::oneshot;
 
-use super::Outcome;
+use super::ProbeOutcome;
 
 struct Request {
     target: Ipv4Addr,
     deadline: Instant,
-    reply: oneshot::Sender<Outcome>,
+    reply: oneshot::Sender<ProbeOutcome>,
 }
 
 /// A handle to the ICMP thread.
@@ -50,9 +50,9 @@ impl Pinger {
         Ok(Pinger { requests })
     }
 
-    pub async fn ping(&self, target: IpAddr, timeout: Duration) -> Outcome {
+    pub async fn ping(&self, target: IpAddr, timeout: Duration) -> ProbeOutcome {
         let IpAddr::V4(target) = target else {
-            return Outcome::fail("icmp probes support IPv4 targets only");
+            return ProbeOutcome::fail("icmp probes support IPv4 targets only");
         };
         let (reply, answer) = oneshot::channel();
         let request = Request {
@@ -61,11 +61,11 @@ impl Pinger {
             reply,
         };
         if self.requests.send(request).is_err() {
-            return Outcome::fail("the ICMP thread has stopped");
+            return ProbeOutcome::fail("the ICMP thread has stopped");
         }
         answer
             .await
-            .unwrap_or_else(|_| Outcome::fail("the ICMP thread has stopped"))
+            .unwrap_or_else(|_| ProbeOutcome::fail("the ICMP thread has stopped"))
     }
 }
 
@@ -73,7 +73,7 @@ struct Waiting {
     target: Ipv4Addr,
     sent: Instant,
     deadline: Instant,
-    reply: oneshot::Sender<Outcome>,
+    reply: oneshot::Sender<ProbeOutcome>,
 }
 
 fn serve(
@@ -96,10 +96,10 @@ fn serve(
                     };
                     let sent = Instant::now();
                     if let Err(err) = sender.send_to(packet, IpAddr::V4(request.target)) {
-                        let _ = request.reply.send(Outcome::fail(format!(
+                        let _ = request.reply.send(ProbeOutcome::fail(format!(
                             "icmp {}: {}",
                             request.target,
-                            super::io_reason(&err)
+                            super::io_detail(&err)
                         )));
                         continue;
                     }
@@ -122,7 +122,7 @@ fn serve(
             if let Some(seq) = our_reply(&packet, identifier) {
                 if let Some(entry) = waiting.remove(&seq) {
                     if IpAddr::V4(entry.target) == from {
-                        let _ = entry.reply.send(Outcome::pass(entry.sent, None));
+                        let _ = entry.reply.send(ProbeOutcome::pass(entry.sent, None));
                     } else {
                         waiting.insert(seq, entry);
                     }
@@ -137,7 +137,7 @@ fn serve(
             .collect();
         for seq in expired {
             if let Some(entry) = waiting.remove(&seq) {
-                let _ = entry.reply.send(Outcome::fail(format!(
+                let _ = entry.reply.send(ProbeOutcome::fail(format!(
                     "icmp {}: no echo reply",
                     entry.target
                 )));

@@ -1,10 +1,10 @@
 //! Probes: does a target really work over the path this host uses?
 //!
-//! Owns: one run of each probe kind against one target ([`Prepared::run`]), the TLS set-up they share
+//! Owns: one run of each probe kind against one target ([`PreparedProbe::run`]), the TLS set-up they share
 //! ([`tls`]), and the [`scheduler`] that runs each distinct probe on its own task at its
 //! interval, with jitter, faster while suspect. Must not: keep health state or choose
 //! answers (that is `health` and `failover`); a probe that cannot reach its target returns
-//! a failed [`Outcome`], never an error that stops anything.
+//! a failed [`ProbeOutcome`], never an error that stops anything.
 
 mod https;
 mod icmp;
@@ -20,12 +20,11 @@ use hickory_proto::rr::Name;
 
 use crate::config::ProbeKind;
 
-pub use https::error_chain;
 pub use icmp::Pinger;
 
 /// What one probe run found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
+pub struct ProbeOutcome {
     pub ok: bool,
     pub rtt: Option<Duration>,
     /// Why it failed, or what it saw when it passed (status code, egress).
@@ -34,9 +33,9 @@ pub struct Outcome {
     pub realm: Option<String>,
 }
 
-impl Outcome {
-    pub fn pass(started: Instant, detail: Option<String>) -> Outcome {
-        Outcome {
+impl ProbeOutcome {
+    pub fn pass(started: Instant, detail: Option<String>) -> ProbeOutcome {
+        ProbeOutcome {
             ok: true,
             rtt: Some(started.elapsed()),
             detail,
@@ -44,8 +43,8 @@ impl Outcome {
         }
     }
 
-    pub fn fail(detail: impl Into<String>) -> Outcome {
-        Outcome {
+    pub fn fail(detail: impl Into<String>) -> ProbeOutcome {
+        ProbeOutcome {
             ok: false,
             rtt: None,
             detail: Some(detail.into()),
@@ -76,7 +75,7 @@ pub struct ProbeContext {
 }
 
 /// A reusable probe: set up once (TLS config, HTTP client), run many times.
-pub enum Prepared {
+pub enum PreparedProbe {
     Tcp {
         port: u16,
     },
@@ -89,16 +88,16 @@ pub enum Prepared {
     Path(path::PathProbe),
 }
 
-impl Prepared {
+impl PreparedProbe {
     pub fn new(
         kind: &ProbeKind,
         target: &ProbeTarget,
         timeout: Duration,
         context: &ProbeContext,
-    ) -> Result<Prepared, String> {
+    ) -> Result<PreparedProbe, String> {
         Ok(match kind {
-            ProbeKind::Tcp { port } => Prepared::Tcp { port: *port },
-            ProbeKind::Tls { port, ca_file } => Prepared::Tls {
+            ProbeKind::Tcp { port } => PreparedProbe::Tcp { port: *port },
+            ProbeKind::Tls { port, ca_file } => PreparedProbe::Tls {
                 port: *port,
                 config: context.tls.get(ca_file.as_deref())?,
             },
@@ -107,7 +106,7 @@ impl Prepared {
                 path,
                 expect,
                 ca_file,
-            } => Prepared::Https(https::HttpsProbe::new(
+            } => PreparedProbe::Https(https::HttpsProbe::new(
                 target,
                 *port,
                 path,
@@ -115,31 +114,30 @@ impl Prepared {
                 timeout,
                 context.tls.get(ca_file.as_deref())?,
             )?),
-            ProbeKind::Icmp => Prepared::Icmp(context.pinger.clone()),
+            ProbeKind::Icmp => PreparedProbe::Icmp(context.pinger.clone()),
             ProbeKind::Path { via, source } => {
-                Prepared::Path(path::PathProbe::new(via.clone(), *source))
+                PreparedProbe::Path(path::PathProbe::new(via.clone(), *source))
             }
         })
     }
 
     /// One run; the scheduler bounds it with the probe's timeout.
-    pub async fn run(&self, target: &ProbeTarget, timeout: Duration) -> Outcome {
+    pub async fn run(&self, target: &ProbeTarget, timeout: Duration) -> ProbeOutcome {
         match self {
-            Prepared::Tcp { port } => tcp::connect(target.addr, *port).await,
-            Prepared::Tls { port, config } => tls::handshake(target, *port, config.clone()).await,
-            Prepared::Https(probe) => probe.run().await,
-            Prepared::Icmp(Some(pinger)) => pinger.ping(target.addr, timeout).await,
-            Prepared::Icmp(None) => Outcome::fail("no ICMP socket (CAP_NET_RAW missing)"),
-            Prepared::Path(probe) => probe.run(target.addr).await,
+            PreparedProbe::Tcp { port } => tcp::connect(target.addr, *port).await,
+            PreparedProbe::Tls { port, config } => {
+                tls::handshake(target, *port, config.clone()).await
+            }
+            PreparedProbe::Https(probe) => probe.run().await,
+            PreparedProbe::Icmp(Some(pinger)) => pinger.ping(target.addr, timeout).await,
+            PreparedProbe::Icmp(None) => ProbeOutcome::fail("no ICMP socket (CAP_NET_RAW missing)"),
+            PreparedProbe::Path(probe) => probe.run(target.addr).await,
         }
     }
 }
 
-/// A short, stable text for an I/O error: "connection refused", "host unreachable".
-pub fn io_reason(err: &std::io::Error) -> String {
-    let text = err.to_string();
-    match text.find(" (os error") {
-        Some(at) => text[..at].to_lowercase(),
-        None => text.to_lowercase(),
-    }
+/// A probe detail's wording of an I/O error: the OS's reason as a lower-case clause,
+/// `connection refused`, `host unreachable`, as status tables and alerts show it.
+pub(crate) fn io_detail(err: &std::io::Error) -> String {
+    crate::reason::io_reason(err).to_lowercase()
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use ipnet::IpNet;
 
-use super::Outcome;
+use super::ProbeOutcome;
 use crate::host::{self, Lookup};
 
 #[derive(Debug, Clone)]
@@ -24,32 +24,36 @@ impl PathProbe {
     }
 
     /// One check, off the async threads.
-    pub async fn run(&self, target: IpAddr) -> Outcome {
+    pub async fn run(&self, target: IpAddr) -> ProbeOutcome {
         let probe = self.clone();
         tokio::task::spawn_blocking(move || probe.check(target))
             .await
-            .unwrap_or_else(|err| Outcome::fail(format!("the path check stopped: {err}")))
+            .unwrap_or_else(|err| ProbeOutcome::fail(format!("the path check stopped: {err}")))
     }
 
-    pub fn check(&self, target: IpAddr) -> Outcome {
+    pub fn check(&self, target: IpAddr) -> ProbeOutcome {
         let started = Instant::now();
         let egress = match host::lookup(target) {
             Ok(Lookup::Route(egress)) => egress,
             Ok(Lookup::NoRoute { reason, .. }) => {
-                return Outcome::fail(format!("no route to {target}: {reason}"))
+                return ProbeOutcome::fail(format!("no route to {target}: {reason}"))
             }
-            Err(err) => return Outcome::fail(err.to_string()),
+            Err(err) => return ProbeOutcome::fail(err.to_string()),
         };
         if let Some(via) = &self.via {
             if egress.interface.as_deref() != Some(via.as_str()) {
-                return Outcome::fail(format!("route to {target} leaves {egress}, not via {via}"));
+                return ProbeOutcome::fail(format!(
+                    "route to {target} leaves {egress}, not via {via}"
+                ));
             }
         }
         if let Some(net) = &self.source {
             if !egress.source.is_some_and(|source| net.contains(&source)) {
-                return Outcome::fail(format!("route to {target} leaves {egress}, not from {net}"));
+                return ProbeOutcome::fail(format!(
+                    "route to {target} leaves {egress}, not from {net}"
+                ));
             }
         }
-        Outcome::pass(started, Some(egress.to_string()))
+        ProbeOutcome::pass(started, Some(egress.to_string()))
     }
 }

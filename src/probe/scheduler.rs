@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::{Outcome, Prepared, ProbeContext, ProbeTarget};
+use super::{PreparedProbe, ProbeContext, ProbeOutcome, ProbeTarget};
 use crate::config::{AnswerSpec, OwnedName, ProbeKind, ProbeSpec};
 
 /// One distinct probe against one target.
@@ -108,7 +108,7 @@ impl Plan {
 #[derive(Debug, Clone)]
 pub struct Report {
     pub job: usize,
-    pub outcome: Outcome,
+    pub outcome: ProbeOutcome,
 }
 
 /// The running probe tasks; dropping this stops them.
@@ -132,7 +132,7 @@ pub fn start(
     let prepared = plan
         .jobs
         .iter()
-        .map(|job| Prepared::new(&job.spec.kind, &job.target, job.spec.timeout, context))
+        .map(|job| PreparedProbe::new(&job.spec.kind, &job.target, job.spec.timeout, context))
         .collect::<Result<Vec<_>, _>>()?;
     let mut tasks = JoinSet::new();
     for (id, (job, probe)) in plan.jobs.iter().zip(prepared).enumerate() {
@@ -141,7 +141,7 @@ pub fn start(
     Ok(Running { tasks })
 }
 
-async fn run_job(id: usize, job: Job, probe: Prepared, reports: mpsc::Sender<Report>) {
+async fn run_job(id: usize, job: Job, probe: PreparedProbe, reports: mpsc::Sender<Report>) {
     let probe = Arc::new(probe);
     // Spread the first round a little, so that a restart does not send a burst.
     tokio::time::sleep(Duration::from_millis(fastrand::u64(0..100))).await;
@@ -152,7 +152,7 @@ async fn run_job(id: usize, job: Job, probe: Prepared, reports: mpsc::Sender<Rep
                 .await
             {
                 Ok(outcome) => outcome,
-                Err(_) => Outcome::fail(format!(
+                Err(_) => ProbeOutcome::fail(format!(
                     "{} {}: no answer within {:?}",
                     job.spec.kind.name(),
                     job.target.addr,

@@ -3,12 +3,12 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use super::{io_reason, Outcome};
+use super::{io_detail, ProbeOutcome};
 
-pub async fn connect(addr: IpAddr, port: u16) -> Outcome {
+pub async fn connect(addr: IpAddr, port: u16) -> ProbeOutcome {
     let started = Instant::now();
     match tokio::net::TcpStream::connect(SocketAddr::new(addr, port)).await {
-        Ok(_) => Outcome::pass(started, None),
-        Err(err) => Outcome::fail(format!("tcp {addr}:{port}: {}", io_reason(&err))),
+        Ok(_) => ProbeOutcome::pass(started, None),
+        Err(err) => ProbeOutcome::fail(format!("tcp {addr}:{port}: {}", io_detail(&err))),
     }
 }

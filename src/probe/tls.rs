@@ -11,7 +11,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 
-use super::{io_reason, Outcome, ProbeTarget};
+use super::{io_detail, ProbeOutcome, ProbeTarget};
 
 /// TLS client configurations by CA file (`None`: the system's roots), built once each.
 #[derive(Default)]
@@ -64,20 +64,20 @@ fn client_config(ca_file: Option<&Path>) -> Result<ClientConfig, String> {
         .with_no_client_auth())
 }
 
-pub async fn handshake(target: &ProbeTarget, port: u16, config: Arc<ClientConfig>) -> Outcome {
+pub async fn handshake(target: &ProbeTarget, port: u16, config: Arc<ClientConfig>) -> ProbeOutcome {
     let started = Instant::now();
     let host = target.host();
     let Ok(server_name) = ServerName::try_from(host.clone()) else {
-        return Outcome::fail(format!("{host:?} is not a TLS server name"));
+        return ProbeOutcome::fail(format!("{host:?} is not a TLS server name"));
     };
     let addr = SocketAddr::new(target.addr, port);
     let stream = match tokio::net::TcpStream::connect(addr).await {
         Ok(stream) => stream,
-        Err(err) => return Outcome::fail(format!("tcp {addr}: {}", io_reason(&err))),
+        Err(err) => return ProbeOutcome::fail(format!("tcp {addr}: {}", io_detail(&err))),
     };
     let connector = tokio_rustls::TlsConnector::from(config);
     match connector.connect(server_name, stream).await {
-        Ok(_) => Outcome::pass(started, None),
-        Err(err) => Outcome::fail(format!("tls {addr} as {host}: {err}")),
+        Ok(_) => ProbeOutcome::pass(started, None),
+        Err(err) => ProbeOutcome::fail(format!("tls {addr} as {host}: {err}")),
     }
 }

@@ -266,17 +266,9 @@ impl Host {
     }
 }
 
-/// `nameserver` entries of a resolv.conf, as written.
+/// `nameserver` entries of a resolv.conf, a zone included (the host room reads the file).
 pub fn nameservers(text: &str) -> Vec<String> {
-    text.lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            match (words.next(), words.next()) {
-                (Some("nameserver"), Some(addr)) => Some(addr.to_owned()),
-                _ => None,
-            }
-        })
-        .collect()
+    crate::host::resolv_conf::parse(text).entries
 }
 
 /// A nameserver entry as an address; `None` for one with a `%zone` or not an address.

@@ -12,7 +12,6 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use super::{io_error, Host, ResolverError, RESOLV_CONF};
-use crate::config::resolv_conf_nameservers;
 
 /// What a path is, without following a final symlink.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,7 +180,9 @@ impl Host {
                 .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
                 .unwrap_or_default(),
         };
-        resolv_conf_nameservers(&text).contains(&nameserver)
+        crate::host::resolv_conf::parse(&text)
+            .nameservers
+            .contains(&nameserver)
     }
 }
 

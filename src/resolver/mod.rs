@@ -148,7 +148,7 @@ impl fmt::Display for Mode {
 
 /// What pathdns needs from its config to become the resolver.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct ResolverSettings {
     /// pathdns's address, as resolv.conf and resolved's `DNS=` name it (port 53).
     pub nameserver: IpAddr,
     /// pathdns's listen addresses: never an upstream.
@@ -160,10 +160,10 @@ pub struct Settings {
     pub upstreams: Vec<SocketAddr>,
 }
 
-impl Settings {
+impl ResolverSettings {
     /// From a loaded config. Refuses a config whose listen addresses have no port 53:
     /// resolv.conf cannot name a port.
-    pub fn from_config(config: &Config) -> Result<Settings, ResolverError> {
+    pub fn from_config(config: &Config) -> Result<ResolverSettings, ResolverError> {
         let nameserver = config
             .server
             .listen
@@ -192,7 +192,7 @@ impl Settings {
             };
             zone.to_ascii().trim_end_matches('.').to_ascii_lowercase()
         });
-        Ok(Settings {
+        Ok(ResolverSettings {
             nameserver,
             listen: config.server.listen.clone(),
             routes: routing_domains(names),
@@ -269,7 +269,7 @@ pub enum Disabled {
 
 /// What `status` reports.
 #[derive(Debug)]
-pub struct Status {
+pub struct ResolverStatus {
     pub resolv_conf: ResolvConf,
     pub enabled: Option<EnabledStatus>,
     /// What `enable` would do now (automatic mode, not forced).
@@ -313,7 +313,7 @@ impl Host {
         self.root.join(absolute.trim_start_matches('/'))
     }
 
-    pub fn status(&self) -> Result<Status, ResolverError> {
+    pub fn status(&self) -> Result<ResolverStatus, ResolverError> {
         let resolv_conf = self.resolv_conf()?;
         let enabled = match self.read_state()? {
             None => None,
@@ -335,7 +335,7 @@ impl Host {
                 .choose_mode(&resolv_conf, EnableOptions::default())
                 .map_err(|err| err.to_string()),
         };
-        Ok(Status {
+        Ok(ResolverStatus {
             resolv_conf,
             enabled,
             would,
@@ -345,7 +345,7 @@ impl Host {
     /// Makes pathdns the host's resolver.
     pub fn enable(
         &self,
-        settings: &Settings,
+        settings: &ResolverSettings,
         options: EnableOptions,
     ) -> Result<Enabled, ResolverError> {
         if let Some(state) = self.read_state()? {

@@ -13,8 +13,8 @@ use super::detect::{parse_nameserver, ResolvConf};
 use super::files::{write_atomic, Entry};
 use super::state::State;
 use super::{
-    Host, Mode, ResolverError, Settings, FALLBACK_OPTIONS, GLIBC_MAXNS, MARK, RESOLVED_DROP_IN,
-    RESOLVED_STUBS, RESOLVED_UPSTREAMS, RESOLV_CONF, STATE_DIR,
+    Host, Mode, ResolverError, ResolverSettings, FALLBACK_OPTIONS, GLIBC_MAXNS, MARK,
+    RESOLVED_DROP_IN, RESOLVED_STUBS, RESOLVED_UPSTREAMS, RESOLV_CONF, STATE_DIR,
 };
 
 impl Host {
@@ -50,7 +50,7 @@ impl Host {
 
     pub(super) fn enable_plain(
         &self,
-        settings: &Settings,
+        settings: &ResolverSettings,
         resolv_conf: &ResolvConf,
     ) -> Result<(), ResolverError> {
         let kept: Vec<&String> = resolv_conf
@@ -95,7 +95,7 @@ impl Host {
 
     pub(super) fn enable_resolved(
         &self,
-        settings: &Settings,
+        settings: &ResolverSettings,
         force: bool,
     ) -> Result<(), ResolverError> {
         if settings.routes.is_empty() {

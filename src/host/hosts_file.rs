@@ -1,5 +1,6 @@
-//! Reading an `/etc/hosts` file: what `pathdns doctor` compares owned names against (glibc
-//! reads the file before DNS) and what `pathdns import-hosts` turns into a config.
+//! Reading an `/etc/hosts` file, a host fact: what `pathdns doctor` compares owned names
+//! against (glibc reads the file before DNS) and what `pathdns import-hosts` turns into a
+//! config.
 //!
 //! Owns: splitting the file into entries (address, names, line number) the way the
 //! resolver library reads it: `#` starts a comment, fields are separated by blanks, the
@@ -7,6 +8,7 @@
 //! entry means; an address that does not parse is kept as text for the caller to judge.
 
 use std::net::IpAddr;
+use std::path::Path;
 
 /// One non-empty, non-comment line of a hosts file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +23,13 @@ pub struct Entry {
     pub addr: Option<IpAddr>,
     /// The remaining fields, lower-cased, without a trailing dot.
     pub names: Vec<String>,
+}
+
+/// Every entry of the file at `path`; a file that is not UTF-8 is read lossily, as glibc
+/// skips what it cannot match anyway.
+pub fn read(path: &Path) -> std::io::Result<Vec<Entry>> {
+    let bytes = std::fs::read(path)?;
+    Ok(parse(&String::from_utf8_lossy(&bytes)))
 }
 
 /// Every entry of `text`, in file order.

@@ -4,7 +4,8 @@
 //!
 //! Owns: [`routes`] (the kernel's answer to `ip route get`, the routing tables),
 //! [`interfaces`] (links and addresses), both over rtnetlink ([`netlink`]); [`name`]
-//! (gethostname(2)); [`conflicts`] (the documents' 100.0.0.0/8 trap); [`failures`], the
+//! (gethostname(2)); [`watch`] (the kernel's change notifications for links, routes and
+//! addresses); [`conflicts`] (the documents' 100.0.0.0/8 trap); [`failures`], the
 //! record of host reads that failed, which `/status` shows; and two small facts:
 //! [`local_address`] and [`check_raw_icmp`]. Nothing here reads /proc, which the unit's
 //! `ProcSubset=pid` hides. Must not: send traffic to targets, decide health, or import
@@ -16,13 +17,16 @@ pub mod interfaces;
 pub mod name;
 pub mod netlink;
 pub mod routes;
+pub mod watch;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 pub use conflicts::{conflicts, findings, remedy, Conflict, Finding};
 pub use interfaces::{interfaces, Interface, Link};
 pub use name::hostname;
-pub use routes::{best_route, lookup, routes, Egress, Lookup, NoRoute, Route, RouteKind};
+pub use routes::{
+    best_route, local_path, lookup, routes, Egress, LocalPath, Lookup, NoRoute, Route, RouteKind,
+};
 
 /// Where a client on this host reaches a listen address: a wildcard (`0.0.0.0`, `::`) is
 /// reached on the loopback address of its family.

@@ -87,6 +87,8 @@ struct Shared {
     /// only `config` changes from one generation to the next.
     outputs: Outputs,
     slots: Slots,
+    /// The kernel's link/route/address notifications (`None` where netlink is denied).
+    host_changes: Option<watch::Receiver<crate::host::watch::Changes>>,
 }
 
 /// One loaded config's running parts.
@@ -197,7 +199,24 @@ fn shared_parts(config: &Config) -> Result<Shared, DaemonError> {
         handler,
         outputs,
         slots: Slots::new(&serve_limits(config)),
+        host_changes: watch_host(),
     })
+}
+
+/// Subscribes to the kernel's change notifications once for the process: every
+/// generation's probes react to them. Without them probes still find every change, at
+/// their interval.
+fn watch_host() -> Option<watch::Receiver<crate::host::watch::Changes>> {
+    match crate::host::watch::spawn() {
+        Ok(changes) => {
+            tracing::info!("watching links, routes and addresses (netlink notifications)");
+            Some(changes)
+        }
+        Err(err) => {
+            tracing::warn!(%err, "no netlink notifications; path changes are found by probes alone");
+            None
+        }
+    }
 }
 
 /// The serving loops' caps from a config.
@@ -301,7 +320,11 @@ fn start_generation(
         pinger: pinger_for(&plan)?,
     };
     let (reports, queue) = tokio::sync::mpsc::channel(REPORT_QUEUE);
-    let probes = scheduler::start(&plan, &context, reports).map_err(DaemonError::Probes)?;
+    let events = scheduler::Events {
+        changes: shared.host_changes.clone(),
+        metrics: shared.outputs.metrics.clone(),
+    };
+    let probes = scheduler::start(&plan, &context, reports, events).map_err(DaemonError::Probes)?;
     if !plan.jobs.is_empty() {
         tracing::info!(
             probes = plan.jobs.len(),

@@ -7,7 +7,10 @@
 //!
 //! A probe starts `Unknown`, and its first result decides at once (no threshold: before the
 //! first round, answers come from the primary group anyway). After that, `fall` consecutive
-//! failures mark it down and `rise` consecutive successes mark it up again.
+//! failures mark it down and `rise` consecutive successes mark it up again. A *decisive*
+//! failure (a definite local verdict: the kernel has no route, the egress interface is
+//! down; see [`ProbeOutcome::decisive`]) marks it down at once; coming back still takes `rise`
+//! successes.
 
 use std::time::{Duration, SystemTime};
 
@@ -100,6 +103,7 @@ impl ProbeState {
         let next = match self.verdict {
             Verdict::Unknown if outcome.ok => Verdict::Up,
             Verdict::Unknown => Verdict::Down,
+            Verdict::Up if !outcome.ok && outcome.decisive => Verdict::Down,
             Verdict::Up if self.failures >= self.thresholds.fall.max(1) => Verdict::Down,
             Verdict::Down if self.successes >= self.thresholds.rise.max(1) => Verdict::Up,
             same => same,
@@ -134,6 +138,7 @@ mod tests {
             rtt: ok.then(|| Duration::from_millis(3)),
             detail: (!ok).then(|| "connection refused".to_owned()),
             realm: None,
+            decisive: false,
         }
     }
 
@@ -182,6 +187,35 @@ mod tests {
         assert_eq!(s.record(&outcome(true)), None);
         assert_eq!(s.record(&outcome(true)), Some(Verdict::Up));
         assert_eq!(s.last_rtt, Some(Duration::from_millis(3)));
+    }
+
+    #[test]
+    fn a_decisive_failure_marks_down_at_once_and_rise_still_applies() {
+        let mut s = state(2, 3);
+        s.record(&outcome(true));
+        let local = ProbeOutcome::decisive_fail("no route to 10.94.205.198: no route matches it");
+        assert_eq!(
+            s.record(&local),
+            Some(Verdict::Down),
+            "not after 3 failures"
+        );
+        assert!(s
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("no route")));
+        assert_eq!(
+            s.record(&outcome(true)),
+            None,
+            "one success is not rise = 2"
+        );
+        assert_eq!(s.record(&outcome(true)), Some(Verdict::Up));
+        // A plain failure after that counts towards fall as before.
+        assert_eq!(s.record(&outcome(false)), None);
+        // A decisive flag on a success means nothing.
+        let mut odd = outcome(true);
+        odd.decisive = true;
+        assert_eq!(s.record(&odd), None);
+        assert_eq!(s.verdict(), Verdict::Up);
     }
 
     #[test]

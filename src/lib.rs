@@ -28,7 +28,8 @@
 //!   preset that expands into the documents' three names, probe and failover settings,
 //!   operations settings, and the embedded demo config.
 //! - [`probe`]: one run of each probe kind, and the [`probe::scheduler`] that runs every
-//!   distinct probe on its own task, jittered, faster while suspect.
+//!   distinct probe on its own task, jittered, faster while suspect, and at once when the
+//!   kernel reports that a target's local path changed ([`probe::trigger`]).
 //! - [`health`]: the rise/fall state machine per probe, combined per target.
 //! - [`failover`]: which answer a name gives from its targets' health.
 //! - [`table`]: the answer table. Each owned name's response per query type is encoded once,
@@ -44,7 +45,8 @@
 //! - [`systemd`], [`control`], [`metrics`], [`alert`], [`events`], [`status`]: how the agent
 //!   tells systemd, Prometheus, operators and their alerting how it is.
 //! - [`host`]: the host facts every part shares (the kernel's route for a target, links,
-//!   addresses, the host name, the 100.x trap, failed reads); [`wire`]: the DNS wire format on the
+//!   addresses, the kernel's change notifications, the host name, the 100.x trap, failed
+//!   reads); [`wire`]: the DNS wire format on the
 //!   hot path; [`accept`]: accept-loop errors (EMFILE and friends) backed off, not spun on.
 //!   The host room also reads the host's files: [`host::hosts_file`] and
 //!   [`host::resolv_conf`] (glibc's semantics).

@@ -76,6 +76,11 @@ struct ReloadLabels {
     result: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct EffectLabels {
+    effect: &'static str,
+}
+
 /// Every metric pathdns exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -86,6 +91,7 @@ pub struct Metrics {
     target_up: Family<TargetLabels, Gauge>,
     failovers: Family<NameLabels, Counter>,
     reloads: Family<ReloadLabels, Counter>,
+    path_changes: Family<EffectLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -138,6 +144,16 @@ impl Metrics {
              serving)",
             reloads.clone(),
         );
+        let path_changes = Family::<EffectLabels, Counter>::default();
+        for effect in ["probed", "none"] {
+            drop(path_changes.get_or_create(&EffectLabels { effect }));
+        }
+        registry.register(
+            "pathdns_path_changes",
+            "Bursts of kernel link, route and address notifications, by effect: probed (a \
+             probed target's local path changed and its probes ran at once) or none",
+            path_changes.clone(),
+        );
         registry.register(
             "pathdns_build",
             "The running pathdns version (always 1)",
@@ -151,6 +167,7 @@ impl Metrics {
             target_up,
             failovers,
             reloads,
+            path_changes,
         }
     }
 
@@ -221,6 +238,14 @@ impl Metrics {
     pub fn forget_targets(&self) {
         self.target_up.clear();
         self.probe_rtt.clear();
+    }
+
+    /// One burst of kernel notifications: it woke probes (`true`) or changed nothing probed.
+    pub fn path_change(&self, probed: bool) {
+        let effect = if probed { "probed" } else { "none" };
+        self.path_changes
+            .get_or_create(&EffectLabels { effect })
+            .inc();
     }
 
     /// One config reload: accepted (`true`) or rejected.

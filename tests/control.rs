@@ -427,6 +427,7 @@ fn metrics_pass_promtool_and_count_real_queries() {
         "pathdns_cache_misses_total",
         "pathdns_upstream_errors_total",
         "pathdns_config_reloads_total",
+        "pathdns_path_changes_total",
         "pathdns_build_info",
     ] {
         assert!(

@@ -22,6 +22,8 @@ pub struct Link {
     pub name: String,
     /// Administratively up (IFF_UP).
     pub up: bool,
+    /// The lower layer is up too (IFF_LOWER_UP): a cable, a peer, a tunnel's carrier.
+    pub carrier: bool,
 }
 
 /// A local interface and its networks.
@@ -103,6 +105,7 @@ pub fn link(message: &LinkMessage) -> Option<Link> {
         index: message.header.index,
         name,
         up: message.header.flags.contains(LinkFlags::Up),
+        carrier: message.header.flags.contains(LinkFlags::LowerUp),
     })
 }
 
@@ -148,14 +151,15 @@ mod tests {
     fn a_link_has_its_name_and_state() {
         let mut message = LinkMessage::default();
         message.header.index = 3;
-        message.header.flags = LinkFlags::Up | LinkFlags::Running;
+        message.header.flags = LinkFlags::Up | LinkFlags::Running | LinkFlags::LowerUp;
         message.attributes = vec![LinkAttribute::IfName("wg0".into())];
         assert_eq!(
             link(&message),
             Some(Link {
                 index: 3,
                 name: "wg0".into(),
-                up: true
+                up: true,
+                carrier: true,
             })
         );
         message.attributes.clear();

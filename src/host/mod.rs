@@ -4,7 +4,8 @@
 //!
 //! Owns: [`routes`] (the kernel's answer to `ip route get`, the routing tables),
 //! [`interfaces`] (links and addresses), both over rtnetlink ([`netlink`]); [`name`]
-//! (gethostname(2)); [`conflicts`] (the documents' 100.0.0.0/8 trap); [`failures`], the
+//! (gethostname(2)); [`watch`] (the kernel's change notifications for links, routes and
+//! addresses); [`conflicts`] (the documents' 100.0.0.0/8 trap); [`failures`], the
 //! record of host reads that failed, which `/status` shows; the host's files
 //! [`hosts_file`] (`/etc/hosts`) and [`resolv_conf`] (whom the host asks); and two small
 //! facts:
@@ -20,13 +21,16 @@ pub mod name;
 pub mod netlink;
 pub mod resolv_conf;
 pub mod routes;
+pub mod watch;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 pub use conflicts::{conflicts, findings, remedy, Conflict, Finding};
 pub use interfaces::{interfaces, Interface, Link};
 pub use name::hostname;
-pub use routes::{best_route, lookup, routes, Egress, Lookup, NoRoute, Route, RouteKind};
+pub use routes::{
+    best_route, local_path, lookup, routes, Egress, LocalPath, Lookup, NoRoute, Route, RouteKind,
+};
 
 /// Where a client on this host reaches a listen address: a wildcard (`0.0.0.0`, `::`) is
 /// reached on the loopback address of its family.

@@ -163,6 +163,67 @@ pub fn lookup(target: IpAddr) -> Result<Lookup, LookupError> {
     Ok(Lookup::Route(egress(target, &reply, &links)))
 }
 
+/// The local part of the path to a target: the kernel's route and whether its output
+/// link can carry packets. Two readings that differ mean the path changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalPath {
+    /// A route out; `link_up` is false when its interface is down or has no carrier.
+    Out { egress: Egress, link_up: bool },
+    /// The kernel has no way out for it.
+    Gone(NoRoute),
+    /// The question could not be asked (a failed read, not a verdict).
+    Unknown(String),
+}
+
+impl LocalPath {
+    /// A definite local verdict that the target cannot be reached, as a reason: no route,
+    /// or the egress interface is down. `None` while there is a usable way out (or
+    /// nothing is known).
+    pub fn down_reason(&self) -> Option<String> {
+        match self {
+            LocalPath::Gone(reason) => Some(reason.to_string()),
+            LocalPath::Out {
+                egress,
+                link_up: false,
+            } => Some(format!(
+                "its interface {} is down",
+                egress.interface.as_deref().unwrap_or("?")
+            )),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for LocalPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LocalPath::Out { egress, link_up } => {
+                write!(f, "{egress}{}", if *link_up { "" } else { " (link down)" })
+            }
+            LocalPath::Gone(reason) => write!(f, "no route ({reason})"),
+            LocalPath::Unknown(cause) => write!(f, "unknown ({cause})"),
+        }
+    }
+}
+
+/// The kernel's route to `target` and the state of its output link (from `links`).
+pub fn local_path(target: IpAddr, links: &[Link]) -> LocalPath {
+    match lookup(target) {
+        Ok(Lookup::Route(egress)) => {
+            let link_up = match &egress.interface {
+                Some(name) => links
+                    .iter()
+                    .find(|link| &link.name == name)
+                    .is_none_or(|link| link.up && link.carrier),
+                None => true,
+            };
+            LocalPath::Out { egress, link_up }
+        }
+        Ok(Lookup::NoRoute { reason, .. }) => LocalPath::Gone(reason),
+        Err(err) => LocalPath::Unknown(err.cause),
+    }
+}
+
 /// The RTM_GETROUTE request `ip route get TARGET` sends.
 fn get_request(target: IpAddr) -> RouteMessage {
     let mut message = RouteMessage::default();
@@ -339,11 +400,13 @@ mod tests {
                 index: 1,
                 name: "lo".into(),
                 up: true,
+                carrier: true,
             },
             Link {
                 index: 7,
                 name: "wg0".into(),
                 up: true,
+                carrier: true,
             },
         ]
     }
@@ -433,6 +496,45 @@ mod tests {
             .attributes
             .retain(|a| !matches!(a, RouteAttribute::Oif(_)));
         assert_eq!(super::route(&message, &links()), None, "no interface");
+    }
+
+    #[test]
+    fn a_definite_local_verdict_has_a_reason() {
+        let egress = Egress {
+            target: "10.94.205.198".parse().unwrap(),
+            interface: Some("eth-priv".into()),
+            source: None,
+            gateway: None,
+            table: MAIN_TABLE,
+            kind: RouteKind::Unicast,
+        };
+        let up = LocalPath::Out {
+            egress: egress.clone(),
+            link_up: true,
+        };
+        assert_eq!(up.down_reason(), None);
+        let down = LocalPath::Out {
+            egress,
+            link_up: false,
+        };
+        assert_eq!(
+            down.down_reason().as_deref(),
+            Some("its interface eth-priv is down")
+        );
+        assert_ne!(up, down, "a link going down is a change");
+        let gone = LocalPath::Gone(NoRoute::NoMatch);
+        assert_eq!(gone.down_reason().as_deref(), Some("no route matches it"));
+        assert_eq!(LocalPath::Unknown("x".into()).down_reason(), None);
+    }
+
+    #[test]
+    fn loopback_is_a_local_path_that_is_up() {
+        let links = interfaces::links();
+        let path = local_path("127.0.0.1".parse().unwrap(), &links);
+        assert!(
+            matches!(path, LocalPath::Out { link_up: true, .. }),
+            "{path}"
+        );
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! Owns: one run of each probe kind against one target ([`PreparedProbe::run`]), the TLS set-up they share
 //! ([`tls`]), and the [`scheduler`] that runs each distinct probe on its own task at its
-//! interval, with jitter, faster while suspect. Must not: keep health state or choose
+//! interval, with jitter, faster while suspect, and at once when the kernel reports a
+//! path change ([`trigger`]). Must not: keep health state or choose
 //! answers (that is `health` and `failover`); a probe that cannot reach its target returns
 //! a failed [`ProbeOutcome`], never an error that stops anything.
 
@@ -12,6 +13,7 @@ mod path;
 pub mod scheduler;
 mod tcp;
 pub mod tls;
+pub mod trigger;
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -31,6 +33,9 @@ pub struct ProbeOutcome {
     pub detail: Option<String>,
     /// The token realm's host from a registry's `WWW-Authenticate` header.
     pub realm: Option<String>,
+    /// A failure that is a definite local verdict (the kernel has no route, the egress
+    /// interface is down): the probe goes down at once instead of after `fall` failures.
+    pub decisive: bool,
 }
 
 impl ProbeOutcome {
@@ -40,6 +45,7 @@ impl ProbeOutcome {
             rtt: Some(started.elapsed()),
             detail,
             realm: None,
+            decisive: false,
         }
     }
 
@@ -49,6 +55,15 @@ impl ProbeOutcome {
             rtt: None,
             detail: Some(detail.into()),
             realm: None,
+            decisive: false,
+        }
+    }
+
+    /// A failure the kernel itself decided (see [`ProbeOutcome::decisive`]).
+    pub fn decisive_fail(detail: impl Into<String>) -> ProbeOutcome {
+        ProbeOutcome {
+            decisive: true,
+            ..ProbeOutcome::fail(detail)
         }
     }
 }

@@ -35,8 +35,9 @@ impl PathProbe {
         let started = Instant::now();
         let egress = match host::lookup(target) {
             Ok(Lookup::Route(egress)) => egress,
+            // The kernel's own verdict, not a lost packet: no reason to wait for `fall`.
             Ok(Lookup::NoRoute { reason, .. }) => {
-                return ProbeOutcome::fail(format!("no route to {target}: {reason}"))
+                return ProbeOutcome::decisive_fail(format!("no route to {target}: {reason}"))
             }
             Err(err) => return ProbeOutcome::fail(err.to_string()),
         };

@@ -1,6 +1,8 @@
 //! Runs every distinct probe on its own task: one run per interval whatever the query
 //! load, jittered so that a fleet does not probe in lockstep, and at the shorter
-//! `suspect_interval` while the last run failed.
+//! `suspect_interval` while the last run failed and until `rise` runs passed again; and
+//! at once when the kernel reports that a probed target's local path changed
+//! ([`super::trigger`]).
 //!
 //! Identical probes are run once: the OSS name, a bucket and the OSS wildcard share their
 //! addresses and TCP probe, so the target sees one connection per interval, not three.
@@ -10,11 +12,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use super::trigger::{self, Trigger};
 use super::{PreparedProbe, ProbeContext, ProbeOutcome, ProbeTarget};
 use crate::config::{AnswerSpec, OwnedName, ProbeKind, ProbeSpec};
+use crate::host::watch::Changes;
+use crate::metrics::Metrics;
 
 /// One distinct probe against one target.
 #[derive(Debug, Clone)]
@@ -122,53 +127,102 @@ impl Drop for Running {
     }
 }
 
-/// Prepares every job (TLS configs, HTTP clients) and starts it. A probe that cannot be
-/// prepared is an error here, before anything runs.
+/// What the probes react to besides their clocks: the kernel's change notifications
+/// (`None` where they are unavailable) and where to count their effect.
+pub struct Events {
+    pub changes: Option<watch::Receiver<Changes>>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Prepares every job (TLS configs, HTTP clients) and starts it, and the reaction to path
+/// changes. A probe that cannot be prepared is an error here, before anything runs.
 pub fn start(
     plan: &Plan,
     context: &ProbeContext,
     reports: mpsc::Sender<Report>,
+    events: Events,
 ) -> Result<Running, String> {
     let prepared = plan
         .jobs
         .iter()
         .map(|job| PreparedProbe::new(&job.spec.kind, &job.target, job.spec.timeout, context))
         .collect::<Result<Vec<_>, _>>()?;
+    let triggers: Vec<Arc<Trigger>> = plan.jobs.iter().map(|_| Arc::default()).collect();
     let mut tasks = JoinSet::new();
     for (id, (job, probe)) in plan.jobs.iter().zip(prepared).enumerate() {
-        tasks.spawn(run_job(id, job.clone(), probe, reports.clone()));
+        let trigger = triggers[id].clone();
+        tasks.spawn(run_job(id, job.clone(), probe, trigger, reports.clone()));
+    }
+    if let (Some(changes), false) = (events.changes, plan.jobs.is_empty()) {
+        let wake = trigger::wake_lists(plan);
+        tasks.spawn(trigger::react(changes, wake, triggers, events.metrics));
     }
     Ok(Running { tasks })
 }
 
-async fn run_job(id: usize, job: Job, probe: PreparedProbe, reports: mpsc::Sender<Report>) {
+async fn run_job(
+    id: usize,
+    job: Job,
+    probe: PreparedProbe,
+    trigger: Arc<Trigger>,
+    reports: mpsc::Sender<Report>,
+) {
     let probe = Arc::new(probe);
     // Spread the first round a little, so that a restart does not send a burst.
     tokio::time::sleep(Duration::from_millis(fastrand::u64(0..100))).await;
+    let mut pace = Pace::default();
     loop {
         let started = Instant::now();
-        let outcome =
-            match tokio::time::timeout(job.spec.timeout, probe.run(&job.target, job.spec.timeout))
-                .await
-            {
-                Ok(outcome) => outcome,
-                Err(_) => ProbeOutcome::fail(format!(
-                    "{} {}: no answer within {:?}",
-                    job.spec.kind.name(),
-                    job.target.addr,
-                    job.spec.timeout
-                )),
-            };
-        let base = if outcome.ok {
-            job.spec.interval
-        } else {
-            job.spec.suspect_interval
+        let outcome = match trigger.take_verdict() {
+            // The kernel has no way out: nothing to send, and the verdict is decisive.
+            Some(reason) => ProbeOutcome::decisive_fail(reason),
+            None => run_once(&job, &probe).await,
         };
+        let base = pace.next(&job.spec, outcome.ok);
         if reports.send(Report { job: id, outcome }).await.is_err() {
             return;
         }
         let wait = jittered(base, job.spec.jitter);
-        tokio::time::sleep_until((started + wait).into()).await;
+        tokio::select! {
+            _ = tokio::time::sleep_until((started + wait).into()) => {}
+            _ = trigger.woken() => {}
+        }
+    }
+}
+
+async fn run_once(job: &Job, probe: &PreparedProbe) -> ProbeOutcome {
+    match tokio::time::timeout(job.spec.timeout, probe.run(&job.target, job.spec.timeout)).await {
+        Ok(outcome) => outcome,
+        Err(_) => ProbeOutcome::fail(format!(
+            "{} {}: no answer within {:?}",
+            job.spec.kind.name(),
+            job.target.addr,
+            job.spec.timeout
+        )),
+    }
+}
+
+/// The interval to the next run: `suspect_interval` from a failure until `rise` runs in a
+/// row have passed again (a probe coming back is confirmed as fast as one going down),
+/// `interval` otherwise.
+#[derive(Debug, Default)]
+struct Pace {
+    /// Passes since the last failure, while that failure is not yet outweighed.
+    rising: Option<u32>,
+}
+
+impl Pace {
+    fn next(&mut self, spec: &ProbeSpec, ok: bool) -> Duration {
+        self.rising = match (ok, self.rising) {
+            (false, _) => Some(0),
+            (true, Some(passes)) if passes + 1 < spec.rise.max(1) => Some(passes + 1),
+            (true, _) => None,
+        };
+        if self.rising.is_some() {
+            spec.suspect_interval
+        } else {
+            spec.interval
+        }
     }
 }
 
@@ -214,6 +268,28 @@ oss_wildcard = true
         assert!(shared.windows(2).all(|w| w[0] == w[1]));
         // Budget: 4 cheap probes at 1/s and 2 HTTPS at 1/30 s.
         assert!((plan.runs_per_second() - (4.0 + 2.0 / 30.0)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_probe_coming_back_runs_at_the_suspect_interval_until_rise_passes() {
+        let spec = ProbeSpec {
+            kind: ProbeKind::Tcp { port: 443 },
+            interval: Duration::from_secs(1),
+            suspect_interval: Duration::from_millis(500),
+            timeout: Duration::from_millis(500),
+            jitter: 0.0,
+            rise: 2,
+            fall: 2,
+        };
+        let mut pace = Pace::default();
+        let fast = spec.suspect_interval;
+        let slow = spec.interval;
+        assert_eq!(pace.next(&spec, true), slow, "healthy from the start");
+        assert_eq!(pace.next(&spec, false), fast);
+        assert_eq!(pace.next(&spec, false), fast);
+        assert_eq!(pace.next(&spec, true), fast, "one pass of rise = 2");
+        assert_eq!(pace.next(&spec, true), slow, "risen");
+        assert_eq!(pace.next(&spec, true), slow);
     }
 
     #[test]

@@ -10,6 +10,11 @@
 //!   with two uplinks, additionally:
 //!              [eth-pub] 192.0.2.2/24 -------- 192.0.2.1/24 [to-client]  public ns (no forwarding)
 //!   client routes: default via 192.0.2.1 dev eth-pub; each target's network via 10.0.1.1 dev eth-priv
+//!
+//!   with split paths (build_split_paths), instead of a default route:
+//!              [eth-alt] 10.0.2.2/24 ------- 10.0.2.1/24 [to-alt]  router ns
+//!   client routes: the first target's network via 10.0.1.1 dev eth-priv, every other
+//!   target's network via 10.0.2.1 dev eth-alt; no default route
 //! ```
 //!
 //! Every address exists only inside these namespaces; nothing is routed outside them (the
@@ -62,6 +67,12 @@ pub const CLIENT_PUB_IF: &str = "eth-pub";
 pub const CLIENT_PUB_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 /// The "public" namespace's address: the client's default gateway with two uplinks.
 pub const PUBLIC_GW_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+/// The client's second path to the router (only with [`Topology::build_split_paths`]).
+pub const CLIENT_ALT_IF: &str = "eth-alt";
+/// The client's address on [`CLIENT_ALT_IF`].
+pub const CLIENT_ALT_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+/// The router's address towards [`CLIENT_ALT_IF`].
+pub const ROUTER_ALT_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 1);
 /// Every target's own interface name, inside its namespace.
 pub const TARGET_IF: &str = "eth0";
 
@@ -78,6 +89,17 @@ pub const AUTH: TargetSpec<'static> = ("auth", "100.103.7.181/24", "100.103.7.1/
 pub const DEFAULT_TARGETS: &[TargetSpec<'static>] = &[PRIMARY, BACKUP];
 
 static TOPOLOGY_COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// How the client reaches the router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Uplinks {
+    /// `eth-priv` only, default route through it.
+    One,
+    /// `eth-priv` to the router and `eth-pub` to the "public" namespace (default route).
+    Public,
+    /// `eth-priv` for the first target, `eth-alt` for the others, no default route.
+    Split,
+}
 
 /// One target host: a namespace behind the router.
 #[derive(Debug, Clone)]
@@ -107,8 +129,12 @@ pub struct Topology {
     pub targets: Vec<TargetHost>,
     /// The test CA's certificate (PEM): pathdns's `ca_file`.
     pub ca_cert: PathBuf,
-    /// The client's interfaces: `eth-priv`, and `eth-pub` with two uplinks.
+    /// The client's interfaces: `eth-priv`, and `eth-pub` with two uplinks (`eth-alt`
+    /// with split paths).
     pub client_ifs: Vec<&'static str>,
+    /// The client's per-target routes `(network, gateway)`, put back by
+    /// [`Topology::client_link_up`] (the kernel drops them with their link).
+    client_routes: Vec<(String, Ipv4Addr)>,
     /// Every namespace created, in creation order.
     namespaces: Vec<String>,
     issuer: Issuer<'static, KeyPair>,
@@ -128,7 +154,17 @@ impl Topology {
     /// `&[PRIMARY, BACKUP, AUTH]` or `&[("primary", "10.94.205.198/24", "10.94.205.1/24")]`.
     /// Target names: 1 to 12 characters of `[a-z0-9]`.
     pub fn build_with(targets: &[TargetSpec<'_>]) -> Option<Topology> {
-        Topology::build_inner(targets, false)
+        Topology::build_inner(targets, Uplinks::One)
+    }
+
+    /// Two paths from the client to the router: the first target is reached through
+    /// `eth-priv` (10.0.1.2/24, via 10.0.1.1), every other one through `eth-alt`
+    /// (10.0.2.2/24, via 10.0.2.1), with no default route. Taking `eth-priv` down
+    /// ([`Topology::client_link_down`]) or deleting the first target's route leaves it no
+    /// route at all while the others stay reachable: a local path change the kernel
+    /// reports.
+    pub fn build_split_paths(targets: &[TargetSpec<'_>]) -> Option<Topology> {
+        Topology::build_inner(targets, Uplinks::Split)
     }
 
     /// The client gets two uplinks: `eth-priv` (10.0.1.2/24) to the router and `eth-pub`
@@ -137,10 +173,11 @@ impl Topology {
     /// that route ([`Topology::remove_client_route`]) makes the target's traffic leave via
     /// `eth-pub` with source 192.0.2.2, where it is silently dropped.
     pub fn build_two_uplinks(targets: &[TargetSpec<'_>]) -> Option<Topology> {
-        Topology::build_inner(targets, true)
+        Topology::build_inner(targets, Uplinks::Public)
     }
 
-    fn build_inner(specs: &[TargetSpec<'_>], two_uplinks: bool) -> Option<Topology> {
+    fn build_inner(specs: &[TargetSpec<'_>], uplinks: Uplinks) -> Option<Topology> {
+        let two_uplinks = uplinks == Uplinks::Public;
         if !super::is_root() {
             eprintln!(
                 "\n########################################################################\n\
@@ -167,11 +204,12 @@ impl Topology {
             public: two_uplinks.then(|| format!("{id}-public")),
             targets: Vec::new(),
             ca_cert,
-            client_ifs: if two_uplinks {
-                vec![CLIENT_PRIV_IF, CLIENT_PUB_IF]
-            } else {
-                vec![CLIENT_PRIV_IF]
+            client_ifs: match uplinks {
+                Uplinks::One => vec![CLIENT_PRIV_IF],
+                Uplinks::Public => vec![CLIENT_PRIV_IF, CLIENT_PUB_IF],
+                Uplinks::Split => vec![CLIENT_PRIV_IF, CLIENT_ALT_IF],
             },
+            client_routes: Vec::new(),
             namespaces: Vec::new(),
             issuer,
             issued: AtomicUsize::new(0),
@@ -209,6 +247,18 @@ impl Topology {
             links.push((public.clone(), "to-client".into()));
             links.push((client.clone(), CLIENT_PUB_IF.into()));
         }
+        if uplinks == Uplinks::Split {
+            veth(
+                &router,
+                "to-alt",
+                &format!("{ROUTER_ALT_ADDR}/24"),
+                &client,
+                CLIENT_ALT_IF,
+                &format!("{CLIENT_ALT_ADDR}/24"),
+            );
+            links.push((router.clone(), "to-alt".into()));
+            links.push((client.clone(), CLIENT_ALT_IF.into()));
+        }
 
         for (name, host, gateway) in specs {
             let ns = format!("{id}-{name}");
@@ -243,7 +293,25 @@ impl Topology {
             });
         }
 
-        if two_uplinks {
+        if uplinks == Uplinks::Split {
+            let routes: Vec<(String, Ipv4Addr)> = topology
+                .targets
+                .iter()
+                .enumerate()
+                .map(|(i, target)| {
+                    let via = if i == 0 {
+                        ROUTER_CLIENT_ADDR
+                    } else {
+                        ROUTER_ALT_ADDR
+                    };
+                    (target.net.to_string(), via)
+                })
+                .collect();
+            for (net, via) in &routes {
+                topology.add_client_route(net, *via);
+            }
+            topology.client_routes = routes;
+        } else if two_uplinks {
             ip(&[
                 "-n",
                 &client,
@@ -258,6 +326,11 @@ impl Topology {
             for target in &topology.targets {
                 topology.add_client_route(&target.net.to_string(), ROUTER_CLIENT_ADDR);
             }
+            topology.client_routes = topology
+                .targets
+                .iter()
+                .map(|target| (target.net.to_string(), ROUTER_CLIENT_ADDR))
+                .collect();
         } else {
             ip(&[
                 "-n",
@@ -310,6 +383,35 @@ impl Topology {
         ip(&["-n", &self.router, "link", "set", &target.router_if, "up"]);
         // The kernel puts the connected route back with the link.
         wait_link_state(&self.router, &target.router_if, "UP");
+    }
+
+    /// Sets the client's own interface `link` (e.g. [`CLIENT_PRIV_IF`]) down; the kernel
+    /// drops every route through it at once.
+    pub fn client_link_down(&self, link: &str) {
+        ip(&["-n", &self.client, "link", "set", link, "down"]);
+        wait_link_state(&self.client, link, "DOWN");
+    }
+
+    /// Undoes [`Topology::client_link_down`]: the link up again (waiting for its
+    /// carrier), then the per-target routes the kernel dropped with it.
+    pub fn client_link_up(&self, link: &str) {
+        ip(&["-n", &self.client, "link", "set", link, "up"]);
+        wait_link_state(&self.client, link, "UP");
+        for (net, via) in &self.client_routes {
+            self.add_client_route(net, *via);
+        }
+    }
+
+    /// Sets the router's end of the client's `eth-priv` down (`up = false`) or up: the
+    /// client's interface stays administratively up but loses its carrier, as when a
+    /// cable is pulled or a tunnel's peer goes away; its routes stay in the table.
+    pub fn private_carrier(&self, up: bool) {
+        let state = if up { "up" } else { "down" };
+        ip(&["-n", &self.router, "link", "set", "to-client", state]);
+        wait_link_state(&self.router, "to-client", &state.to_uppercase());
+        if up {
+            wait_link_state(&self.client, CLIENT_PRIV_IF, "UP");
+        }
     }
 
     /// The router silently drops forwarded traffic to and from `target`'s address (an

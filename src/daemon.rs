@@ -20,6 +20,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::activation;
 use crate::config::{Config, ConfigError, ProbeKind};
 use crate::dns::forward::{ForwardError, Forwarder};
 use crate::dns::handler::Settings;
@@ -106,8 +107,16 @@ impl Drop for Generation {
     }
 }
 
-/// Serves until SIGTERM or SIGINT; reloads on SIGHUP.
-pub async fn run(config: Config, source: ConfigSource) -> Result<(), DaemonError> {
+/// How long a stop waits for the UDP threads to answer the batch in hand and leave.
+const UDP_DRAIN: Duration = Duration::from_secs(2);
+
+/// Serves until SIGTERM or SIGINT; reloads on SIGHUP. `handed`: the sockets systemd passed
+/// ([`activation::take`]), used for the addresses they are bound to.
+pub async fn run(
+    config: Config,
+    source: ConfigSource,
+    mut handed: activation::Handed,
+) -> Result<(), DaemonError> {
     let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
     #[cfg(feature = "fault-injection")]
@@ -115,7 +124,8 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), DaemonError
     let shared = shared_parts(&config)?;
     raise_fd_limit(&serve_limits(&config));
     // Bind everything before anything is served; the first table before any query.
-    let bound = dns::bind(&config.server.listen)?;
+    let bound = bind_all(&config.server.listen, &mut handed)?;
+    handed.release_unused();
     let control = start_control(&config, &shared)?;
     let mut alerts = crate::alert::start(&config.alerts, &shared.outputs.events);
     let listen = config.server.listen.clone();
@@ -134,7 +144,7 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), DaemonError
                 match source.load() {
                     Ok(next) => {
                         let old = generation.config.clone();
-                        match apply(next, &old, &shared, &mut listeners) {
+                        match apply(next, &old, &shared, &mut listeners, &mut handed) {
                             Ok(next) => {
                                 alerts.reconfigure(&next.config.alerts, &shared.outputs.events);
                                 generation = next;
@@ -168,7 +178,21 @@ pub async fn run(config: Config, source: ConfigSource) -> Result<(), DaemonError
     drop(control);
     drop(generation);
     listeners.clear();
+    drain_udp().await;
     Ok(())
+}
+
+/// Waits (a little) for the UDP threads to answer what they have read and leave: a socket
+/// systemd keeps for the next process must not lose a query this one has taken off it.
+async fn drain_udp() {
+    let deadline = Instant::now() + UDP_DRAIN;
+    while dns::udp_threads_running() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let left = dns::udp_threads_running();
+    if left > 0 {
+        tracing::warn!(threads = left, "UDP threads still running at exit");
+    }
 }
 
 /// The handler, table and outputs, built from the first config.
@@ -264,24 +288,67 @@ impl Shared {
     }
 }
 
-/// Serving listeners by configured address (a port-0 address keeps the port it got).
-type Listeners = HashMap<SocketAddr, (SocketAddr, JoinSet<()>)>;
+/// One listen address being served.
+struct Serving {
+    /// Where it listens (a port-0 address keeps the port it got).
+    actual: SocketAddr,
+    /// Its serving loops; dropping them stops serving there.
+    _tasks: JoinSet<()>,
+    /// Its sockets' names in systemd's fd store, released when the address goes.
+    stored: Vec<String>,
+}
 
-fn serve_all(addrs: &[SocketAddr], bound: Vec<dns::Listener>, shared: &Shared) -> Listeners {
+/// Serving listeners by configured address.
+type Listeners = HashMap<SocketAddr, Serving>;
+
+/// A listener's sockets and their names in systemd's fd store.
+type Bound = (dns::Listener, Vec<String>);
+
+/// Takes systemd's sockets for the addresses that have them, binds the rest (all or
+/// nothing), and stores the ones bound here with systemd so that they outlive the process.
+fn bind_all(
+    addrs: &[SocketAddr],
+    handed: &mut activation::Handed,
+) -> Result<Vec<Bound>, BindError> {
+    let mut names = Vec::with_capacity(addrs.len());
+    let listeners = dns::bind_or_adopt(addrs, |addr| {
+        let (handover, stored) = handed.adopt(addr);
+        names.push(stored);
+        handover
+    })?;
+    Ok(listeners
+        .into_iter()
+        .zip(names)
+        .map(|(mut listener, mut stored)| {
+            stored.extend(activation::store(&mut listener));
+            (listener, stored)
+        })
+        .collect())
+}
+
+fn serve_all(addrs: &[SocketAddr], bound: Vec<Bound>, shared: &Shared) -> Listeners {
     let mut listeners = HashMap::new();
-    for (configured, listener) in addrs.iter().zip(bound) {
+    for (configured, (listener, stored)) in addrs.iter().zip(bound) {
         let (Ok(udp), Ok(tcp)) = (listener.udp_addr(), listener.tcp_addr()) else {
             continue;
         };
-        tracing::info!(%udp, %tcp, "listening");
+        let adopted = listener.adopted;
+        tracing::info!(%udp, %tcp, from_systemd = ?(adopted.udp, adopted.tcp), "listening");
         let tasks = dns::serve(listener, shared.handler.clone(), &shared.slots);
-        listeners.insert(*configured, (udp, tasks));
+        listeners.insert(
+            *configured,
+            Serving {
+                actual: udp,
+                _tasks: tasks,
+                stored,
+            },
+        );
     }
     listeners
 }
 
 fn first_address(listeners: &Listeners) -> Option<SocketAddr> {
-    listeners.values().map(|(actual, _)| *actual).min()
+    listeners.values().map(|serving| serving.actual).min()
 }
 
 /// The control endpoint, bound at start (a reload does not move it).
@@ -375,6 +442,7 @@ fn apply(
     old: &Config,
     shared: &Shared,
     listeners: &mut Listeners,
+    handed: &mut activation::Handed,
 ) -> Result<Generation, DaemonError> {
     let added: Vec<SocketAddr> = config
         .server
@@ -383,11 +451,12 @@ fn apply(
         .filter(|addr| !listeners.contains_key(addr))
         .copied()
         .collect();
-    let new_listeners = serve_all(&added, dns::bind(&added)?, shared);
-    listeners.retain(|configured, (actual, _)| {
+    let new_listeners = serve_all(&added, bind_all(&added, handed)?, shared);
+    listeners.retain(|configured, serving| {
         let keep = config.server.listen.contains(configured);
         if !keep {
-            tracing::info!(addr = %actual, "no longer listening");
+            tracing::info!(addr = %serving.actual, "no longer listening");
+            activation::forget(&serving.stored);
         }
         keep
     });

@@ -62,6 +62,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accept;
+pub mod activation;
 pub mod alert;
 pub mod config;
 pub mod control;

@@ -1,5 +1,6 @@
 # pathdns %postun: what %systemd_postun_with_restart pathdns.service expands to. After an
-# upgrade ($1 >= 1) a running pathdns is restarted on the new binary; after an erase
+# upgrade ($1 >= 1) a running pathdns is restarted on the new binary (the service only:
+# pathdns.socket keeps its sockets open meanwhile, so no query is refused); after an erase
 # ($1 = 0) systemd forgets the unit, and what the package created besides its files goes:
 # the resolver state directory, the documentation directories and the configuration
 # directory (an edited config is kept as pathdns.toml.rpmsave by rpm, and then it stays).

@@ -1,8 +1,8 @@
 # pathdns %preun. On erase ($1 = 0), before the service stops: if `pathdns resolver
 # enable` made pathdns the host's resolver, put the previous resolver configuration back,
 # so that the host never asks a resolver that is gone; if that fails, the erase stops here
-# with pathdns still installed and answering. Then what %systemd_preun pathdns.service
-# expands to: disable and stop the unit.
+# with pathdns still installed and answering. Then what %systemd_preun pathdns.socket
+# pathdns.service expands to: disable and stop both units.
 if [ "$1" -eq 0 ]; then
     if [ -x /usr/bin/pathdns ]; then
         if ! /usr/bin/pathdns resolver disable --package-removal; then
@@ -12,8 +12,8 @@ if [ "$1" -eq 0 ]; then
         fi
     fi
     if [ -x /usr/lib/systemd/systemd-update-helper ]; then
-        /usr/lib/systemd/systemd-update-helper remove-system-units pathdns.service || :
+        /usr/lib/systemd/systemd-update-helper remove-system-units pathdns.socket pathdns.service || :
     elif [ -d /run/systemd/system ]; then
-        systemctl --no-reload disable --now pathdns.service >/dev/null 2>&1 || :
+        systemctl --no-reload disable --now pathdns.socket pathdns.service >/dev/null 2>&1 || :
     fi
 fi

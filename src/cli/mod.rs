@@ -198,12 +198,14 @@ pub fn main() -> CommandResult {
 }
 
 fn serve(config: Config, source: ConfigSource) -> CommandResult {
+    // Before any thread exists: it edits the environment (LISTEN_FDS, LISTEN_PID).
+    let handed = pathdns::activation::take();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("pathdns")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(daemon::run(config, source))?;
+    runtime.block_on(daemon::run(config, source, handed))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -87,6 +87,12 @@ impl BindError {
 pub struct Listener {
     pub udp: std::net::UdpSocket,
     pub tcp: TcpListener,
+    /// Which of the two were handed over (by systemd) rather than bound here.
+    pub adopted: Adopted<bool>,
+    /// Whether another process (systemd: pathdns.socket or the fd store) holds the UDP
+    /// socket too. Stopping then only closes our handle: a shutdown would stop the socket
+    /// for the next process as well.
+    pub shared: bool,
 }
 
 impl Listener {
@@ -99,10 +105,66 @@ impl Listener {
     }
 }
 
+/// A pair of things per listen address, one for UDP and one for TCP.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Adopted<T> {
+    pub udp: T,
+    pub tcp: T,
+}
+
+/// Sockets someone else bound (systemd) for one listen address, UDP and TCP; a `None` one
+/// is bound here.
+pub type Handover = (Option<std::net::UdpSocket>, Option<std::net::TcpListener>);
+
 /// Binds UDP and TCP on every address, or fails without serving anything. Port 0 picks one
 /// free port for both.
 pub fn bind(addrs: &[SocketAddr]) -> Result<Vec<Listener>, BindError> {
-    addrs.iter().map(|&addr| bind_one(addr)).collect()
+    bind_or_adopt(addrs, |_| (None, None))
+}
+
+/// Like [`bind`], but first asks `adopt` for sockets already bound to an address (systemd
+/// socket activation and its fd store): those are served as they are, only the missing
+/// ones are bound.
+pub fn bind_or_adopt(
+    addrs: &[SocketAddr],
+    mut adopt: impl FnMut(SocketAddr) -> Handover,
+) -> Result<Vec<Listener>, BindError> {
+    addrs
+        .iter()
+        .map(|&addr| match adopt(addr) {
+            (None, None) => bind_one(addr),
+            (udp, tcp) => adopt_one(addr, udp, tcp),
+        })
+        .collect()
+}
+
+/// A listener from handed-over sockets, binding whichever of the two is missing.
+fn adopt_one(
+    addr: SocketAddr,
+    udp: Option<std::net::UdpSocket>,
+    tcp: Option<std::net::TcpListener>,
+) -> Result<Listener, BindError> {
+    let adopted = Adopted {
+        udp: udp.is_some(),
+        tcp: tcp.is_some(),
+    };
+    let udp = match udp {
+        Some(udp) => udp,
+        None => udp_socket(addr).map_err(|err| BindError::new(addr, "udp", err))?,
+    };
+    let tcp = match tcp {
+        Some(tcp) => tcp
+            .set_nonblocking(true)
+            .and_then(|()| TcpListener::from_std(tcp)),
+        None => tcp_listener(addr),
+    }
+    .map_err(|err| BindError::new(addr, "tcp", err))?;
+    Ok(Listener {
+        udp,
+        tcp,
+        adopted,
+        shared: adopted.udp,
+    })
 }
 
 fn bind_one(addr: SocketAddr) -> Result<Listener, BindError> {
@@ -115,7 +177,14 @@ fn bind_one(addr: SocketAddr) -> Result<Listener, BindError> {
             .local_addr()
             .map_err(|err| BindError::new(addr, "udp", err))?;
         match tcp_listener(udp_addr) {
-            Ok(tcp) => return Ok(Listener { udp, tcp }),
+            Ok(tcp) => {
+                return Ok(Listener {
+                    udp,
+                    tcp,
+                    adopted: Adopted::default(),
+                    shared: false,
+                })
+            }
             Err(err) => last_error = Some(BindError::new(udp_addr, "tcp", err)),
         }
     }
@@ -205,6 +274,13 @@ const MAX_UDP_THREADS: usize = 4;
 /// to 0.3-0.4 ms (README, "Performance").
 const MIN_UDP_THREADS: usize = 2;
 
+/// UDP receiving threads still running, over every listener: the daemon waits for them to
+/// finish the batch in hand before the process exits, so that no query read from a socket
+/// that outlives the process (systemd's) goes unanswered.
+pub fn udp_threads_running() -> usize {
+    udp::running()
+}
+
 /// Starts the UDP and TCP loops of one listener; dropping the set stops them (and closes
 /// its sockets), which a reload does for an address it no longer listens on. Must be called
 /// inside the runtime (upstream queries are spawned on it).
@@ -217,6 +293,7 @@ pub fn serve(listener: Listener, handler: Arc<Handler>, slots: &Slots) -> JoinSe
         .clamp(MIN_UDP_THREADS, MAX_UDP_THREADS);
     match udp::Receivers::start(
         listener.udp,
+        listener.shared,
         threads,
         handler.clone(),
         slots.upstream.clone(),

@@ -20,12 +20,16 @@
 //!
 //! Stopping: [`Receivers::stop`] (or dropping it) marks the threads stopped and shuts the
 //! socket down for reading, which wakes a thread blocked in `recvmmsg`; each thread then
-//! drops its handle of the socket, and the last one closes it.
+//! drops its handle of the socket, and the last one closes it. A socket systemd holds too
+//! (socket activation, the fd store) is never shut down: the shutdown would stop it for the
+//! next process as well. Its receives time out instead ([`SHARED_WAKEUP`]) when idle, and a
+//! thread that sees it is stopped leaves after answering the batch in hand; the datagrams
+//! still queued wait in the kernel for the next process.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,25 +54,43 @@ const BATCH: usize = 32;
 const RECEIVE_BUFFER_BYTES: usize = 4 << 20;
 /// Stack of a receiving thread: the handler's synchronous path needs little.
 const THREAD_STACK: usize = 256 << 10;
+/// How long an idle receive on a shared socket blocks before the thread looks whether it
+/// was stopped: the longest a stop (a restart) waits for an idle thread.
+const SHARED_WAKEUP: Duration = Duration::from_millis(200);
+
+/// Receiving threads alive, over every socket.
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// Receiving threads alive, over every socket (see [`super::udp_threads_running`]).
+pub fn running() -> usize {
+    RUNNING.load(Ordering::SeqCst)
+}
 
 /// The receiving threads of one socket.
 pub struct Receivers {
     socket: UdpSocket,
+    /// Held by systemd too: stop without shutting it down.
+    shared: bool,
     stopped: Arc<AtomicBool>,
 }
 
 impl Receivers {
     /// Starts `threads` receiving threads on `socket` (a blocking socket is made of it).
-    /// Queries that need an upstream are spawned on `runtime`.
+    /// Queries that need an upstream are spawned on `runtime`. `shared`: systemd holds the
+    /// socket too.
     pub fn start(
         socket: UdpSocket,
+        shared: bool,
         threads: usize,
         handler: Arc<Handler>,
         upstream_slots: Arc<Semaphore>,
         runtime: tokio::runtime::Handle,
     ) -> std::io::Result<Receivers> {
         socket.set_nonblocking(false)?;
-        let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(RECEIVE_BUFFER_BYTES);
+        raise_receive_buffer(&socket);
+        if shared {
+            socket.set_read_timeout(Some(SHARED_WAKEUP))?;
+        }
         let stopped = Arc::new(AtomicBool::new(false));
         let local = socket.local_addr()?;
         let wildcard = local.ip().is_unspecified().then_some(local.is_ipv4());
@@ -89,20 +111,36 @@ impl Receivers {
             let spawned = std::thread::Builder::new()
                 .name(format!("pathdns-udp{index}"))
                 .stack_size(THREAD_STACK)
-                .spawn(move || worker.run());
+                .spawn({
+                    // Counted before the thread runs, so that a wait for the threads to
+                    // leave never misses one that is starting.
+                    let alive = Alive::new();
+                    move || {
+                        let _alive = alive;
+                        worker.run();
+                    }
+                });
             if let Err(err) = spawned {
-                let receivers = Receivers { socket, stopped };
+                let receivers = Receivers {
+                    socket,
+                    shared,
+                    stopped,
+                };
                 receivers.stop();
                 return Err(err);
             }
         }
-        tracing::debug!(%local, threads, "udp receivers started");
-        Ok(Receivers { socket, stopped })
+        tracing::debug!(%local, threads, shared, "udp receivers started");
+        Ok(Receivers {
+            socket,
+            shared,
+            stopped,
+        })
     }
 
     /// Stops the threads; the socket closes when the last one has left.
     pub fn stop(&self) {
-        if !self.stopped.swap(true, Ordering::SeqCst) {
+        if !self.stopped.swap(true, Ordering::SeqCst) && !self.shared {
             // Linux wakes every thread blocked on the socket and makes its receives return
             // at once; the call itself reports ENOTCONN for an unconnected socket.
             let _ = socket2::SockRef::from(&self.socket).shutdown(std::net::Shutdown::Read);
@@ -113,6 +151,34 @@ impl Receivers {
 impl Drop for Receivers {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Asks for [`RECEIVE_BUFFER_BYTES`] unless the socket has more already: pathdns.socket's
+/// `ReceiveBuffer=` may have set more than an unprivileged process can (SO_RCVBUFFORCE),
+/// and asking for less would shrink it to `net.core.rmem_max`.
+fn raise_receive_buffer(socket: &UdpSocket) {
+    let socket = socket2::SockRef::from(socket);
+    // The kernel reports twice what was asked for (its bookkeeping overhead).
+    let current = socket.recv_buffer_size().unwrap_or(0) / 2;
+    if current < RECEIVE_BUFFER_BYTES {
+        let _ = socket.set_recv_buffer_size(RECEIVE_BUFFER_BYTES);
+    }
+}
+
+/// Counts a receiving thread in [`RUNNING`] for as long as it lives.
+struct Alive;
+
+impl Alive {
+    fn new() -> Alive {
+        RUNNING.fetch_add(1, Ordering::SeqCst);
+        Alive
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -284,7 +350,8 @@ impl Worker {
                         }
                         count
                     }
-                    Err(Errno::EINTR) => 0,
+                    // EAGAIN: a shared socket's idle wakeup ([`SHARED_WAKEUP`]).
+                    Err(Errno::EINTR | Errno::EAGAIN) => 0,
                     Err(err) => {
                         if self.stopped.load(Ordering::Relaxed) {
                             return;
@@ -300,15 +367,14 @@ impl Worker {
                     }
                 }
             };
-            if self.stopped.load(Ordering::Relaxed) {
-                return;
-            }
-            if count == 0 {
+            if count == 0 || super::frozen() {
+                if self.stopped.load(Ordering::Relaxed) {
+                    return;
+                }
                 continue;
             }
-            if super::frozen() {
-                continue;
-            }
+            // A batch read is answered even when the thread was stopped meanwhile: on a
+            // shared socket nobody else would answer it.
             let received = Instant::now();
             self.answer(&mut batch, count, received);
             self.send_all(&mut batch);
@@ -316,6 +382,9 @@ impl Worker {
             self.handler
                 .stats()
                 .observe_many(received.elapsed(), batch.to_send.len() as u64);
+            if self.stopped.load(Ordering::Relaxed) {
+                return;
+            }
         }
     }
 

@@ -7,7 +7,7 @@
 //! Identical probes are run once: the OSS name, a bucket and the OSS wildcard share their
 //! addresses and TCP probe, so the target sees one connection per interval, not three.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,6 +49,27 @@ pub struct JobKey {
 }
 
 impl Plan {
+    /// Which jobs a path change of each address wakes: its cheap path probes (tcp, icmp,
+    /// path); only an address with none of those gets its application probes woken, so that
+    /// a fleet-wide route flap does not become a synchronized burst of `/v2/` requests.
+    pub fn wake_lists(&self) -> BTreeMap<IpAddr, Vec<usize>> {
+        let mut cheap: BTreeMap<IpAddr, Vec<usize>> = BTreeMap::new();
+        let mut all: BTreeMap<IpAddr, Vec<usize>> = BTreeMap::new();
+        for (id, job) in self.jobs.iter().enumerate() {
+            let application = matches!(
+                job.spec.kind,
+                ProbeKind::Tls { .. } | ProbeKind::Https { .. }
+            );
+            all.entry(job.target.addr).or_default().push(id);
+            if !application {
+                cheap.entry(job.target.addr).or_default().push(id);
+            }
+        }
+        all.into_iter()
+            .map(|(addr, jobs)| (addr, cheap.remove(&addr).unwrap_or(jobs)))
+            .collect()
+    }
+
     pub fn from_names(names: &[OwnedName]) -> Plan {
         let mut plan = Plan::default();
         let mut seen: HashMap<JobKey, usize> = HashMap::new();
@@ -154,7 +175,7 @@ pub fn start(
         tasks.spawn(run_job(id, job.clone(), probe, trigger, reports.clone()));
     }
     if let (Some(changes), false) = (events.changes, plan.jobs.is_empty()) {
-        let wake = trigger::wake_lists(plan);
+        let wake = plan.wake_lists();
         tasks.spawn(trigger::react(changes, wake, triggers, events.metrics));
     }
     Ok(Running { tasks })
@@ -235,6 +256,39 @@ fn jittered(base: Duration, jitter: f64) -> Duration {
 mod tests {
     use super::*;
     use crate::config::Config;
+
+    #[test]
+    fn a_change_wakes_the_cheap_probes_only() {
+        let config = Config::parse(
+            r#"
+[upstream]
+servers = ["127.0.0.1:5399"]
+[[registry]]
+instance = "x"
+region = "cn-hangzhou"
+registry = ["10.94.205.198"]
+oss = ["100.118.28.43"]
+[[name]]
+name = "app.example"
+targets = [{ addr = "10.1.2.3" }]
+probe = { kind = "https", port = 443 }
+"#,
+            "wake.toml",
+        )
+        .expect("config");
+        let plan = Plan::from_names(&config.names);
+        let wake = plan.wake_lists();
+        let kinds = |addr: &str| -> Vec<&str> {
+            let addr: IpAddr = addr.parse().expect("addr");
+            wake[&addr]
+                .iter()
+                .map(|job| plan.jobs[*job].spec.kind.name())
+                .collect()
+        };
+        assert_eq!(kinds("10.94.205.198"), ["tcp"], "not the registry's https");
+        assert_eq!(kinds("100.118.28.43"), ["tcp"]);
+        assert_eq!(kinds("10.1.2.3"), ["https"], "its only probe");
+    }
 
     #[test]
     fn identical_probes_run_once() {

@@ -16,8 +16,6 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
-use super::scheduler::Plan;
-use crate::config::ProbeKind;
 use crate::host::{self, watch::Changes, LocalPath};
 use crate::metrics::Metrics;
 
@@ -55,27 +53,6 @@ impl Trigger {
     }
 }
 
-/// Which jobs a path change of each address wakes: its cheap path probes (tcp, icmp,
-/// path); only an address with none of those gets its application probes woken, so that
-/// a fleet-wide route flap does not become a synchronized burst of `/v2/` requests.
-pub fn wake_lists(plan: &Plan) -> BTreeMap<IpAddr, Vec<usize>> {
-    let mut cheap: BTreeMap<IpAddr, Vec<usize>> = BTreeMap::new();
-    let mut all: BTreeMap<IpAddr, Vec<usize>> = BTreeMap::new();
-    for (id, job) in plan.jobs.iter().enumerate() {
-        let application = matches!(
-            job.spec.kind,
-            ProbeKind::Tls { .. } | ProbeKind::Https { .. }
-        );
-        all.entry(job.target.addr).or_default().push(id);
-        if !application {
-            cheap.entry(job.target.addr).or_default().push(id);
-        }
-    }
-    all.into_iter()
-        .map(|(addr, jobs)| (addr, cheap.remove(&addr).unwrap_or(jobs)))
-        .collect()
-}
-
 /// Reads every address's local path (netlink requests: on a blocking thread).
 async fn read_paths(addrs: Vec<IpAddr>) -> Vec<LocalPath> {
     let count = addrs.len();
@@ -91,7 +68,7 @@ async fn read_paths(addrs: Vec<IpAddr>) -> Vec<LocalPath> {
 }
 
 /// Watches `changes` until it closes; on each burst wakes the jobs of every address whose
-/// local path changed (see [`wake_lists`]).
+/// local path changed (see [`Plan::wake_lists`](super::scheduler::Plan::wake_lists)).
 pub async fn react(
     mut changes: watch::Receiver<Changes>,
     wake: BTreeMap<IpAddr, Vec<usize>>,
@@ -149,40 +126,6 @@ pub async fn react(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
-
-    #[test]
-    fn a_change_wakes_the_cheap_probes_only() {
-        let config = Config::parse(
-            r#"
-[upstream]
-servers = ["127.0.0.1:5399"]
-[[registry]]
-instance = "x"
-region = "cn-hangzhou"
-registry = ["10.94.205.198"]
-oss = ["100.118.28.43"]
-[[name]]
-name = "app.example"
-targets = [{ addr = "10.1.2.3" }]
-probe = { kind = "https", port = 443 }
-"#,
-            "wake.toml",
-        )
-        .expect("config");
-        let plan = Plan::from_names(&config.names);
-        let wake = wake_lists(&plan);
-        let kinds = |addr: &str| -> Vec<&str> {
-            let addr: IpAddr = addr.parse().expect("addr");
-            wake[&addr]
-                .iter()
-                .map(|job| plan.jobs[*job].spec.kind.name())
-                .collect()
-        };
-        assert_eq!(kinds("10.94.205.198"), ["tcp"], "not the registry's https");
-        assert_eq!(kinds("100.118.28.43"), ["tcp"]);
-        assert_eq!(kinds("10.1.2.3"), ["https"], "its only probe");
-    }
 
     #[tokio::test]
     async fn a_fired_trigger_wakes_once_and_carries_its_verdict_once() {

@@ -99,88 +99,37 @@ impl Host {
         resolv_conf: &ResolvConf,
         options: EnableOptions,
     ) -> Result<Mode, ResolverError> {
-        let path = RESOLV_CONF;
-        let managed = |what: String, hint: &str| {
-            if options.force {
-                Ok(Mode::Plain)
-            } else {
-                Err(ResolverError::refused(what, hint, true))
-            }
-        };
         match (&resolv_conf.manager, options.mode) {
             (Manager::Pathdns, _) => Err(ResolverError::refused(
                 format!(
-                    "{path} was written by `pathdns resolver enable`, but what it replaced is \
-                     not saved in {STATE_DIR}"
+                    "{RESOLV_CONF} was written by `pathdns resolver enable`, but what it \
+                     replaced is not saved in {STATE_DIR}"
                 ),
                 format!(
-                    "write the resolv.conf this host should have into {path} by hand, then run \
-                     this again"
+                    "write the resolv.conf this host should have into {RESOLV_CONF} by hand, \
+                     then run this again"
                 ),
                 false,
             )),
             (Manager::ResolvedStub, None | Some(Mode::Resolved)) => Ok(Mode::Resolved),
-            (_, Some(Mode::Resolved)) => {
-                if options.force {
-                    Ok(Mode::Resolved)
-                } else {
-                    Err(ResolverError::refused(
-                        format!(
-                            "{path} is {}, not systemd-resolved's stub: programs that read it \
-                             would bypass systemd-resolved and its routing to pathdns",
-                            resolv_conf.manager
-                        ),
-                        "leave out --mode resolved (pathdns then edits resolv.conf), or point \
-                         resolv.conf at the stub first: \
-                         ln -sf ../run/systemd/resolve/stub-resolv.conf /etc/resolv.conf",
-                        true,
-                    ))
-                }
-            }
-            (Manager::Missing | Manager::Nobody | Manager::ResolvedStub, _) => Ok(Mode::Plain),
-            (Manager::NetworkManager, _) => managed(
-                format!("{path} is managed by NetworkManager, which would overwrite pathdns's"),
-                "let NetworkManager hand DNS to systemd-resolved ([main] dns=systemd-resolved, \
-                 resolv.conf a symlink to the stub) and run this again for split DNS; or have \
-                 NetworkManager put pathdns first (nmcli connection modify CONNECTION ipv4.dns \
-                 127.0.0.1 ipv4.dns-priority -10); --force replaces the file anyway, until \
-                 NetworkManager rewrites it",
-            ),
-            (Manager::Resolvconf, _) => managed(
-                format!("{path} is managed by resolvconf, which would overwrite pathdns's"),
-                "put `nameserver 127.0.0.1` into /etc/resolvconf/resolv.conf.d/head (Debian's \
-                 resolvconf) or `name_servers=127.0.0.1` into /etc/resolvconf.conf \
-                 (openresolv) and keep pathdns's upstreams in its config; --force replaces \
-                 it anyway, until resolvconf rewrites it",
-            ),
-            (Manager::ResolvedUplink, _) => managed(
+            (_, Some(Mode::Resolved)) if options.force => Ok(Mode::Resolved),
+            (_, Some(Mode::Resolved)) => Err(ResolverError::refused(
                 format!(
-                    "{path} is a symlink to systemd-resolved's upstream list \
-                     ({RESOLVED_UPSTREAMS}), which resolved rewrites"
+                    "{RESOLV_CONF} is {}, not systemd-resolved's stub: programs that read it \
+                     would bypass systemd-resolved and its routing to pathdns",
+                    resolv_conf.manager
                 ),
-                "point it at the stub (ln -sf ../run/systemd/resolve/stub-resolv.conf \
-                 /etc/resolv.conf) and run this again for split DNS; --force replaces the \
-                 symlink with a file (disable puts the symlink back)",
-            ),
-            (Manager::Other(header), _) => managed(
-                format!("{path} says another program generates it ({header:?})"),
-                "configure that program to list 127.0.0.1 first; --force replaces the file \
-                 anyway, until that program rewrites it",
-            ),
-            (Manager::UnknownSymlink, _) => {
-                let target = match &resolv_conf.entry {
-                    Entry::Symlink { target } => target.display().to_string(),
-                    _ => String::new(),
-                };
-                managed(
-                    format!(
-                        "{path} is a symlink to {target}, which pathdns does not recognise: \
-                         whatever maintains that file may overwrite changes"
-                    ),
-                    "configure whatever writes that file to list 127.0.0.1 first; --force \
-                     replaces the symlink with a file (disable puts the symlink back)",
-                )
-            }
+                "leave out --mode resolved (pathdns then edits resolv.conf), or point \
+                 resolv.conf at the stub first: \
+                 ln -sf ../run/systemd/resolve/stub-resolv.conf /etc/resolv.conf",
+                true,
+            )),
+            _ => match rewritten_by_another(resolv_conf) {
+                Some((what, hint)) if !options.force => {
+                    Err(ResolverError::refused(what, hint, true))
+                }
+                _ => Ok(Mode::Plain),
+            },
         }
     }
 
@@ -327,4 +276,59 @@ pub(super) fn classify_symlink(target: &Path) -> Manager {
         other if other.starts_with("/run/NetworkManager/") => Manager::NetworkManager,
         _ => Manager::UnknownSymlink,
     }
+}
+
+/// Which other program rewrites this resolv.conf (what to tell the operator, and the way
+/// out), or None when nobody but the operator does.
+fn rewritten_by_another(resolv_conf: &ResolvConf) -> Option<(String, &'static str)> {
+    let path = RESOLV_CONF;
+    let rewriter = match &resolv_conf.manager {
+        Manager::Missing | Manager::Nobody | Manager::ResolvedStub | Manager::Pathdns => {
+            return None
+        }
+        Manager::NetworkManager => (
+            format!("{path} is managed by NetworkManager, which would overwrite pathdns's"),
+            "let NetworkManager hand DNS to systemd-resolved ([main] dns=systemd-resolved, \
+             resolv.conf a symlink to the stub) and run this again for split DNS; or have \
+             NetworkManager put pathdns first (nmcli connection modify CONNECTION ipv4.dns \
+             127.0.0.1 ipv4.dns-priority -10); --force replaces the file anyway, until \
+             NetworkManager rewrites it",
+        ),
+        Manager::Resolvconf => (
+            format!("{path} is managed by resolvconf, which would overwrite pathdns's"),
+            "put `nameserver 127.0.0.1` into /etc/resolvconf/resolv.conf.d/head (Debian's \
+             resolvconf) or `name_servers=127.0.0.1` into /etc/resolvconf.conf \
+             (openresolv) and keep pathdns's upstreams in its config; --force replaces \
+             it anyway, until resolvconf rewrites it",
+        ),
+        Manager::ResolvedUplink => (
+            format!(
+                "{path} is a symlink to systemd-resolved's upstream list \
+                 ({RESOLVED_UPSTREAMS}), which resolved rewrites"
+            ),
+            "point it at the stub (ln -sf ../run/systemd/resolve/stub-resolv.conf \
+             /etc/resolv.conf) and run this again for split DNS; --force replaces the \
+             symlink with a file (disable puts the symlink back)",
+        ),
+        Manager::Other(header) => (
+            format!("{path} says another program generates it ({header:?})"),
+            "configure that program to list 127.0.0.1 first; --force replaces the file \
+             anyway, until that program rewrites it",
+        ),
+        Manager::UnknownSymlink => {
+            let target = match &resolv_conf.entry {
+                Entry::Symlink { target } => target.display().to_string(),
+                _ => String::new(),
+            };
+            (
+                format!(
+                    "{path} is a symlink to {target}, which pathdns does not recognise: \
+                     whatever maintains that file may overwrite changes"
+                ),
+                "configure whatever writes that file to list 127.0.0.1 first; --force \
+                 replaces the symlink with a file (disable puts the symlink back)",
+            )
+        }
+    };
+    Some(rewriter)
 }

@@ -40,7 +40,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::dns::stats::QueryStats;
+use crate::dns::stats::{QueryStats, Snapshot};
 
 /// The `Content-Type` of [`Metrics::encode`]'s output (Prometheus text format 0.0.4).
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -269,86 +269,96 @@ struct QueryCollector(Arc<QueryStats>);
 impl Collector for QueryCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let snapshot = self.0.snapshot();
-
-        let mut family = encoder.encode_descriptor(
-            "pathdns_dns_queries",
-            "DNS responses sent, by source (owned, forwarded, refused, error), query type \
-             and response code.",
-            None,
-            MetricType::Counter,
-        )?;
-        for ((source, qtype, rcode), count) in snapshot.queries() {
-            let labels = [("source", source), ("qtype", qtype), ("rcode", rcode)];
-            ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
-        }
-
-        let mut histogram = encoder.encode_descriptor(
-            "pathdns_dns_response_duration_seconds",
-            "Time from receiving a DNS query to its response written to the socket.",
-            None,
-            MetricType::Histogram,
-        )?;
-        histogram.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-            snapshot.latency_seconds,
-            snapshot.responses(),
-            &snapshot.latency_buckets(),
-            None,
-        )?;
-
-        let counters = [
-            (
-                "pathdns_dns_dropped_packets",
-                "Packets that got no response: not a DNS query, or malformed from a client \
-                 outside the allow list.",
-                snapshot.dropped,
-            ),
-            (
-                "pathdns_cache_hits",
-                "Forwarded names answered from the cache.",
-                snapshot.cache_hits,
-            ),
-            (
-                "pathdns_cache_misses",
-                "Forwarded names not in the cache (sent upstream).",
-                snapshot.cache_misses,
-            ),
-            (
-                "pathdns_upstream_errors",
-                "Forwarded queries no upstream answered in time (answered SERVFAIL).",
-                snapshot.upstream_errors,
-            ),
-            (
-                "pathdns_rebinding_stripped_records",
-                "Private A and AAAA records taken out of forwarded answers to public names \
-                 (rebinding protection).",
-                snapshot.rebinding_stripped,
-            ),
-            (
-                "pathdns_stale_answers",
-                "Forwarded queries answered with an expired cached answer (RFC 8767 \
-                 serve-stale, TTL 30 s) because the upstreams failed or did not answer in time.",
-                snapshot.stale_answers,
-            ),
-            (
-                "pathdns_upstream_overflows",
-                "Forwarded queries answered SERVFAIL at once because upstream.max_in_flight \
-                 queries were already waiting on upstreams.",
-                snapshot.upstream_overflows,
-            ),
-            (
-                "pathdns_tcp_rejected_connections",
-                "TCP connections closed as soon as accepted because \
-                 server.max_tcp_connections were open.",
-                snapshot.tcp_rejected,
-            ),
-        ];
-        for (name, help, value) in counters {
+        encode_responses(&mut encoder, &snapshot)?;
+        for (name, help, value) in plain_counters(&snapshot) {
             let counter = ConstCounter::new(value);
             let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
             counter.encode(metric)?;
         }
         Ok(())
     }
+}
+
+/// The responses by source, type and code, and their latency histogram.
+fn encode_responses(
+    encoder: &mut DescriptorEncoder,
+    snapshot: &Snapshot,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(
+        "pathdns_dns_queries",
+        "DNS responses sent, by source (owned, forwarded, refused, error), query type \
+         and response code.",
+        None,
+        MetricType::Counter,
+    )?;
+    for ((source, qtype, rcode), count) in snapshot.queries() {
+        let labels = [("source", source), ("qtype", qtype), ("rcode", rcode)];
+        ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
+    }
+
+    let mut histogram = encoder.encode_descriptor(
+        "pathdns_dns_response_duration_seconds",
+        "Time from receiving a DNS query to its response written to the socket.",
+        None,
+        MetricType::Histogram,
+    )?;
+    histogram.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+        snapshot.latency_seconds,
+        snapshot.responses(),
+        &snapshot.latency_buckets(),
+        None,
+    )
+}
+
+/// The DNS path's counters without labels: (name, help, value).
+fn plain_counters(snapshot: &Snapshot) -> [(&'static str, &'static str, u64); 8] {
+    [
+        (
+            "pathdns_dns_dropped_packets",
+            "Packets that got no response: not a DNS query, or malformed from a client \
+             outside the allow list.",
+            snapshot.dropped,
+        ),
+        (
+            "pathdns_cache_hits",
+            "Forwarded names answered from the cache.",
+            snapshot.cache_hits,
+        ),
+        (
+            "pathdns_cache_misses",
+            "Forwarded names not in the cache (sent upstream).",
+            snapshot.cache_misses,
+        ),
+        (
+            "pathdns_upstream_errors",
+            "Forwarded queries no upstream answered in time (answered SERVFAIL).",
+            snapshot.upstream_errors,
+        ),
+        (
+            "pathdns_rebinding_stripped_records",
+            "Private A and AAAA records taken out of forwarded answers to public names \
+             (rebinding protection).",
+            snapshot.rebinding_stripped,
+        ),
+        (
+            "pathdns_stale_answers",
+            "Forwarded queries answered with an expired cached answer (RFC 8767 \
+             serve-stale, TTL 30 s) because the upstreams failed or did not answer in time.",
+            snapshot.stale_answers,
+        ),
+        (
+            "pathdns_upstream_overflows",
+            "Forwarded queries answered SERVFAIL at once because upstream.max_in_flight \
+             queries were already waiting on upstreams.",
+            snapshot.upstream_overflows,
+        ),
+        (
+            "pathdns_tcp_rejected_connections",
+            "TCP connections closed as soon as accepted because \
+             server.max_tcp_connections were open.",
+            snapshot.tcp_rejected,
+        ),
+    ]
 }
 
 #[cfg(test)]

@@ -19,7 +19,8 @@
 //!    file:line)
 //!
 //!   at the side: supervisor (probe reports -> health -> failover -> new table, events,
-//!   status), daemon (start-up, reload, shutdown), systemd, control (HTTP), metrics, alert
+//!   status), daemon (start-up, reload, shutdown), systemd and activation (socket
+//!   activation, fd store), control (HTTP), metrics, alert
 //!   (webhook, Alertmanager), events, status, host (routes, links, addresses and the host
 //!   name from the kernel; 100.x conflicts), wire (DNS wire format)
 //! ```
@@ -44,6 +45,10 @@
 //! - [`daemon`]: start-up order, live reload on SIGHUP, readiness, shutdown.
 //! - [`systemd`], [`control`], [`metrics`], [`alert`], [`events`], [`status`]: how the agent
 //!   tells systemd, Prometheus, operators and their alerting how it is.
+//! - [`activation`]: the listening sockets systemd hands over (`pathdns.socket`) and keeps
+//!   in its fd store across restarts and crashes, so no query is refused in between.
+//! - [`resolver`]: `pathdns resolver enable/disable`, pointing the host's resolver at pathdns
+//!   (plain resolv.conf or systemd-resolved split DNS) and putting it back.
 //! - [`host`]: the host facts every part shares (the kernel's route for a target, links,
 //!   addresses, the kernel's change notifications, the host name, the 100.x trap, failed
 //!   reads); [`wire`]: the DNS wire format on the

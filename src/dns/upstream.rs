@@ -5,7 +5,7 @@
 //! connections, each wrapped so that a reply is believed only when [`check_reply`] accepts
 //! it; and [`has_empty_rdata`], the one record shape hickory-proto decodes but cannot
 //! encode back correctly. Must not: cache, retry or choose servers (the pool does), or
-//! change a reply it accepts (beyond how its rcode is labelled for hickory: [`keep_rcode`]).
+//! change a reply it accepts (beyond how its rcode is labelled for hickory: `keep_rcode`).
 //!
 //! What hickory already does, and what is added here (read from hickory-net 0.26's
 //! `udp_client_stream.rs` and `dns_multiplexer.rs`):

@@ -31,9 +31,9 @@
 //! # The rooms
 //!
 //! - this module: the operations (`enable`, `disable`, `status`) and their vocabulary;
-//! - [`detect`]: who manages resolv.conf, and which way `enable` takes;
-//! - [`modes`]: the two ways, their safety checks and the files they write;
-//! - [`files`]: reading and replacing files inside the root, byte for byte;
+//! - `detect`: who manages resolv.conf, and which way `enable` takes;
+//! - `modes`: the two ways, their safety checks and the files they write;
+//! - `files`: reading and replacing files inside the root, byte for byte;
 //! - [`state`]: the versioned record of what was replaced.
 
 mod detect;

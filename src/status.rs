@@ -92,7 +92,7 @@ pub struct ProbeStatus {
 }
 
 impl StatusReport {
-    /// One line for systemd's STATUS=: "3 names, 5/6 targets up, <name> on backup".
+    /// One line for systemd's STATUS=: "3 names, 5/6 targets up, NAME on backup".
     pub fn summary(&self) -> String {
         let probed: Vec<&TargetStatus> = self
             .targets

@@ -2,10 +2,10 @@
 //! pathdns that asks (`check`, `doctor`, the conflict check at start and reload, the path
 //! probe, alerts, the resolver switch).
 //!
-//! Owns: [`routes`] (the kernel's answer to `ip route get`, the routing tables),
-//! [`interfaces`] (links and addresses), both over rtnetlink ([`netlink`]); [`name`]
+//! Owns: [`routes`](mod@routes) (the kernel's answer to `ip route get`, the routing tables),
+//! [`interfaces`](mod@interfaces) (links and addresses), both over rtnetlink ([`netlink`]); [`name`]
 //! (gethostname(2)); [`watch`] (the kernel's change notifications for links, routes and
-//! addresses); [`conflicts`] (the documents' 100.0.0.0/8 trap); [`failures`], the
+//! addresses); [`conflicts`](mod@conflicts) (the documents' 100.0.0.0/8 trap); [`failures`], the
 //! record of host reads that failed, which `/status` shows; the host's files
 //! [`hosts_file`] (`/etc/hosts`) and [`resolv_conf`] (whom the host asks); and two small
 //! facts:

@@ -1,5 +1,5 @@
-//! One synchronous rtnetlink request and its replies: the transport under [`super::routes`]
-//! and [`super::interfaces`].
+//! One synchronous rtnetlink request and its replies: the transport under [`super::routes`](mod@super::routes)
+//! and [`super::interfaces`](mod@super::interfaces).
 //!
 //! Owns: the NETLINK_ROUTE socket (netlink-sys), encoding a request and decoding the
 //! kernel's replies (netlink-packet-route), and telling a kernel error (an answer) from a

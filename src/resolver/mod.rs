@@ -34,7 +34,7 @@
 //! - `detect`: who manages resolv.conf, and which way `enable` takes;
 //! - `modes`: the two ways, their safety checks and the files they write;
 //! - `files`: reading and replacing files inside the root, byte for byte;
-//! - [`state`]: the versioned record of what was replaced.
+//! - `state`: the versioned record of what was replaced.
 
 mod detect;
 mod files;

@@ -423,6 +423,16 @@ impl Dnsmasq {
             .filter(|line| line.contains("query[") && line.contains(&needle))
             .count()
     }
+
+    /// [`Dnsmasq::queries_for`] once dnsmasq has logged at least one query for `name`.
+    /// Its log line is read by another thread and can arrive after the answer did, so a
+    /// count read straight after an answer may still be 0.
+    pub fn logged_queries_for(&self, name: &str) -> usize {
+        wait_for(&format!("dnsmasq to log a query for {name}"), || {
+            let count = self.queries_for(name);
+            (count > 0).then_some(count)
+        })
+    }
 }
 
 /// A plain HTTP/1.0 GET (so the answer is never chunked): status and body.

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::rr::{Name, RData, Record};
 
-use super::forward::UpstreamAnswer;
+use super::upstream_answer::UpstreamAnswer;
 use crate::config::RebindingSettings;
 use crate::table::wire_name;
 use crate::wire::parent_suffixes;

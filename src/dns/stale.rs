@@ -34,7 +34,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::cache::{Cached, KeyRef};
-use super::forward::{name_from_wire, ForwardError, Forwarder};
+use super::forward::{ForwardError, Forwarder};
+use super::hickory_bridge::name_from_wire;
 use crate::wire::Rcode;
 
 /// TTL of every record in a stale answer. RFC 8767 section 4 recommends 30 s: long enough

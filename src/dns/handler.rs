@@ -3,9 +3,14 @@
 //! Owns: the order of checks (parse, allow list, TSIG, EDNS version, class), the split between
 //! the synchronous path (owned names and cache hits, answered at once from the current
 //! table and cache) and the asynchronous path (upstream forwarding and owned CNAMEs that
-//! leave the table, with [`stale`](super::stale) answers when the upstreams fail). Must
-//! not: block, lock, allocate on the synchronous path beyond the caller's buffer, or log
-//! per query above debug level.
+//! leave the table, with [`stale`] answers when the upstreams fail). Must
+//! not: block, lock, allocate on the synchronous path beyond the caller's buffer, log per
+//! query above debug level, or convert between hickory's types and the hot path's
+//! ([`crate::wire`]) itself: on the asynchronous path [`super::hickory_bridge`] does.
+//!
+//! The synchronous path, [`Handler::respond_now`], is a few steps, each on the caller's
+//! buffer and the query's borrowed bytes: admit (parse, allow list), refuse what no name is
+//! served for (TSIG, EDNS version, class), then answer from the table or the cache.
 
 use std::net::IpAddr;
 use std::sync::Arc;

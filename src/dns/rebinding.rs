@@ -12,7 +12,9 @@
 //! operator finds the internal domains to list in `private_domains`. Must not: touch owned
 //! names' answers (the table's, private by design) or the answer to an owned CNAME chain
 //! that leaves the table (the handler never filters it), or run per query on the hot path:
-//! it runs once per upstream answer, and cache hits serve what it left.
+//! it runs once per upstream answer, and cache hits serve what it left. It works on an
+//! [`UpstreamAnswer`] ([`super::upstream_answer`]) and never imports the forwarder that
+//! calls it.
 //!
 //! Exempt names are kept as lower-case wire names in hash sets; a check walks the checked
 //! name's suffixes, so its cost does not grow with the number of owned names.

@@ -30,7 +30,9 @@ use hickory_proto::rr::rdata::{A, CNAME};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use pathdns::config::Config;
 use pathdns::dns::cache::KeyRef;
-use pathdns::dns::forward::{name_from_wire, Forwarder, UpstreamAnswer};
+use pathdns::dns::forward::Forwarder;
+use pathdns::dns::hickory_bridge::name_from_wire;
+use pathdns::dns::upstream_answer::UpstreamAnswer;
 use pathdns::dns::{Handler, Step, Transport};
 use pathdns::failover::{self, Selection};
 use pathdns::health::Verdict;
@@ -542,8 +544,9 @@ fn prepared_body(flags: u8, counts: [u16; 3], body: &[u8]) {
     }
 }
 
-/// What the forwarder does with an upstream's answer (`UpstreamAnswer::from_response` and
-/// `Forwarder::store` in src/dns/forward.rs), then the cached response as a client gets it.
+/// What the forwarder does with an upstream's answer (`UpstreamAnswer::from_response` in
+/// src/dns/upstream_answer.rs, `Forwarder::store` in src/dns/forward.rs), then the cached
+/// response as a client gets it.
 fn upstream_message(data: &[u8]) {
     let Ok(message) = Message::from_vec(data) else {
         return;

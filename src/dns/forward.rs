@@ -5,30 +5,31 @@
 //! truncation, random source ports and IDs, replies checked against the question, the QR
 //! bit and the opcode, optional 0x20 case randomization, identical in-flight queries
 //! coalesced), the per-query time budget, the rebinding filter's place (after the fetch,
-//! before the cache), turning upstream answers into cached [`Prepared`] responses
-//! (TTL-bounded, TTL 0 never kept, negative answers kept for their SOA's negative TTL,
-//! truncated answers never kept, malformed records never encoded), and finding the expired
-//! entries that serve-stale may use. Must not: touch the owned names' table or wait without
-//! a deadline.
+//! before the cache), turning [`UpstreamAnswer`]s into cached
+//! [`Prepared`](crate::wire::Prepared) responses (TTL-bounded, TTL 0 never kept, negative
+//! answers kept for their SOA's negative TTL, truncated answers never kept, malformed
+//! records never encoded), and finding the expired entries that serve-stale may use. Must
+//! not: touch the owned names' table, wait without a deadline, or convert between hickory's
+//! types and the hot path's itself ([`super::hickory_bridge`] does, encoding included).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use hickory_proto::op::{DnsRequestOptions, Message, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
-use hickory_proto::serialize::binary::BinDecodable;
+use hickory_proto::op::DnsRequestOptions;
+use hickory_proto::rr::{Name, Record};
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverOpts};
 use hickory_resolver::net::xfer::DnsHandle;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::{NameServerPool, PoolContext, TlsConfig};
 
-use super::cache::{AnswerCache, Cached, KeyRef, MAX_LIFETIME, MAX_NEGATIVE_LIFETIME};
+use super::cache::{AnswerCache, Cached, KeyRef};
+use super::hickory_bridge::{self, BadName, EncodeError, Sections};
 use super::rebinding::RebindingFilter;
 use super::stats::QueryStats;
-use super::upstream::{check_header, check_records, BadReply, CheckedConnections};
+use super::upstream::{check_records, BadReply, CheckedConnections};
+use super::upstream_answer::UpstreamAnswer;
 use crate::config::{StaleSettings, UpstreamSettings};
-use crate::wire::{Prepared, Rcode, HEADER_LEN};
 
 /// Why a forwarded query got no answer (the client then gets SERVFAIL).
 #[derive(Debug, thiserror::Error)]
@@ -45,15 +46,16 @@ pub enum ForwardError {
     BadReply(#[from] BadReply),
 }
 
-/// An upstream's answer, decoded.
-#[derive(Debug, Clone)]
-pub struct UpstreamAnswer {
-    pub rcode: ResponseCode,
-    pub answers: Vec<Record>,
-    pub authorities: Vec<Record>,
-    pub additionals: Vec<Record>,
-    /// How long it may be cached, in seconds (0: not at all).
-    pub lifetime: u32,
+impl From<BadName> for ForwardError {
+    fn from(_: BadName) -> ForwardError {
+        ForwardError::BadName
+    }
+}
+
+impl From<EncodeError> for ForwardError {
+    fn from(err: EncodeError) -> ForwardError {
+        ForwardError::Encode(err.to_string())
+    }
 }
 
 pub struct Forwarder {
@@ -125,7 +127,7 @@ impl Forwarder {
         key: &KeyRef<'_>,
         stats: &QueryStats,
     ) -> Result<Arc<Cached>, ForwardError> {
-        let name = name_from_wire(key.name)?;
+        let name = hickory_bridge::name_from_wire(key.name)?;
         let mut answer = self.fetch(name.clone(), key.qtype, key.qclass).await?;
         let stripped = self.rebinding.strip(&name, &mut answer);
         stats.rebinding_stripped(stripped);
@@ -139,8 +141,7 @@ impl Forwarder {
         qtype: u16,
         qclass: u16,
     ) -> Result<UpstreamAnswer, ForwardError> {
-        let mut query = Query::query(name, RecordType::from(qtype));
-        query.set_query_class(DNSClass::from(qclass));
+        let query = hickory_bridge::question(name, qtype, qclass);
         let mut options = DnsRequestOptions::default();
         options.recursion_desired = true;
         options.use_edns = true;
@@ -148,23 +149,9 @@ impl Forwarder {
         match tokio::time::timeout(self.budget, responses.next()).await {
             Err(_) => Err(ForwardError::Timeout(self.budget)),
             Ok(None) => Err(ForwardError::Upstream("no response".into())),
-            Ok(Some(Ok(response))) => UpstreamAnswer::from_response(&response),
+            Ok(Some(Ok(response))) => Ok(UpstreamAnswer::from_response(&response)?),
             Ok(Some(Err(NetError::Dns(DnsError::NoRecordsFound(no_records))))) => {
-                let authorities = match (&no_records.authorities, &no_records.soa) {
-                    (Some(authorities), _) => authorities.to_vec(),
-                    (None, Some(soa)) => vec![soa.clone().into_record_of_rdata()],
-                    (None, None) => Vec::new(),
-                };
-                Ok(UpstreamAnswer {
-                    rcode: no_records.response_code,
-                    answers: Vec::new(),
-                    authorities,
-                    additionals: Vec::new(),
-                    lifetime: no_records
-                        .negative_ttl
-                        .unwrap_or(0)
-                        .min(MAX_NEGATIVE_LIFETIME),
-                })
+                Ok(UpstreamAnswer::from_no_records(&no_records))
             }
             Ok(Some(Err(NetError::Timeout))) => Err(ForwardError::Timeout(self.budget)),
             Ok(Some(Err(err))) => Err(ForwardError::Upstream(err.to_string())),
@@ -190,39 +177,13 @@ impl Forwarder {
                 .chain(&answer.authorities)
                 .chain(&answer.additionals),
         )?;
-        let mut message = Message::response(0, OpCode::Query);
-        let mut query = Query::query(question_name.clone(), RecordType::from(key.qtype));
-        query.set_query_class(DNSClass::from(key.qclass));
-        message.add_query(query);
-        // Owner names in lower case, like the question: records of the question name then
-        // compress to it and reach the client in the client's own case, whatever case the
-        // upstream wrote (0x20 makes that random).
-        let lower = |records: Vec<Record>| {
-            records.into_iter().map(|mut record| {
-                record.name = record.name.to_lowercase();
-                record
-            })
+        let sections = Sections {
+            answers: leading.into_iter().chain(answer.answers),
+            authorities: answer.authorities,
+            additionals: answer.additionals,
         };
-        message.add_answers(lower(leading));
-        message.add_answers(lower(answer.answers));
-        message.add_authorities(lower(answer.authorities));
-        message.add_additionals(lower(answer.additionals));
-        let counts = [
-            message.answers.len() as u16,
-            message.authorities.len() as u16,
-            message.additionals.len() as u16,
-        ];
-        let bytes = message
-            .to_vec()
-            .map_err(|err| ForwardError::Encode(err.to_string()))?;
-        // The body starts after the header and a question of the key's (same-length) name.
-        let body_start = HEADER_LEN + key.name.len() + 4;
-        let body = bytes
-            .get(body_start..)
-            .ok_or_else(|| ForwardError::Encode("short message".into()))?;
-        let rcode = Rcode::from_code(u16::from(answer.rcode));
-        let prepared = Prepared::from_encoded(rcode, authoritative, counts, body)
-            .ok_or_else(|| ForwardError::Encode("records do not match counts".into()))?;
+        let prepared =
+            hickory_bridge::prepare(key, question_name, answer.rcode, authoritative, sections)?;
         let cached = Arc::new(Cached::new(prepared, answer.lifetime));
         if answer.lifetime > 0 {
             self.cache.insert(key, cached.clone());
@@ -233,49 +194,4 @@ impl Forwarder {
     pub fn cache_len(&self) -> usize {
         self.cache.len()
     }
-}
-
-impl UpstreamAnswer {
-    /// What pathdns keeps of an upstream's reply: its records (OPT left out), cached for
-    /// the smallest TTL among them, or not at all when it was truncated or a TTL is 0.
-    /// A reply that is not a response to a QUERY is refused (the connections under the
-    /// pool refuse those already; this holds for replies from anywhere else too); a
-    /// malformed record is refused by [`Forwarder::store`], which every answer goes
-    /// through before it is encoded.
-    pub fn from_response(response: &Message) -> Result<UpstreamAnswer, ForwardError> {
-        check_header(response)?;
-        let ttls = response
-            .answers
-            .iter()
-            .chain(response.authorities.iter())
-            .map(|record| record.ttl);
-        let rcode = response.metadata.response_code;
-        // Only answers and negative answers (RFC 2308) are cached; REFUSED, YXDOMAIN and
-        // the like are passed on once and asked again next time.
-        let cacheable = matches!(rcode, ResponseCode::NoError | ResponseCode::NXDomain);
-        let lifetime = if response.metadata.truncation || !cacheable {
-            0
-        } else {
-            ttls.min().unwrap_or(0).min(MAX_LIFETIME)
-        };
-        Ok(UpstreamAnswer {
-            rcode,
-            answers: response.answers.clone(),
-            authorities: response.authorities.clone(),
-            additionals: response
-                .additionals
-                .iter()
-                .filter(|r| r.record_type() != RecordType::OPT)
-                .cloned()
-                .collect(),
-            lifetime,
-        })
-    }
-}
-
-/// A hickory name from a wire-form name.
-pub fn name_from_wire(wire: &[u8]) -> Result<Name, ForwardError> {
-    let mut name = Name::from_bytes(wire).map_err(|_| ForwardError::BadName)?;
-    name.set_fqdn(true);
-    Ok(name)
 }

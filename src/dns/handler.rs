@@ -3,9 +3,14 @@
 //! Owns: the order of checks (parse, allow list, TSIG, EDNS version, class), the split between
 //! the synchronous path (owned names and cache hits, answered at once from the current
 //! table and cache) and the asynchronous path (upstream forwarding and owned CNAMEs that
-//! leave the table, with [`stale`](super::stale) answers when the upstreams fail). Must
-//! not: block, lock, allocate on the synchronous path beyond the caller's buffer, or log
-//! per query above debug level.
+//! leave the table, with [`stale`] answers when the upstreams fail). Must
+//! not: block, lock, allocate on the synchronous path beyond the caller's buffer, log per
+//! query above debug level, or convert between hickory's types and the hot path's
+//! ([`crate::wire`]) itself: on the asynchronous path [`super::hickory_bridge`] does.
+//!
+//! The synchronous path, [`Handler::respond_now`], is a few steps, each on the caller's
+//! buffer and the query's borrowed bytes: admit (parse, allow list), refuse what no name is
+//! served for (TSIG, EDNS version, class), then answer from the table or the cache.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -17,9 +22,11 @@ use hickory_proto::rr::{RData, Record};
 use ipnet::IpNet;
 
 use super::cache::{CacheKey, Cached, KeyRef};
-use super::forward::{name_from_wire, ForwardError, Forwarder, UpstreamAnswer};
+use super::forward::{ForwardError, Forwarder};
+use super::hickory_bridge::name_from_wire;
 use super::stale::{self, Outcome};
 use super::stats::{QueryStats, Source};
+use super::upstream_answer::UpstreamAnswer;
 use crate::table::{Answer, LiveTable, UpstreamCname};
 use crate::wire::{
     self, lowercase_name, parse_query, Parsed, Query, Rcode, ResponseOptions, CLASS_ANY, CLASS_IN,
@@ -99,89 +106,135 @@ impl Handler {
         out: &mut Vec<u8>,
     ) -> Step {
         let settings = self.settings.load();
-        let query = match parse_query(packet) {
+        let query = match self.admit(packet, client, &settings, out) {
+            Ok(query) => query,
+            Err(step) => return step,
+        };
+        if let Some(step) = self.refuse_unserved(&query, transport, out) {
+            return step;
+        }
+        self.answer_now(&query, &settings.forwarder, transport.limit(&query), out)
+    }
+
+    /// The query in `packet` if it is one this client may ask; otherwise what was done
+    /// instead (nothing sent, or REFUSED, FORMERR or NOTIMP written to `out`).
+    fn admit<'p>(
+        &self,
+        packet: &'p [u8],
+        client: IpAddr,
+        settings: &Settings,
+        out: &mut Vec<u8>,
+    ) -> Result<Query<'p>, Step> {
+        match parse_query(packet) {
             Parsed::Drop => {
                 self.stats.dropped();
-                return Step::Silent;
+                Err(Step::Silent)
             }
-            _ if !settings.allowed(client) => {
-                return match parse_query(packet) {
-                    Parsed::Query(query) => {
-                        wire::write_error(&query, Rcode::Refused, false, out);
-                        self.reply(Source::Refused, query.qtype, out)
-                    }
-                    _ => {
-                        self.stats.dropped();
-                        Step::Silent
-                    }
-                };
-            }
+            parsed if !settings.allowed(client) => match parsed {
+                Parsed::Query(query) => {
+                    wire::write_error(&query, Rcode::Refused, false, out);
+                    Err(self.reply(Source::Refused, query.qtype, out))
+                }
+                _ => {
+                    self.stats.dropped();
+                    Err(Step::Silent)
+                }
+            },
             Parsed::FormErr {
                 id,
                 flags,
                 question,
             } => {
                 wire::write_header_only(id, flags, Rcode::FormErr, question, out);
-                return self.reply(Source::Error, 0, out);
+                Err(self.reply(Source::Error, 0, out))
             }
             Parsed::NotImp { id, flags } => {
                 wire::write_header_only(id, flags, Rcode::NotImp, None, out);
-                return self.reply(Source::Error, 0, out);
+                Err(self.reply(Source::Error, 0, out))
             }
-            Parsed::Query(query) => query,
-        };
+            Parsed::Query(query) => Ok(query),
+        }
+    }
+
+    /// The answer to a query pathdns serves for no name: a TSIG-signed one, an EDNS version
+    /// above 0, a class other than IN and ANY.
+    fn refuse_unserved(
+        &self,
+        query: &Query<'_>,
+        transport: Transport,
+        out: &mut Vec<u8>,
+    ) -> Option<Step> {
         // pathdns holds no TSIG keys: a signed query is answered NOTAUTH/BADKEY, for owned
         // and forwarded names alike (forwarding it without its signature would hand the
         // client an unsigned answer to a question it wanted signed).
         if let Some(tsig) = &query.tsig {
-            wire::write_badkey(&query, tsig, transport.limit(&query), out);
-            return self.reply(Source::Error, query.qtype, out);
+            wire::write_badkey(query, tsig, transport.limit(query), out);
+            return Some(self.reply(Source::Error, query.qtype, out));
         }
         if query.edns.is_some_and(|edns| edns.version > 0) {
-            wire::write_error(&query, Rcode::NoError, true, out);
-            return self.reply(Source::Error, query.qtype, out);
+            wire::write_error(query, Rcode::NoError, true, out);
+            return Some(self.reply(Source::Error, query.qtype, out));
         }
         if query.qclass != CLASS_IN && query.qclass != CLASS_ANY {
-            wire::write_error(&query, Rcode::Refused, false, out);
-            return self.reply(Source::Refused, query.qtype, out);
+            wire::write_error(query, Rcode::Refused, false, out);
+            return Some(self.reply(Source::Refused, query.qtype, out));
         }
-        let limit = transport.limit(&query);
+        None
+    }
+
+    /// An owned name's answer from the current table, else a fresh cached one, else
+    /// [`Step::Upstream`]; `limit` bounds the response.
+    fn answer_now(
+        &self,
+        query: &Query<'_>,
+        forwarder: &Forwarder,
+        limit: usize,
+        out: &mut Vec<u8>,
+    ) -> Step {
         let mut buf = [0u8; 256];
         let qname = lowercase_name(query.qname, &mut buf);
-        let key = KeyRef {
-            name: qname,
-            qtype: query.qtype,
-            qclass: query.qclass,
-        };
         let table = self.table.load();
-        let cached = match table
+        match table
             .lookup(qname)
             .map(|answers| answers.for_type(query.qtype))
         {
             Some(Answer::Ready(prepared)) => {
-                let options = ResponseOptions {
-                    recursion_available: true,
-                    age: 0,
-                    limit,
-                };
-                wire::write_response(&query, prepared, options, out);
-                return self.reply(Source::Owned, query.qtype, out);
+                wire::write_response(query, prepared, fresh(limit), out);
+                self.reply(Source::Owned, query.qtype, out)
             }
             Some(Answer::Refused) => {
-                wire::write_error(&query, Rcode::Refused, false, out);
-                return self.reply(Source::Refused, query.qtype, out);
+                wire::write_error(query, Rcode::Refused, false, out);
+                self.reply(Source::Refused, query.qtype, out)
             }
             // Owned CNAMEs that leave the table are cached under the owned name.
-            Some(Answer::ChaseUpstream(_)) | None => settings.forwarder.cached(&key),
-        };
-        match cached {
+            Some(Answer::ChaseUpstream(_)) | None => {
+                let key = KeyRef {
+                    name: qname,
+                    qtype: query.qtype,
+                    qclass: query.qclass,
+                };
+                self.answer_cached(query, &key, forwarder, limit, out)
+            }
+        }
+    }
+
+    /// A fresh cached answer for `key`, aged, else [`Step::Upstream`].
+    fn answer_cached(
+        &self,
+        query: &Query<'_>,
+        key: &KeyRef<'_>,
+        forwarder: &Forwarder,
+        limit: usize,
+        out: &mut Vec<u8>,
+    ) -> Step {
+        match forwarder.cached(key) {
             Some((entry, age)) => {
                 let options = ResponseOptions {
                     recursion_available: true,
                     age,
                     limit,
                 };
-                wire::write_response(&query, &entry.prepared, options, out);
+                wire::write_response(query, &entry.prepared, options, out);
                 self.stats.cache_hit();
                 self.reply(Source::Forwarded, query.qtype, out)
             }
@@ -224,12 +277,7 @@ impl Handler {
         let resolve = move || resolve(forwarder, owned_key, chase, stats);
         match stale::answer(&key, candidate, resolve).await {
             Outcome::Fresh(entry) => {
-                let options = ResponseOptions {
-                    recursion_available: true,
-                    age: 0,
-                    limit,
-                };
-                wire::write_response(&query, &entry.prepared, options, out);
+                wire::write_response(&query, &entry.prepared, fresh(limit), out);
             }
             Outcome::Stale(entry) => {
                 self.stats.stale_answer();
@@ -290,13 +338,7 @@ async fn chase_upstream(
         Ok(answer) => answer,
         // The chain is ours and still true; say so even when the target cannot be
         // resolved right now, without caching that.
-        Err(_) => UpstreamAnswer {
-            rcode: ResponseCode::ServFail,
-            answers: Vec::new(),
-            authorities: Vec::new(),
-            additionals: Vec::new(),
-            lifetime: 0,
-        },
+        Err(_) => UpstreamAnswer::without_records(ResponseCode::ServFail),
     };
     let chain_ttl = upstream.links.iter().map(|l| l.ttl).min().unwrap_or(0);
     let leading = upstream
@@ -312,6 +354,15 @@ async fn chase_upstream(
         ..answer
     };
     forwarder.store(key, &question, answer, leading, true)
+}
+
+/// How a response is flagged that is sent as it was made (not aged): RA, within `limit`.
+fn fresh(limit: usize) -> ResponseOptions {
+    ResponseOptions {
+        recursion_available: true,
+        age: 0,
+        limit,
+    }
 }
 
 /// How a query arrived: it bounds the response size.

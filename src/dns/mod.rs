@@ -1,9 +1,11 @@
 //! The DNS server: sockets, the per-query handler and forwarding.
 //!
 //! Owns: [`bind`] (UDP and TCP on each listen address, all or nothing), the UDP and TCP
-//! serving loops, [`handler`] (what to answer), [`forward`], [`upstream`], [`rebinding`] and
-//! [`cache`] (names pathdns does not own), and [`stale`] (serve-stale, RFC 8767, when the
-//! upstreams fail). Reads the answer table; never writes it.
+//! serving loops, [`handler`] (what to answer), [`forward`], [`upstream`],
+//! [`upstream_answer`], [`rebinding`] and [`cache`] (names pathdns does not own), [`stale`]
+//! (serve-stale, RFC 8767, when the upstreams fail), and [`hickory_bridge`], the one place
+//! where hickory's types and the hot path's ([`crate::wire`]) are converted. Reads the
+//! answer table; never writes it.
 //!
 //! Why our own listener on hickory-proto rather than hickory-server: hickory-server 0.26
 //! spawns a task per UDP query without bound, answers queries on one TCP connection one at
@@ -15,12 +17,14 @@
 pub mod cache;
 pub mod forward;
 pub mod handler;
+pub mod hickory_bridge;
 pub mod rebinding;
 pub mod stale;
 pub mod stats;
 mod tcp;
 mod udp;
 pub mod upstream;
+pub mod upstream_answer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -12,7 +12,9 @@
 //! operator finds the internal domains to list in `private_domains`. Must not: touch owned
 //! names' answers (the table's, private by design) or the answer to an owned CNAME chain
 //! that leaves the table (the handler never filters it), or run per query on the hot path:
-//! it runs once per upstream answer, and cache hits serve what it left.
+//! it runs once per upstream answer, and cache hits serve what it left. It works on an
+//! [`UpstreamAnswer`] ([`super::upstream_answer`]) and never imports the forwarder that
+//! calls it.
 //!
 //! Exempt names are kept as lower-case wire names in hash sets; a check walks the checked
 //! name's suffixes, so its cost does not grow with the number of owned names.
@@ -24,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::rr::{Name, RData, Record};
 
-use super::forward::UpstreamAnswer;
+use super::upstream_answer::UpstreamAnswer;
 use crate::config::RebindingSettings;
 use crate::table::wire_name;
 use crate::wire::parent_suffixes;

@@ -4,8 +4,9 @@
 //! Owns: the race between a resolution and the client response timer, the failure recheck
 //! timer, and the stale answer's TTL. Must not: touch the hot path (fresh cache hits never
 //! come here, and a stale entry is never served from it), decide what is cacheable (the
-//! forwarder does), or write wire bytes (the handler does, with
-//! [`wire::write_stale_response`](crate::wire::write_stale_response)).
+//! forwarder does), write wire bytes (the handler does, with
+//! [`wire::write_stale_response`](crate::wire::write_stale_response)), or convert hickory's
+//! types itself ([`super::hickory_bridge`] does).
 //!
 //! For a query whose cached answer expired less than `stale_max_age` ago:
 //!
@@ -34,7 +35,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::cache::{Cached, KeyRef};
-use super::forward::{name_from_wire, ForwardError, Forwarder};
+use super::forward::{ForwardError, Forwarder};
+use super::hickory_bridge::name_from_wire;
 use crate::wire::Rcode;
 
 /// TTL of every record in a stale answer. RFC 8767 section 4 recommends 30 s: long enough

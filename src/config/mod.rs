@@ -6,21 +6,27 @@
 //! Must not: touch the network, or read the host anywhere but the load step below.
 //!
 //! ```text
-//!  text ──parse──▶ raw::RawConfig ──┬──────────────────────────────▶ validate ──▶ Config
-//!  (file)          (serde schema,   │                                 (pure rules,
-//!                   spans kept)     └─▶ facts::HostFacts ────────────▶ no host reads)
-//!                                       (the load step: resolv.conf,        │
-//!                                        interfaces, ICMP, CA files)        ▼
-//!                                                                  preset: [[registry]]
-//!                                                                  expanded with the
-//!                                                                  validate rules
+//!  config text (a file, or the embedded demo)
+//!    │  parse      TOML syntax and serde's type errors, placed by span      parse.rs
+//!    ▼
+//!  RawConfig       the schema as written, spans kept                        raw.rs
+//!    │  facts      the load step: every host read, once, for what the       facts.rs
+//!    │             raw config names (resolv.conf, interfaces, ICMP, CA files)
+//!    ▼
+//!  RawConfig + HostFacts
+//!    │  validate   pure rules, no host or filesystem reads: server,          validate/
+//!    │             names, probes, [[name]]s, upstream, stale, rebinding,
+//!    │             control, log, alerts
+//!    │  expand     [[registry]] into owned names, with validate's rules      preset.rs
+//!    │  table      the whole name table: duplicates, CNAME loops             validate/table.rs
+//!    ▼
+//!  Config          the output types                                          settings.rs
 //! ```
 //!
-//! The stages, each a room that imports only the ones before it: [`raw`] (schema only),
-//! `parse` (TOML errors), `facts` (the host, read once), `validate` (server, names, the
-//! name table, upstream, stale, rebinding, probes, operations), `preset` (expansion), and
-//! `settings` (the output types). `error` places every message ([`ConfigError`], `Site`).
-//! This file only runs the stages in order.
+//! Every stage places its messages through `error::Site` (`file:line:column: field:
+//! message`, [`ConfigError`]). `error`, `raw` and `settings` are the shared vocabulary and
+//! import no other room; otherwise a room imports only the stages before it (`validate`
+//! never imports `preset`, nothing imports this file). This file only runs the stages.
 
 mod error;
 mod facts;

@@ -2,8 +2,10 @@
 //!
 //! Owns: turning a file (or the embedded demo text) into a validated [`Config`] whose every
 //! name is expanded, lower-cased and checked, or into one [`ConfigError`] that names the
-//! file, line and field; and telling pathdns's own listen addresses ([`is_own_address`]).
-//! Must not: touch the network, or read the host anywhere but the load step below.
+//! file, line and field; telling pathdns's own listen addresses ([`is_own_address`]); and,
+//! asked of a validated config, which targets the host would not reach
+//! ([`Config::conflicts`]). Must not: touch the network, or read the host anywhere but the
+//! load step below and that question.
 //!
 //! ```text
 //!  config text (a file, or the embedded demo)
@@ -36,6 +38,7 @@ pub mod raw;
 mod settings;
 mod validate;
 
+use std::net::IpAddr;
 use std::path::Path;
 
 pub use error::ConfigError;
@@ -81,6 +84,22 @@ impl Config {
     /// The embedded demo configuration.
     pub fn demo() -> Result<Config, ConfigError> {
         Self::parse(DEMO_CONFIG, "<embedded demo config>")
+    }
+}
+
+impl Config {
+    /// Targets the host would not reach over the private path (the 100.0.0.0/8 trap). Not a
+    /// stage of the pipeline: a question about the host, asked of a validated config.
+    pub fn conflicts(&self) -> Vec<crate::host::Finding> {
+        let addresses: Vec<Vec<IpAddr>> = self.names.iter().map(OwnedName::addresses).collect();
+        crate::host::findings(self.names.iter().zip(&addresses).map(|(name, addrs)| {
+            (
+                name.display(),
+                name.role.to_string(),
+                addrs.as_slice(),
+                name.health.interface.as_deref(),
+            )
+        }))
     }
 }
 

@@ -10,6 +10,8 @@
 use std::net::IpAddr;
 use std::ops::Range;
 
+use hickory_proto::rr::Name;
+
 use super::error::{ConfigError, Site};
 use super::facts::HostFacts;
 use super::raw::{HealthChecks, RawBackup, RawRegistry};
@@ -85,19 +87,14 @@ impl Preset<'_> {
 
     /// A preset name, blamed on `field` at `span` if the labels make no valid name (too
     /// long, say).
-    fn name(
-        &self,
-        text: String,
-        span: Range<usize>,
-        field: &str,
-    ) -> Result<hickory_proto::rr::Name, ConfigError> {
+    fn name(&self, text: String, span: Range<usize>, field: &str) -> Result<Name, ConfigError> {
         parse_name(&text).map_err(|msg| self.site.at(span, &self.at(field), msg))
     }
 
     /// A candidate answered from the value written at `span` as `field`.
     fn candidate(
         &self,
-        name: hickory_proto::rr::Name,
+        name: Name,
         answer: AnswerSpec,
         role: Role,
         health: HealthSettings,

@@ -169,21 +169,6 @@ impl OwnedName {
     }
 }
 
-impl Config {
-    /// Targets the host would not reach over the private path (the 100.0.0.0/8 trap).
-    pub fn conflicts(&self) -> Vec<crate::host::Finding> {
-        let addresses: Vec<Vec<IpAddr>> = self.names.iter().map(OwnedName::addresses).collect();
-        crate::host::findings(self.names.iter().zip(&addresses).map(|(name, addrs)| {
-            (
-                name.display(),
-                name.role.to_string(),
-                addrs.as_slice(),
-                name.health.interface.as_deref(),
-            )
-        }))
-    }
-}
-
 /// What an owned name answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AnswerSpec {

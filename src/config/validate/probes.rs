@@ -139,7 +139,7 @@ fn written_probes<'c>(
     }
 }
 
-/// A preset's probes apply to its names with addresses; a [[name]] that answers a CNAME has
+/// A preset's probes apply to its names with addresses; a `[[name]]` that answers a CNAME has
 /// nothing to probe, and saying otherwise is a mistake worth reporting.
 fn no_probes_for_a_cname(
     checks: HealthChecks<'_>,

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context};
 
-use pathdns::config::operations::DEFAULT_CONTROL;
+use pathdns::config::DEFAULT_CONTROL;
 use pathdns::events::unix_ms;
 use pathdns::status::{StatusReport, TargetStatus};
 

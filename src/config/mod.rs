@@ -1,193 +1,95 @@
-//! Configuration: the TOML file, its validation and the registry preset.
+//! Configuration: the TOML file, its validation and the registry preset, as one pipeline.
 //!
 //! Owns: turning a file (or the embedded demo text) into a validated [`Config`] whose every
 //! name is expanded, lower-cased and checked, or into one [`ConfigError`] that names the
-//! file, line and field; and how pathdns reads a resolv.conf's nameservers and tells its
-//! own listen addresses ([`resolv_conf_nameservers`], [`is_own_address`]). Must not: touch
-//! the network (beyond reading resolv.conf for `"system"` upstreams and the host's search
-//! domains) or know how answers are served.
+//! file, line and field; telling pathdns's own listen addresses ([`is_own_address`]); and,
+//! asked of a validated config, which targets the host would not reach
+//! ([`Config::conflicts`]). Must not: touch the network, or read the host anywhere but the
+//! load step below and that question.
 //!
-//! Flow: [`raw`] (serde schema) -> `validate` (names, addresses, upstream loops) with
-//! `preset` expanding `[[registry]]` -> [`Config`].
+//! ```text
+//!  config text (a file, or the embedded demo)
+//!    │  parse      TOML syntax and serde's type errors, placed by span      parse.rs
+//!    ▼
+//!  RawConfig       the schema as written, spans kept                        raw.rs
+//!    │  facts      the load step: every host read, once, for what the       facts.rs
+//!    │             raw config names (resolv.conf, interfaces, ICMP, CA files)
+//!    ▼
+//!  RawConfig + HostFacts
+//!    │  validate   pure rules, no host or filesystem reads: server,          validate/
+//!    │             names, probes, [[name]]s, upstream, stale, rebinding,
+//!    │             control, log, alerts
+//!    │  expand     [[registry]] into owned names, with validate's rules      preset.rs
+//!    │  table      the whole name table: duplicates, CNAME loops             validate/table.rs
+//!    ▼
+//!  Config          the output types                                          settings.rs
+//! ```
+//!
+//! Every stage places its messages through `error::Site` (`file:line:column: field:
+//! message`, [`ConfigError`]). `error`, `raw` and `settings` are the shared vocabulary and
+//! import no other room; otherwise a room imports only the stages before it (`validate`
+//! never imports `preset`, nothing imports this file). This file only runs the stages.
 
-pub mod operations;
+mod error;
+mod facts;
+mod parse;
 mod preset;
-pub mod probes;
 pub mod raw;
+mod settings;
 mod validate;
 
-use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::Path;
-use std::time::Duration;
 
-use hickory_proto::rr::Name;
-use ipnet::IpNet;
-
-pub use operations::{AlertKind, AlertSink, ControlSettings, LogSettings};
+pub use error::ConfigError;
 pub use preset::{auth_name, oss_name, registry_name};
-pub use probes::{AllDownPolicy, HealthSettings, ProbeKind, ProbeSpec};
-pub use validate::{check_label, is_own_address, resolv_conf_nameservers};
+pub use settings::{
+    AlertKind, AlertSink, AllDownPolicy, AnswerSpec, Config, ControlSettings, Exemption,
+    HealthSettings, LogSettings, OwnedName, ProbeKind, ProbeSpec, RebindingSettings, Role,
+    ServerSettings, StaleSettings, Target, UpstreamSettings, BUILTIN_PRIVATE_DOMAINS,
+    DEFAULT_CONTROL, GLIBC_RESOLVER_TIMEOUT, UPSTREAM_GUARD,
+};
+pub use validate::names::check_label;
+pub use validate::upstream::is_own_address;
+
+use error::Site;
+use facts::HostFacts;
+use raw::RawConfig;
+use validate::owned::{plain_name, Ttls};
 
 /// The embedded configuration of `pathdns demo`: the documents' example table on an
 /// unprivileged loopback port. Its addresses are never probed or contacted.
 pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
 
-/// A validated configuration, ready to build an answer table and start listeners from.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Where it came from, for messages.
-    pub source: String,
-    pub server: ServerSettings,
-    pub upstream: UpstreamSettings,
-    /// Every owned name, presets expanded, in file order.
-    pub names: Vec<OwnedName>,
-    pub control: ControlSettings,
-    pub log: LogSettings,
-    pub alerts: Vec<AlertSink>,
-}
-
-#[derive(Debug, Clone)]
-pub struct ServerSettings {
-    pub listen: Vec<SocketAddr>,
-    pub allow: Vec<IpNet>,
-    pub max_tcp_connections: usize,
-    pub tcp_idle_timeout: Duration,
-    pub max_queries_per_connection: usize,
-}
-
-/// Everything about forwarding; a reload keeps the forwarder (and its cache) while it
-/// [`forwards_like`](UpstreamSettings::forwards_like) the previous settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamSettings {
-    /// Resolved upstream addresses, pathdns's own listen addresses removed.
-    pub servers: Vec<SocketAddr>,
-    /// The upstream pool's own deadline for one query over every upstream.
-    pub timeout: Duration,
-    pub cache_size: usize,
-    /// A cap of the serving loops (sized at start), not of the forwarder.
-    pub max_in_flight: usize,
-    /// Serve-stale (RFC 8767); `None` with `serve_stale = false`.
-    pub stale: Option<StaleSettings>,
-    /// Send forwarded query names in random case (0x20) and refuse replies that do not
-    /// echo it exactly.
-    pub case_randomization: bool,
-    pub rebinding: RebindingSettings,
-}
-
-/// What pathdns adds to `upstream.timeout` before it gives up on a query itself, so that
-/// the upstream pool's own timeout, not ours, ends the query.
-pub const UPSTREAM_GUARD: Duration = Duration::from_millis(250);
-
-/// How long glibc's stub resolver waits for one nameserver by default (`options timeout:5`
-/// in resolv.conf, RES_TIMEOUT). pathdns's per-query budget stays below it, so that a
-/// client sees pathdns's answer (SERVFAIL or stale) instead of its own timeout and retry.
-pub const GLIBC_RESOLVER_TIMEOUT: Duration = Duration::from_secs(5);
-
-impl UpstreamSettings {
-    /// The whole time a forwarded query may take before its client gets SERVFAIL.
-    pub fn budget(&self) -> Duration {
-        self.timeout + UPSTREAM_GUARD
+impl Config {
+    /// Reads and validates a config file. A missing file is an error, never a default.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.display().to_string(),
+            error,
+        })?;
+        Self::parse(&text, &path.display().to_string())
     }
 
-    /// Whether a forwarder built from `other` would be the one built from these: every
-    /// setting equal but `max_in_flight`, which the forwarder does not use.
-    pub fn forwards_like(&self, other: &UpstreamSettings) -> bool {
-        *self
-            == UpstreamSettings {
-                max_in_flight: self.max_in_flight,
-                ..other.clone()
-            }
-    }
-}
-
-/// Serve-stale (RFC 8767): answers kept past their TTL, for when the upstreams fail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StaleSettings {
-    /// How long past its expiry an answer may still be served (RFC 8767's maximum stale
-    /// timer).
-    pub max_age: Duration,
-    /// How long a client waits for the upstreams before it gets the stale answer (RFC 8767's
-    /// client response timer). Shorter than `timeout`.
-    pub answer_after: Duration,
-}
-
-/// Domains whose names may resolve to private addresses whatever `private_domains` says
-/// (their subdomains too): Alibaba Cloud PrivateLink endpoint names, which an `oss_cname`
-/// points at and which always resolve to addresses inside a VPC, and the special-use
-/// names that are private by definition (RFC 6761 `localhost`, RFC 8375 `home.arpa`,
-/// ICANN's private-use TLD `internal`).
-pub const BUILTIN_PRIVATE_DOMAINS: [&str; 4] = [
-    "privatelink.aliyuncs.com",
-    "localhost",
-    "internal",
-    "home.arpa",
-];
-
-/// The rebinding filter: private addresses are stripped from forwarded answers, except
-/// for these names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RebindingSettings {
-    /// `[upstream] rebinding_protection`.
-    pub enabled: bool,
-    /// Names at or under these may hold private addresses: `private_domains`, then
-    /// [`BUILTIN_PRIVATE_DOMAINS`]. Lower-case, fully qualified.
-    pub private_domains: Vec<Name>,
-    /// Names owned by this config (a wildcard `*.d` stands for the names below `d`) and
-    /// the CNAME and fallback targets of owned names: the product's own answers are
-    /// private by design, also when one is forwarded (`when_all_down = "forward"`).
-    pub owned: Vec<Name>,
-    /// Every exemption above, in config order, with where it came from: what `pathdns
-    /// check` lists when the filter is on.
-    pub exemptions: Vec<Exemption>,
-}
-
-/// One name or domain the rebinding filter leaves alone, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Exemption {
-    /// Lower-case, fully qualified; a wildcard keeps its `*` label.
-    pub name: Name,
-    /// The names below `name` are exempt too (a private domain).
-    pub subdomains: bool,
-    /// Where it came from, e.g. `upstream.private_domains[0]`, `built in`, `name[2]`.
-    pub origin: String,
-}
-
-/// One name pathdns answers authoritatively.
-#[derive(Debug, Clone)]
-pub struct OwnedName {
-    /// Lower-case, fully qualified. A wildcard is stored with its `*` label.
-    pub name: Name,
-    pub answer: AnswerSpec,
-    pub ttl: u32,
-    pub role: Role,
-    /// Where in the file it came from, e.g. `registry[0].oss` or `name[2]`.
-    pub origin: String,
-    /// Probes, and what to answer when every target is down.
-    pub health: HealthSettings,
-}
-
-impl OwnedName {
-    pub fn is_wildcard(&self) -> bool {
-        self.name.is_wildcard()
+    /// Validates config text; `source` names it in messages. The load step: what the
+    /// text names on the host (its resolv.conf, interfaces, CA files) is read here, once,
+    /// and validation works from those facts alone.
+    pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
+        let site = Site { text, path: source };
+        let raw = parse::deserialize(&site)?;
+        let facts = HostFacts::read(&raw);
+        from_raw(&raw, &facts, &site)
     }
 
-    /// The name as operators write it: no trailing dot.
-    pub fn display(&self) -> String {
-        self.name.to_ascii().trim_end_matches('.').to_owned()
-    }
-
-    /// Every target address (empty for a CNAME).
-    pub fn addresses(&self) -> Vec<IpAddr> {
-        match &self.answer {
-            AnswerSpec::Targets(targets) => targets.iter().map(|t| t.addr).collect(),
-            AnswerSpec::Cname(_) => Vec::new(),
-        }
+    /// The embedded demo configuration.
+    pub fn demo() -> Result<Config, ConfigError> {
+        Self::parse(DEMO_CONFIG, "<embedded demo config>")
     }
 }
 
 impl Config {
-    /// Targets the host would not reach over the private path (the 100.0.0.0/8 trap).
+    /// Targets the host would not reach over the private path (the 100.0.0.0/8 trap). Not a
+    /// stage of the pipeline: a question about the host, asked of a validated config.
     pub fn conflicts(&self) -> Vec<crate::host::Finding> {
         let addresses: Vec<Vec<IpAddr>> = self.names.iter().map(OwnedName::addresses).collect();
         crate::host::findings(self.names.iter().zip(&addresses).map(|(name, addrs)| {
@@ -201,99 +103,43 @@ impl Config {
     }
 }
 
-/// What an owned name answers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AnswerSpec {
-    /// A/AAAA records from targets in priority groups (lower is preferred).
-    Targets(Vec<Target>),
-    /// A CNAME to another name (owned or resolved upstream).
-    Cname(Name),
+/// The pure part of the pipeline: the raw schema and the host facts to a [`Config`]. The
+/// sections are checked in file-reading order, so that a file with several mistakes
+/// always reports the same one first.
+fn from_raw(raw: &RawConfig, facts: &HostFacts, site: &Site) -> Result<Config, ConfigError> {
+    let server = validate::server::server(&raw.server, site)?;
+    let names = owned_names(raw, facts, site)?;
+    let upstream =
+        validate::upstream::upstream(&raw.upstream, &server.listen, &names, facts, site)?;
+    let control = validate::operations::control(raw.control.as_ref(), &server.listen, site)?;
+    Ok(Config {
+        source: site.path.to_owned(),
+        server,
+        upstream,
+        names,
+        control,
+        log: validate::operations::log(&raw.log, site)?,
+        alerts: validate::operations::alerts(&raw.alert, site)?,
+    })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Target {
-    pub addr: IpAddr,
-    pub priority: u8,
-}
-
-/// Why a name is owned: the preset's three roles, or a plain `[[name]]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Registry,
-    Auth,
-    Oss,
-    OssBucket,
-    OssWildcard,
-    Custom,
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Role::Registry => "registry",
-            Role::Auth => "auth",
-            Role::Oss => "oss",
-            Role::OssBucket => "oss-bucket",
-            Role::OssWildcard => "oss-wildcard",
-            Role::Custom => "name",
-        })
+/// Every owned name: the presets expanded, then the `[[name]]`s, then the whole table
+/// checked (duplicates, CNAME loops).
+fn owned_names(
+    raw: &RawConfig,
+    facts: &HostFacts,
+    site: &Site,
+) -> Result<Vec<OwnedName>, ConfigError> {
+    let ttls = Ttls::of(raw);
+    let mut candidates = Vec::new();
+    for (index, registry) in raw.registry.iter().enumerate() {
+        candidates.extend(preset::expand_registry(registry, index, ttls, facts, site)?);
     }
+    for (index, name) in raw.name.iter().enumerate() {
+        candidates.push(plain_name(name, index, ttls, facts, site)?);
+    }
+    validate::table::owned_names(candidates, site)
 }
 
-/// A configuration that cannot be used, with enough context to fix it.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{path}: cannot read config file: {}", io_reason(error))]
-    Read { path: String, error: std::io::Error },
-    #[error("{}", render_invalid(path, *location, field, message))]
-    Invalid {
-        path: String,
-        /// 1-based line and column, where the problem has a place in the file.
-        location: Option<(usize, usize)>,
-        /// The dotted field path, e.g. `registry[0].region`; empty at top level.
-        field: String,
-        message: String,
-    },
-}
-
-/// Config errors quote the OS's reason as it words it (`No such file or directory`).
-pub(crate) use crate::reason::io_reason;
-
-fn render_invalid(
-    path: &str,
-    location: Option<(usize, usize)>,
-    field: &str,
-    message: &str,
-) -> String {
-    let place = match location {
-        Some((line, column)) => format!("{path}:{line}:{column}"),
-        None => path.to_owned(),
-    };
-    if field.is_empty() {
-        format!("{place}: {message}")
-    } else {
-        format!("{place}: {field}: {message}")
-    }
-}
-
-impl Config {
-    /// Reads and validates a config file. A missing file is an error, never a default.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-            path: path.display().to_string(),
-            error,
-        })?;
-        Self::parse(&text, &path.display().to_string())
-    }
-
-    /// Validates config text; `source` names it in messages.
-    pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
-        let raw = validate::deserialize(text, source)?;
-        validate::validate(raw, text, source)
-    }
-
-    /// The embedded demo configuration.
-    pub fn demo() -> Result<Config, ConfigError> {
-        Self::parse(DEMO_CONFIG, "<embedded demo config>")
-    }
-}
+#[cfg(test)]
+mod tests;

@@ -2,8 +2,23 @@
 //! path, expanded into the names the documents tell operators to write into /etc/hosts.
 //!
 //! Owns: the naming rules of section 1 of the design (registry, dockerauth, OSS, custom
-//! bucket, OSS wildcard). Must not: validate addresses or detect duplicates; the validator
-//! does that for preset and plain names alike.
+//! bucket, OSS wildcard) and the expansion of one `[[registry]]` into owned-name
+//! candidates ([`expand_registry`]), each checked with `validate`'s rules. Must not: detect
+//! duplicates or CNAME loops (the table checks do, for preset and plain names alike), read
+//! the host, or be imported by `raw` or `validate`: expansion comes after validation.
+
+use std::net::IpAddr;
+use std::ops::Range;
+
+use hickory_proto::rr::Name;
+
+use super::error::{ConfigError, Site};
+use super::facts::HostFacts;
+use super::raw::{HealthChecks, RawBackup, RawRegistry};
+use super::settings::{AnswerSpec, HealthSettings, OwnedName, Role, Target};
+use super::validate::names::{cname_target, label, parse_name};
+use super::validate::owned::{Candidate, Ttls};
+use super::validate::probes::health_settings;
 
 /// `<instance>-registry-vpc.<region>.cr.aliyuncs.com`
 pub fn registry_name(instance: &str, region: &str) -> String {
@@ -32,6 +47,247 @@ pub fn oss_wildcard_name(region: &str) -> String {
 
 /// Priority of a preset's `backup` targets: after the primary group.
 pub const BACKUP_PRIORITY: u8 = 2;
+
+/// One `[[registry]]` being expanded: what every name of the preset shares.
+struct Preset<'a> {
+    registry: &'a RawRegistry,
+    /// `registry[N]`.
+    table: String,
+    region: String,
+    ttls: Ttls,
+    facts: &'a HostFacts,
+    site: &'a Site<'a>,
+}
+
+impl Preset<'_> {
+    /// `registry[N].field`.
+    fn at(&self, field: &str) -> String {
+        format!("{}.{field}", self.table)
+    }
+
+    fn checks(&self) -> HealthChecks<'_> {
+        self.registry.health_checks()
+    }
+
+    fn backup(&self) -> Option<&RawBackup> {
+        self.registry.backup.as_ref()
+    }
+
+    fn health(&self, role: Role, has_targets: bool) -> Result<HealthSettings, ConfigError> {
+        let checks = self.checks();
+        health_settings(
+            checks,
+            role,
+            has_targets,
+            &self.table,
+            self.facts,
+            self.site,
+        )
+    }
+
+    /// A preset name, blamed on `field` at `span` if the labels make no valid name (too
+    /// long, say).
+    fn name(&self, text: String, span: Range<usize>, field: &str) -> Result<Name, ConfigError> {
+        parse_name(&text).map_err(|msg| self.site.at(span, &self.at(field), msg))
+    }
+
+    /// A candidate answered from the value written at `span` as `field`.
+    fn candidate(
+        &self,
+        name: Name,
+        answer: AnswerSpec,
+        role: Role,
+        health: HealthSettings,
+        (span, field): (Range<usize>, &str),
+    ) -> Candidate {
+        Candidate {
+            owned: OwnedName {
+                name,
+                answer,
+                ttl: self.ttls.pick(self.registry.ttl, &health),
+                role,
+                origin: self.at(field),
+                health,
+            },
+            span: span.clone(),
+            field: self.at(field),
+            answer_span: span,
+            answer_field: self.at(field),
+        }
+    }
+}
+
+/// `registry[index]` as owned-name candidates: the registry name, the auth name (unless
+/// left out), the OSS name, and the bucket and wildcard names when asked for.
+pub(super) fn expand_registry(
+    registry: &RawRegistry,
+    index: usize,
+    ttls: Ttls,
+    facts: &HostFacts,
+    site: &Site,
+) -> Result<Vec<Candidate>, ConfigError> {
+    let table = format!("registry[{index}]");
+    let instance = label(&registry.instance, &format!("{table}.instance"), site)?;
+    let region = label(&registry.region, &format!("{table}.region"), site)?;
+    let preset = Preset {
+        registry,
+        table,
+        region,
+        ttls,
+        facts,
+        site,
+    };
+    let registry_health = preset.health(Role::Registry, true)?;
+    let mut out = vec![registry_candidate(&preset, &instance, registry_health)?];
+    out.extend(auth_candidate(&preset)?);
+    out.extend(oss_candidates(&preset)?);
+    Ok(out)
+}
+
+/// `<instance>-registry-vpc.<region>.cr.aliyuncs.com`, from `registry` and `backup.registry`.
+fn registry_candidate(
+    preset: &Preset,
+    instance: &str,
+    health: HealthSettings,
+) -> Result<Candidate, ConfigError> {
+    let registry = preset.registry;
+    if registry.registry.get_ref().is_empty() {
+        return Err(preset.site.at(
+            registry.registry.span(),
+            &preset.at("registry"),
+            "needs at least one address (look it up from inside the VPC)".into(),
+        ));
+    }
+    let targets = with_backup(
+        registry.registry.get_ref(),
+        preset.backup().map(|b| b.registry.as_slice()),
+    );
+    let name = preset.name(
+        registry_name(instance, &preset.region),
+        registry.instance.span(),
+        "instance",
+    )?;
+    let written = (registry.registry.span(), "registry");
+    Ok(preset.candidate(
+        name,
+        AnswerSpec::Targets(targets),
+        Role::Registry,
+        health,
+        written,
+    ))
+}
+
+/// `dockerauth-vpc.<region>.aliyuncs.com`, unless `auth` is left out (the instance took
+/// over the auth domain).
+fn auth_candidate(preset: &Preset) -> Result<Option<Candidate>, ConfigError> {
+    let registry = preset.registry;
+    let Some(auth) = &registry.auth else {
+        if preset.backup().is_some_and(|b| !b.auth.is_empty()) {
+            return Err(preset.site.at(
+                registry.instance.span(),
+                &preset.at("backup.auth"),
+                "backup auth addresses without primary `auth` addresses".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    if auth.get_ref().is_empty() {
+        return Err(preset.site.at(
+            auth.span(),
+            &preset.at("auth"),
+            "empty: leave `auth` out when the instance takes over the auth domain".into(),
+        ));
+    }
+    let health = preset.health(Role::Auth, true)?;
+    let name = preset.name(auth_name(&preset.region), auth.span(), "auth")?;
+    let targets = with_backup(auth.get_ref(), preset.backup().map(|b| b.auth.as_slice()));
+    let written = (auth.span(), "auth");
+    Ok(Some(preset.candidate(
+        name,
+        AnswerSpec::Targets(targets),
+        Role::Auth,
+        health,
+        written,
+    )))
+}
+
+/// The OSS name, and the custom bucket and wildcard names: one answer for all of them.
+fn oss_candidates(preset: &Preset) -> Result<Vec<Candidate>, ConfigError> {
+    let registry = preset.registry;
+    let (answer, span, field) = oss_answer(preset)?;
+    let region = &preset.region;
+    let mut names = vec![(oss_name(region), Role::Oss)];
+    if let Some(bucket) = &registry.bucket {
+        let bucket_label = label(bucket, &preset.at("bucket"), preset.site)?;
+        names.push((bucket_name(&bucket_label, region), Role::OssBucket));
+    }
+    if registry.oss_wildcard {
+        names.push((oss_wildcard_name(region), Role::OssWildcard));
+    }
+    let has_targets = matches!(answer, AnswerSpec::Targets(_));
+    let mut out = Vec::with_capacity(names.len());
+    for (text, role) in names {
+        let health = preset.health(role, has_targets)?;
+        let name = preset.name(text, span.clone(), field)?;
+        let written = (span.clone(), field);
+        out.push(preset.candidate(name, answer.clone(), role, health, written));
+    }
+    Ok(out)
+}
+
+/// The OSS names answer either addresses or a CNAME to a PrivateLink endpoint, never both;
+/// with the span and field of the key that gives the answer.
+fn oss_answer(preset: &Preset) -> Result<(AnswerSpec, Range<usize>, &'static str), ConfigError> {
+    let registry = preset.registry;
+    let site = preset.site;
+    let backup_oss = preset
+        .backup()
+        .map(|b| b.oss.as_slice())
+        .unwrap_or_default();
+    match (&registry.oss, &registry.oss_cname) {
+        (Some(oss), None) if !oss.get_ref().is_empty() => Ok((
+            AnswerSpec::Targets(with_backup(oss.get_ref(), Some(backup_oss))),
+            oss.span(),
+            "oss",
+        )),
+        (None, Some(cname)) => {
+            if !backup_oss.is_empty() {
+                return Err(site.at(
+                    cname.span(),
+                    &preset.at("backup.oss"),
+                    "backup OSS addresses do not apply when `oss_cname` is set".into(),
+                ));
+            }
+            let target = cname_target(cname, &preset.at("oss_cname"), site)?;
+            Ok((AnswerSpec::Cname(target), cname.span(), "oss_cname"))
+        }
+        (Some(oss), Some(_)) => Err(site.at(
+            oss.span(),
+            &preset.at("oss"),
+            "give either `oss` addresses or `oss_cname` (PrivateLink), not both".into(),
+        )),
+        (Some(oss), None) => Err(site.at(
+            oss.span(),
+            &preset.at("oss"),
+            "needs at least one address, or use `oss_cname` for a PrivateLink endpoint".into(),
+        )),
+        (None, None) => Err(site.at(
+            registry.instance.span(),
+            &preset.at("oss"),
+            "missing: give `oss` addresses or `oss_cname` (a PrivateLink endpoint name)".into(),
+        )),
+    }
+}
+
+/// The primary targets in the first priority group, the backup ones after them.
+fn with_backup(primary: &[IpAddr], backup: Option<&[IpAddr]>) -> Vec<Target> {
+    let primary = primary.iter().map(|&addr| Target { addr, priority: 1 });
+    let backup = backup.unwrap_or_default().iter().map(|&addr| Target {
+        addr,
+        priority: BACKUP_PRIORITY,
+    });
+    primary.chain(backup).collect()
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,10 +1,11 @@
-//! The TOML schema exactly as an operator writes it.
+//! The TOML schema exactly as an operator writes it: every `Raw*` type of the file, the
+//! probe, control, log and alert tables included.
 //!
 //! Owns: serde types with `deny_unknown_fields` and their defaults, and the parsing of
 //! values written as strings (addresses, networks, durations) with messages that quote
 //! the text ([`text`]). Must not: interpret values beyond their type (that is
-//! `validate`'s job); every value that `validate` blames is kept `Spanned`, so that its
-//! message can name the line.
+//! `validate`'s job), read the host, or import any later stage of the pipeline; every
+//! value that `validate` blames is kept `Spanned`, so that its message can name the line.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -16,7 +17,6 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
-pub use super::probes::RawProbe;
 use text::FromText;
 
 /// The whole file.
@@ -30,11 +30,11 @@ pub struct RawConfig {
     #[serde(default)]
     pub health: RawHealth,
     #[serde(default)]
-    pub control: Option<super::operations::RawControl>,
+    pub control: Option<RawControl>,
     #[serde(default)]
-    pub log: super::operations::RawLog,
+    pub log: RawLog,
     #[serde(default)]
-    pub alert: Vec<super::operations::RawAlert>,
+    pub alert: Vec<RawAlert>,
     #[serde(default)]
     pub registry: Vec<RawRegistry>,
     #[serde(default)]
@@ -342,6 +342,78 @@ pub struct RawDetailedTarget {
     /// Lower numbers are preferred; answers come from the best group.
     #[serde(default = "default_priority")]
     pub priority: u8,
+}
+
+/// One `probes` entry as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbe {
+    pub kind: Spanned<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub interval: Option<Spanned<String>>,
+    #[serde(default)]
+    pub suspect_interval: Option<Spanned<String>>,
+    #[serde(default)]
+    pub timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub jitter: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub rise: Option<u32>,
+    #[serde(default)]
+    pub fall: Option<u32>,
+    #[serde(default)]
+    pub path: Option<Spanned<String>>,
+    #[serde(default)]
+    pub expect: Option<Spanned<Vec<u16>>>,
+    #[serde(default)]
+    pub ca_file: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    pub via: Option<Spanned<String>>,
+    #[serde(default)]
+    pub source: Option<Spanned<String>>,
+}
+
+/// `[control]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawControl {
+    /// Address of `/healthz`, `/readyz`, `/metrics`, `/status`; `"off"` disables it.
+    #[serde(default)]
+    pub listen: Option<Spanned<String>>,
+}
+
+/// `[log]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// A tracing filter: "info", "warn", "pathdns=debug". `RUST_LOG` overrides it.
+    #[serde(default)]
+    pub level: Option<Spanned<String>>,
+}
+
+/// `[[alert]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlert {
+    /// `"webhook"` (JSON POST) or `"alertmanager"` (its v2 API).
+    pub kind: Spanned<String>,
+    /// For a webhook, the full URL; for Alertmanager, its base URL
+    /// (`http://host:9093`; pathdns posts to `/api/v2/alerts`).
+    pub url: Spanned<String>,
+    #[serde(default, deserialize_with = "text::opt_spanned")]
+    pub timeout: Option<Spanned<Duration>>,
+    /// Send a problem again at this interval while it lasts.
+    #[serde(default, deserialize_with = "text::opt_spanned")]
+    pub repeat_interval: Option<Spanned<Duration>>,
+    /// Retries after a failed attempt, with backoff between them (0.5 s, 1 s, 2 s, ...,
+    /// at most 30 s), before the alert is dropped. 0 to 10.
+    #[serde(default)]
+    pub retries: Option<Spanned<u32>>,
+    /// Alerts waiting to be sent; when full, the oldest is dropped (and counted).
+    #[serde(default)]
+    pub queue: Option<usize>,
 }
 
 pub const DEFAULT_PORT: u16 = 53;

@@ -25,9 +25,10 @@
 //!   name from the kernel; 100.x conflicts), wire (DNS wire format)
 //! ```
 //!
-//! - [`config`]: the TOML schema, validation with file:line:field errors, the `[[registry]]`
-//!   preset that expands into the documents' three names, probe and failover settings,
-//!   operations settings, and the embedded demo config.
+//! - [`config`]: one pipeline from TOML text to a validated [`config::Config`]: parse (TOML
+//!   and serde errors) -> raw schema with spans -> the load step's host facts (the only host
+//!   reads) -> pure validation rules, one room per concept -> the `[[registry]]` preset's
+//!   expansion -> the whole-table checks; every error placed as file:line:column: field.
 //! - [`probe`]: one run of each probe kind, and the [`probe::scheduler`] that runs every
 //!   distinct probe on its own task, jittered, faster while suspect, and at once when the
 //!   kernel reports that a target's local path changed ([`probe::trigger`]).
@@ -37,7 +38,8 @@
 //!   when the table is built; the DNS path only loads the current table (an `ArcSwap`).
 //! - [`dns`]: sockets and serving loops, the per-query [`dns::Handler`], and forwarding with
 //!   hickory-resolver's name server pool (every upstream reply checked by
-//!   [`dns::upstream`], rcodes passed through exactly, private addresses stripped by
+//!   [`dns::upstream`], hickory's types meeting [`wire`]'s only in [`dns::hickory_bridge`],
+//!   rcodes passed through exactly, private addresses stripped by
 //!   [`dns::rebinding`] only when the operator turns it on) behind pathdns's
 //!   own answer cache, which serves expired answers when the upstreams fail (serve-stale,
 //!   RFC 8767, [`dns::stale`]).

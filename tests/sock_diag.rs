@@ -346,3 +346,73 @@ fn check_after(ns: &str, client: &Process, ports: ClientPorts, b: &TcpConnection
         );
     }
 }
+
+/// Set in the child process of [`destroy_without_cap_net_admin_is_not_permitted`].
+const CHILD_ENV: &str = "PATHDNS_SOCKDIAG_CHILD";
+
+/// Without CAP_NET_ADMIN, SOCK_DESTROY is refused with its own error
+/// ([`SockDiagError::NotPermitted`], what a caller reports as "unavailable" once) and the
+/// connection is untouched; listing still works. The library runs in a child process of
+/// this test binary, started through `setpriv` without CAP_NET_ADMIN in the client
+/// namespace; this process holds the connection.
+#[test]
+fn destroy_without_cap_net_admin_is_not_permitted() {
+    let Some(pair) = Pair::build(&["10.77.0.1/24"], &["10.77.0.10/24"]) else {
+        return;
+    };
+    let _servers = start_servers(&pair.server);
+    let mut held = netns::run_in_ns(&pair.client, || {
+        TcpStream::connect(SocketAddr::from((TARGET, FLOW_PORT))).expect("connect")
+    });
+    let setpriv = common::which("setpriv").expect("setpriv (util-linux)");
+    let mut command = Command::new(setpriv);
+    command
+        .args([
+            "--bounding-set",
+            "-net_admin",
+            "--inh-caps",
+            "-net_admin",
+            "--",
+        ])
+        .arg(std::env::current_exe().expect("this test binary"))
+        .args([
+            "--exact",
+            "sock_diag::destroy_child",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(CHILD_ENV, "1");
+    let mut child = netns::spawn_in(&pair.client, "sock_diag child", &command);
+    child.wait_for_line("the child's verdict", |line| {
+        line.strip_prefix("sock_diag child: ").map(str::to_owned)
+    });
+    let verdict = child.lines().join("\n");
+    assert!(
+        verdict.contains("sock_diag child: not permitted"),
+        "child: {verdict}"
+    );
+    held.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut buffer = [0; 4096];
+    let mut total = 0;
+    while total < 3 * 1024 {
+        total += held.read(&mut buffer).expect("the connection still works");
+    }
+}
+
+/// The child half of [`destroy_without_cap_net_admin_is_not_permitted`]; does nothing
+/// unless started by it.
+#[test]
+#[ignore = "run by destroy_without_cap_net_admin_is_not_permitted as a child process"]
+fn destroy_child() {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        return;
+    }
+    let conns =
+        connections_to(IpAddr::V4(TARGET), &[FLOW_PORT]).expect("listing needs no capability");
+    assert_eq!(conns.len(), 1, "the parent's connection: {conns:?}");
+    match destroy(&conns[0]) {
+        Err(SockDiagError::NotPermitted) => eprintln!("sock_diag child: not permitted"),
+        other => eprintln!("sock_diag child: unexpected {other:?}"),
+    }
+}

@@ -32,6 +32,7 @@ mod rebinding;
 mod reload;
 mod resolver;
 mod serve_stale;
+mod sock_diag;
 mod socket_activation;
 mod spoofing;
 mod systemd;

@@ -9,9 +9,12 @@
 //! record of host reads that failed, which `/status` shows; the host's files
 //! [`hosts_file`] (`/etc/hosts`) and [`resolv_conf`] (whom the host asks); and two small
 //! facts:
-//! [`local_address`] and [`check_raw_icmp`]. Nothing here reads /proc, which the unit's
-//! `ProcSubset=pid` hides. Must not: send traffic to targets, decide health, or import
-//! from config, probe or anything downstream.
+//! [`local_address`] and [`check_raw_icmp`]; and [`tcp_sockets`], this host's TCP
+//! connections to a target over inet_diag, judged stalled or not, and ended with
+//! SOCK_DESTROY. Nothing here reads /proc, which the unit's `ProcSubset=pid` hides, except
+//! `tcp_sockets` (this process's own `/proc/self/fd`, which stays visible, and a best-effort
+//! owner lookup). Must not: send traffic to targets, decide health, or import from config,
+//! probe or anything downstream.
 
 pub mod conflicts;
 pub mod failures;
@@ -21,6 +24,7 @@ pub mod name;
 pub mod netlink;
 pub mod resolv_conf;
 pub mod routes;
+pub mod tcp_sockets;
 pub mod watch;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

@@ -812,8 +812,8 @@ fn ip(args: &[&str]) -> Output {
     out
 }
 
-/// Loads an nftables script into namespace `ns`.
-fn nft(ns: &str, script: &str) {
+/// Loads an nftables script into namespace `ns`, panicking with nft's stderr if it fails.
+pub fn nft(ns: &str, script: &str) {
     let mut child = Command::new(tool("ip"))
         .args(["netns", "exec", ns])
         .arg(tool("nft"))

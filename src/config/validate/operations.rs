@@ -89,7 +89,7 @@ fn is_log_filter(text: &str) -> bool {
                 .map_or(directive, |(_, level)| level);
             LEVELS.contains(&level.trim().to_ascii_lowercase().as_str())
         })
-        && tracing_subscriber::EnvFilter::try_new(text).is_ok()
+        && text.parse::<tracing_subscriber::filter::Targets>().is_ok()
 }
 
 pub(in crate::config) fn alerts(

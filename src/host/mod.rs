@@ -21,6 +21,7 @@ pub mod name;
 pub mod netlink;
 pub mod resolv_conf;
 pub mod routes;
+pub mod tcp_sockets;
 pub mod watch;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

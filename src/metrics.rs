@@ -165,21 +165,7 @@ impl Metrics {
              probed target's local path changed and its probes ran at once) or none",
             path_changes.clone(),
         );
-        let aborted = Family::<AbortLabels, Counter>::default();
-        registry.register(
-            "pathdns_connections_aborted",
-            "Stalled TCP connections of this host to a down target that pathdns ended \
-             (abort_stalled), by owned name, target and reason (connecting, retransmitting, \
-             unanswered, silent)",
-            aborted.clone(),
-        );
-        let abort_available = Gauge::default();
-        registry.register(
-            "pathdns_abort_stalled_available",
-            "1 when pathdns can end stalled connections (CAP_NET_ADMIN and a kernel with \
-             SOCK_DESTROY), 0 when it cannot; 0 until its self-check at start answers",
-            abort_available.clone(),
-        );
+        let (aborted, abort_available) = register_aborts(&mut registry);
         registry.register(
             "pathdns_build",
             "The running pathdns version (always 1)",
@@ -306,6 +292,26 @@ impl Metrics {
 }
 
 /// Reads the DNS counters at scrape time.
+/// `abort_stalled`'s metrics: the connections ended, and whether it can end any.
+fn register_aborts(registry: &mut Registry) -> (Family<AbortLabels, Counter>, Gauge) {
+    let aborted = Family::<AbortLabels, Counter>::default();
+    registry.register(
+        "pathdns_connections_aborted",
+        "Stalled TCP connections of this host to a down target that pathdns ended \
+             (abort_stalled), by owned name, target and reason (connecting, retransmitting, \
+             unanswered, silent)",
+        aborted.clone(),
+    );
+    let abort_available = Gauge::default();
+    registry.register(
+        "pathdns_abort_stalled_available",
+        "1 when pathdns can end stalled connections (CAP_NET_ADMIN and a kernel with \
+             SOCK_DESTROY), 0 when it cannot; 0 until its self-check at start answers",
+        abort_available.clone(),
+    );
+    (aborted, abort_available)
+}
+
 #[derive(Debug)]
 struct QueryCollector(Arc<QueryStats>);
 

@@ -8,7 +8,7 @@
 //! | `GET /healthz` | 200 `ok`: the process and its async runtime answer |
 //! | `GET /readyz` | 200 once the listeners are bound and the first probe round is done (or timed out), else 503 |
 //! | `GET /metrics` | Prometheus text format 0.0.4 |
-//! | `GET /status` | the [`StatusReport`] snapshot as JSON (what `pathdns status` reads), with the forwarding counters of the moment |
+//! | `GET /status` | the [`StatusReport`] snapshot as JSON (what `pathdns status` reads), with the forwarding counters, failing host reads and `abort_stalled` state of the moment |
 //!
 //! Anything else is 404; a method other than GET or HEAD is 405. The endpoint is HTTP/1.1
 //! only, with at most [`MAX_CONNECTIONS`] connections at once (more are closed at once),
@@ -45,6 +45,8 @@ const MAX_REQUEST_BUFFER: usize = 8192;
 pub struct ControlState {
     pub board: StatusBoard,
     pub metrics: Arc<Metrics>,
+    /// Whether stalled connections can be ended here, and the last ones that were.
+    pub aborts: crate::abort::Board,
 }
 
 /// Binds the control address (`None`: no endpoint).
@@ -154,6 +156,7 @@ fn status_now(state: &ControlState) -> StatusReport {
             })
             .collect(),
     );
+    status.abort_stalled = Some(state.aborts.status());
     status
 }
 

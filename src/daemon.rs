@@ -85,8 +85,10 @@ struct Shared {
     table: Arc<LiveTable>,
     handler: Arc<Handler>,
     /// Where every generation's supervisor reports (events, status, metrics, memory);
-    /// only `config` changes from one generation to the next.
+    /// only `config` and `stall_after` change from one generation to the next.
     outputs: Outputs,
+    /// What the `abort` task (one per process) shows in `/status`.
+    abort_board: crate::abort::Board,
     slots: Slots,
     /// The kernel's link/route/address notifications (`None` where netlink is denied).
     host_changes: Option<watch::Receiver<crate::host::watch::Changes>>,
@@ -202,6 +204,8 @@ fn shared_parts(config: &Config) -> Result<Shared, DaemonError> {
         tracing::warn!(%finding, "conflict");
     }
     let metrics = Arc::new(Metrics::new());
+    let wanted = config.names.iter().any(|name| name.health.abort_stalled);
+    let (aborts, abort_board) = crate::abort::start(metrics.clone(), wanted);
     let outputs = Outputs {
         events: events::channel(),
         board: StatusBoard::default(),
@@ -210,6 +214,8 @@ fn shared_parts(config: &Config) -> Result<Shared, DaemonError> {
         loaded_unix_ms: events::unix_ms(SystemTime::now()),
         metrics: metrics.clone(),
         memory: HealthMemory::default(),
+        aborts,
+        stall_after: config.stall_after,
     };
     // Filled by the first generation before any listener serves.
     let table = Arc::new(LiveTable::new(AnswerTable::default()));
@@ -222,6 +228,7 @@ fn shared_parts(config: &Config) -> Result<Shared, DaemonError> {
         table,
         handler,
         outputs,
+        abort_board,
         slots: Slots::new(&serve_limits(config)),
         host_changes: watch_host(),
     })
@@ -283,6 +290,7 @@ impl Shared {
         Outputs {
             config: config.source.clone(),
             loaded_unix_ms: events::unix_ms(SystemTime::now()),
+            stall_after: config.stall_after,
             ..self.outputs.clone()
         }
     }
@@ -369,6 +377,7 @@ fn start_control(config: &Config, shared: &Shared) -> Result<Option<JoinHandle<(
     let state = crate::control::ControlState {
         board: shared.outputs.board.clone(),
         metrics: shared.outputs.metrics.clone(),
+        aborts: shared.abort_board.clone(),
     };
     Ok(Some(tokio::spawn(crate::control::serve(listener, state))))
 }

@@ -9,12 +9,13 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hickory_proto::rr::Name;
 use tokio::sync::{mpsc, watch};
 
-use crate::config::{AnswerSpec, OwnedName};
+use crate::abort::{Request, Requests};
+use crate::config::{AnswerSpec, OwnedName, ProbeKind};
 use crate::events::{self, Event, EventSender};
 use crate::failover::{self, Reason, Selection};
 use crate::health::{combine, ProbeState, Thresholds, Verdict};
@@ -36,6 +37,11 @@ pub struct Outputs {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// What the probes knew, kept across reloads.
     pub memory: HealthMemory,
+    /// The `abort` task, shared across reloads: stalled connections to a target that is
+    /// down and answered away from are ended there.
+    pub aborts: Requests,
+    /// `[health] stall_after` of this generation's config.
+    pub stall_after: Duration,
 }
 
 /// Probe states and last healthy answers that outlive a generation: after a reload, a
@@ -68,6 +74,8 @@ pub struct Supervisor {
     first_round: watch::Sender<bool>,
     /// The alert each down target raised, so that "up" resolves the same one.
     raised: HashMap<(usize, IpAddr), &'static str>,
+    /// Targets whose stalled connections the `abort` task was asked to end.
+    aborting: HashSet<(usize, IpAddr)>,
     outputs: Outputs,
     ready: bool,
 }
@@ -119,6 +127,7 @@ impl Supervisor {
             warned_realms: HashSet::new(),
             first_round,
             raised: HashMap::new(),
+            aborting: HashSet::new(),
             outputs,
             ready: false,
         };
@@ -237,6 +246,10 @@ impl Supervisor {
                     .metrics
                     .target_state(&name, key.1, new.known_up());
                 self.log_target(key, new, report);
+                let was_aborting = old == Verdict::Down || self.aborting.contains(&key);
+                if new == Verdict::Up && was_aborting {
+                    self.cancel_abort(key);
+                }
                 changed |= self.reselect(key.0);
             }
         }
@@ -352,8 +365,68 @@ impl Supervisor {
             _ => tracing::info!(name, from, to, "answer changed"),
         }
         self.emit_failover(index, old_reason, reason, &to);
+        self.follow_aborts(index, &old, &selection);
         self.selections[index] = (selection, reason);
         selection_changed(&old, &self.selections[index].0)
+    }
+
+    /// Issue 15: a target the answer moved away from while it is down gets its stalled
+    /// connections ended (clients retry and resolve again); one answered again does not.
+    fn follow_aborts(&mut self, index: usize, old: &Selection, new: &Selection) {
+        if !self.names[index].health.abort_stalled {
+            return;
+        }
+        let (old, new) = (answered(old), answered(new));
+        for &addr in old.iter().filter(|addr| !new.contains(addr)) {
+            let key = (index, addr);
+            if self.verdict(key) == Verdict::Down && self.aborting.insert(key) {
+                self.outputs.aborts.send(Request::Abort {
+                    name: self.names[index].display(),
+                    target: addr,
+                    ports: self.probe_ports(key),
+                    stall_after: self.outputs.stall_after,
+                });
+            }
+        }
+        for addr in new {
+            if self.aborting.contains(&(index, addr)) {
+                self.cancel_abort((index, addr));
+            }
+        }
+    }
+
+    /// Stops ending connections to a target that is up or answered again. Sent also when
+    /// this generation did not ask (a previous one may have, before a reload); the task
+    /// ignores a target it is not sweeping.
+    fn cancel_abort(&mut self, key: (usize, IpAddr)) {
+        self.aborting.remove(&key);
+        if self.names[key.0].health.abort_stalled {
+            self.outputs.aborts.send(Request::Cancel {
+                name: self.names[key.0].display(),
+                target: key.1,
+            });
+        }
+    }
+
+    /// The ports a target's TCP, TLS and HTTPS probes use (its clients' ports), 443 when
+    /// it has none of those (ICMP and path probes name no port).
+    fn probe_ports(&self, key: (usize, IpAddr)) -> Vec<u16> {
+        let jobs = self.plan.by_target.get(&key).map_or(&[][..], Vec::as_slice);
+        let mut ports: Vec<u16> = jobs
+            .iter()
+            .filter_map(|job| match self.plan.jobs.get(*job)?.spec.kind {
+                ProbeKind::Tcp { port }
+                | ProbeKind::Tls { port, .. }
+                | ProbeKind::Https { port, .. } => Some(port),
+                ProbeKind::Icmp | ProbeKind::Path { .. } => None,
+            })
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        if ports.is_empty() {
+            ports.push(443);
+        }
+        ports
     }
 
     fn log_target(&mut self, (index, addr): (usize, IpAddr), verdict: Verdict, report: &Report) {
@@ -532,6 +605,7 @@ impl Supervisor {
             targets,
             forwarding: None,
             host_read_failures: None,
+            abort_stalled: None,
         }
     }
 
@@ -543,7 +617,119 @@ impl Supervisor {
     }
 }
 
+/// The addresses a selection answers (none for a CNAME, forward or SERVFAIL).
+fn answered(selection: &Selection) -> Vec<IpAddr> {
+    match selection {
+        Selection::Addresses(addrs) => addrs.clone(),
+        _ => Vec::new(),
+    }
+}
+
 /// Only a different answer needs a new table; a different reason alone does not.
 fn selection_changed(old: &Selection, new: &Selection) -> bool {
     old != new
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::probe::ProbeOutcome;
+
+    const PRIMARY: &str = "10.1.0.1";
+    const BACKUP: &str = "10.1.0.2";
+
+    /// A name on a primary and a backup, two TCP probes each that decide at once.
+    fn supervisor(abort_stalled: bool) -> (Supervisor, mpsc::Receiver<Request>) {
+        let text = format!(
+            "[upstream]\nservers = [\"10.0.0.2\"]\n[health]\nstall_after = \"7s\"\n\
+             [[name]]\nname = \"a.example\"\nabort_stalled = {abort_stalled}\n\
+             targets = [{{ addr = \"{PRIMARY}\", priority = 1 }}, {{ addr = \"{BACKUP}\", priority = 2 }}]\n\
+             probes = [{{ kind = \"tcp\", port = 8443, rise = 1, fall = 1 }}, \
+             {{ kind = \"tcp\", port = 8080, rise = 1, fall = 1 }}]\n"
+        );
+        let config = Config::parse(&text, "t.toml").expect("valid");
+        let (aborts, rx) = Requests::channel();
+        let outputs = Outputs {
+            events: events::channel(),
+            board: StatusBoard::default(),
+            config: config.source.clone(),
+            started_unix_ms: 0,
+            loaded_unix_ms: 0,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+            memory: HealthMemory::default(),
+            aborts,
+            stall_after: config.stall_after,
+        };
+        (Supervisor::new(Arc::new(config.names), outputs), rx)
+    }
+
+    /// Every probe of `target` reports `ok`.
+    fn report(supervisor: &mut Supervisor, target: &str, ok: bool) {
+        let addr: IpAddr = target.parse().expect("address");
+        let jobs = supervisor.plan.by_target[&(0, addr)].clone();
+        for job in jobs {
+            let outcome = if ok {
+                ProbeOutcome::pass(Instant::now(), None)
+            } else {
+                ProbeOutcome::fail("timed out")
+            };
+            supervisor.record(&Report { job, outcome });
+        }
+    }
+
+    fn drain(rx: &mut mpsc::Receiver<Request>) -> Vec<Request> {
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
+    #[test]
+    fn a_failover_from_a_down_primary_aborts_it_and_moving_back_cancels() {
+        let (mut supervisor, mut rx) = supervisor(true);
+        report(&mut supervisor, PRIMARY, true);
+        report(&mut supervisor, BACKUP, true);
+        assert_eq!(
+            drain(&mut rx),
+            Vec::new(),
+            "nothing while the primary answers"
+        );
+        report(&mut supervisor, PRIMARY, false);
+        let primary: IpAddr = PRIMARY.parse().expect("address");
+        assert_eq!(
+            drain(&mut rx),
+            vec![Request::Abort {
+                name: "a.example".into(),
+                target: primary,
+                ports: vec![8080, 8443],
+                stall_after: Duration::from_secs(7),
+            }]
+        );
+        report(&mut supervisor, PRIMARY, true);
+        assert_eq!(
+            drain(&mut rx),
+            vec![Request::Cancel {
+                name: "a.example".into(),
+                target: primary,
+            }]
+        );
+    }
+
+    #[test]
+    fn without_abort_stalled_nothing_is_asked() {
+        let (mut supervisor, mut rx) = supervisor(false);
+        report(&mut supervisor, PRIMARY, true);
+        report(&mut supervisor, BACKUP, true);
+        report(&mut supervisor, PRIMARY, false);
+        report(&mut supervisor, PRIMARY, true);
+        assert_eq!(drain(&mut rx), Vec::new());
+    }
+
+    #[test]
+    fn a_down_target_still_answered_is_left_alone() {
+        // Both down: `keep` answers the last healthy primary, so nothing moved away.
+        let (mut supervisor, mut rx) = supervisor(true);
+        report(&mut supervisor, BACKUP, false);
+        report(&mut supervisor, PRIMARY, true);
+        report(&mut supervisor, PRIMARY, false);
+        assert_eq!(drain(&mut rx), Vec::new());
+    }
 }

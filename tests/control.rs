@@ -225,6 +225,12 @@ fn healthz_readyz_status_and_the_errors() {
     );
     let status = status(control);
     assert!(status.ready);
+    // Shown even when nothing was aborted: whether it can work here.
+    let aborts = status
+        .abort_stalled
+        .as_ref()
+        .expect("abort_stalled in /status");
+    assert!(aborts.recent.is_empty(), "{aborts:?}");
     assert_eq!(status.version, env!("CARGO_PKG_VERSION"));
     let names: BTreeSet<&str> = status.names.iter().map(|n| n.name.as_str()).collect();
     for name in [

@@ -166,6 +166,7 @@ pub fn main() -> CommandResult {
             print_table(&config)?;
             print_rebinding(&config)?;
             print_conflicts(&config)?;
+            print_abort_stalled(&config)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status {
@@ -233,6 +234,32 @@ fn init_logging(flag: Option<&str>, config_level: Option<&str>) {
             .with(format.with_ansi(std::io::stderr().is_terminal()))
             .init();
     }
+}
+
+/// Whether `abort_stalled` can work for the names that ask for it: the same self-check the
+/// agent runs at start (CAP_NET_ADMIN, a kernel with SOCK_DESTROY), never silent.
+fn print_abort_stalled(config: &Config) -> anyhow::Result<()> {
+    let wanted = config
+        .names
+        .iter()
+        .filter(|n| n.health.abort_stalled)
+        .count();
+    if wanted == 0 {
+        return Ok(());
+    }
+    let verdict = match pathdns::abort::check() {
+        Ok(()) => "available".to_owned(),
+        Err(err) => format!(
+            "UNAVAILABLE for this process ({err}); the service needs the abort-stalled \
+             drop-in (README, Aborting stalled connections)"
+        ),
+    };
+    writeln!(
+        std::io::stdout().lock(),
+        "abort_stalled: {wanted} names, stalled after {}: {verdict}",
+        humantime::format_duration(config.stall_after)
+    )?;
+    Ok(())
 }
 
 /// `pathdns check`'s table: one line per owned name.

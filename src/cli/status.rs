@@ -159,6 +159,7 @@ fn write_table(out: &mut impl Write, status: &StatusReport, now_ms: u64) -> std:
         )?;
     }
     write_host_reads(out, status, now_ms)?;
+    write_aborts(out, status, now_ms)?;
     writeln!(out)?;
 
     let rows: Vec<[String; 4]> = status
@@ -224,6 +225,41 @@ fn write_host_reads(
             Ok(())
         }
     }
+}
+
+/// `abort_stalled`: whether it works here, and the connections it ended last (nothing from
+/// an agent too old to report it).
+fn write_aborts(out: &mut impl Write, status: &StatusReport, now_ms: u64) -> std::io::Result<()> {
+    let Some(aborts) = &status.abort_stalled else {
+        return Ok(());
+    };
+    match (aborts.available, &aborts.unavailable_reason) {
+        (Some(true), _) => writeln!(out, "abort_stalled: available")?,
+        (Some(false), reason) => writeln!(
+            out,
+            "abort_stalled: UNAVAILABLE: {}",
+            clean(reason.as_deref().unwrap_or("unknown"))
+        )?,
+        (None, _) => writeln!(out, "abort_stalled: not checked yet")?,
+    }
+    for aborted in &aborts.recent {
+        let owner = match (aborted.owner_pid, &aborted.owner_comm) {
+            (Some(pid), Some(comm)) => format!(" by {} ({pid})", clean(comm)),
+            (Some(pid), None) => format!(" by pid {pid}"),
+            _ => String::new(),
+        };
+        writeln!(
+            out,
+            "  aborted {}: {} -> {} {}, {}{owner} ({} ago)",
+            clean(&aborted.name),
+            clean(&aborted.local),
+            clean(&aborted.remote),
+            clean(&aborted.state),
+            clean(&aborted.reason),
+            ago(now_ms, aborted.unix_ms)
+        )?;
+    }
+    Ok(())
 }
 
 /// One row per probe; the target's own columns only on its first row.
@@ -336,7 +372,9 @@ pub(super) fn clean(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pathdns::status::{ForwardingStatus, HostReadFailure, NameStatus, ProbeStatus};
+    use pathdns::status::{
+        AbortStatus, AbortedConnection, ForwardingStatus, HostReadFailure, NameStatus, ProbeStatus,
+    };
 
     #[test]
     fn working_host_reads_are_one_line_and_an_old_agent_none() {
@@ -407,6 +445,20 @@ mod tests {
                 cause: "netlink socket: permission denied".into(),
                 since_unix_ms: 3_725_000 - 61_000,
             }]),
+            abort_stalled: Some(AbortStatus {
+                available: Some(true),
+                unavailable_reason: None,
+                recent: vec![AbortedConnection {
+                    unix_ms: 3_725_000 - 3_000,
+                    name: "reg.example".into(),
+                    local: "10.0.0.9:40000".into(),
+                    remote: "10.0.0.1:443".into(),
+                    state: "ESTABLISHED".into(),
+                    reason: "peer silent".into(),
+                    owner_pid: Some(77),
+                    owner_comm: Some("dockerd".into()),
+                }],
+            }),
         };
         let mut out = Vec::new();
         write_table(&mut out, &status, 3_725_000).expect("write");
@@ -421,6 +473,13 @@ mod tests {
         ));
         assert!(lines
             .contains(&"HOST READ FAILING: routes: netlink socket: permission denied (for 1m01s)"));
+        assert!(lines.contains(&"abort_stalled: available"), "{text}");
+        assert!(
+            lines.iter().any(|l| l.starts_with(
+                "  aborted reg.example: 10.0.0.9:40000 -> 10.0.0.1:443 ESTABLISHED, peer silent by dockerd (77)"
+            )),
+            "{text}"
+        );
         assert!(lines.contains(&"NAME         ANSWER    REASON                 TTL"));
         assert!(lines.contains(&"reg.example  10.0.0.2  group 2 (failed over)  3"));
         let probe = lines

@@ -139,6 +139,7 @@ mod tests {
                 probes: vec![probe],
                 when_all_down: policy,
                 interface: None,
+                abort_stalled: false,
             },
         }
     }

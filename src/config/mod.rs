@@ -47,7 +47,7 @@ pub use settings::{
     AlertKind, AlertSink, AllDownPolicy, AnswerSpec, Config, ControlSettings, Exemption,
     HealthSettings, LogSettings, OwnedName, ProbeKind, ProbeSpec, RebindingSettings, Role,
     ServerSettings, StaleSettings, Target, UpstreamSettings, BUILTIN_PRIVATE_DOMAINS,
-    DEFAULT_CONTROL, GLIBC_RESOLVER_TIMEOUT, UPSTREAM_GUARD,
+    DEFAULT_CONTROL, GLIBC_RESOLVER_TIMEOUT, STALL_AFTER_RANGE, UPSTREAM_GUARD,
 };
 pub use validate::names::check_label;
 pub use validate::upstream::is_own_address;
@@ -120,6 +120,7 @@ fn from_raw(raw: &RawConfig, facts: &HostFacts, site: &Site) -> Result<Config, C
         control,
         log: validate::operations::log(&raw.log, site)?,
         alerts: validate::operations::alerts(&raw.alert, site)?,
+        stall_after: validate::probes::stall_after(&raw.health, site)?,
     })
 }
 

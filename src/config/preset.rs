@@ -75,14 +75,20 @@ impl Preset<'_> {
 
     fn health(&self, role: Role, has_targets: bool) -> Result<HealthSettings, ConfigError> {
         let checks = self.checks();
-        health_settings(
+        let mut health = health_settings(
             checks,
             role,
             has_targets,
             &self.table,
             self.facts,
             self.site,
-        )
+        )?;
+        // On by default: the preset's clients are image pulls, which hang for minutes on
+        // a connection to a dead path (issue 15).
+        health.abort_stalled = self
+            .ttls
+            .abort_stalled(self.registry.abort_stalled, true, &health);
+        Ok(health)
     }
 
     /// A preset name, blamed on `field` at `span` if the labels make no valid name (too

@@ -48,14 +48,30 @@ pub struct RawHealth {
     /// TTL of health-checked answers, in seconds: short, so clients follow a failover.
     #[serde(default = "default_health_ttl")]
     pub ttl: u32,
+    /// End this host's stalled TCP connections to a target that is down and answered away
+    /// from; absent: each kind's default (on for `[[registry]]` names, off for `[[name]]`).
+    #[serde(default)]
+    pub abort_stalled: Option<bool>,
+    /// How long a connection must have made no progress before it counts as stalled.
+    #[serde(default = "default_stall_after", deserialize_with = "text::spanned")]
+    pub stall_after: Spanned<Duration>,
 }
 
 impl Default for RawHealth {
     fn default() -> Self {
         Self {
             ttl: default_health_ttl(),
+            abort_stalled: None,
+            stall_after: default_stall_after(),
         }
     }
+}
+
+/// 10 s: well past a working transfer's pauses (ACK delays, a slow server's think time),
+/// and well inside the clients' own give-up times (docker's 15 s dial timeout, TCP
+/// keepalive's minutes), so the client retries on the backup long before it would itself.
+fn default_stall_after() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration::from_secs(10))
 }
 
 fn default_health_ttl() -> u32 {
@@ -248,6 +264,10 @@ pub struct RawRegistry {
     /// The private-path interface: adds a path probe and checks routes against it.
     #[serde(default)]
     pub interface: Option<Spanned<String>>,
+    /// End stalled connections to a down target this name answers away from (overrides
+    /// `[health] abort_stalled`).
+    #[serde(default)]
+    pub abort_stalled: Option<bool>,
     /// CA file for the default HTTPS `/v2/` probe (a registry behind a private CA).
     #[serde(default)]
     pub ca_file: Option<Spanned<PathBuf>>,
@@ -292,6 +312,10 @@ pub struct RawName {
     /// The private-path interface: adds a path probe and checks routes against it.
     #[serde(default)]
     pub interface: Option<Spanned<String>>,
+    /// End stalled connections to a down target this name answers away from (overrides
+    /// `[health] abort_stalled`).
+    #[serde(default)]
+    pub abort_stalled: Option<bool>,
 }
 
 /// A target: `"10.1.2.3"` or `{ addr = "10.1.2.3", priority = 2 }`.

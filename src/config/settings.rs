@@ -28,6 +28,9 @@ pub struct Config {
     pub control: ControlSettings,
     pub log: LogSettings,
     pub alerts: Vec<AlertSink>,
+    /// `[health] stall_after`: how long a connection to a down target must have made no
+    /// progress before `abort_stalled` ends it.
+    pub stall_after: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -281,6 +284,9 @@ pub struct HealthSettings {
     pub when_all_down: AllDownPolicy,
     /// The private-path interface, for conflict checks.
     pub interface: Option<String>,
+    /// End this host's stalled connections to a target that is down and answered away
+    /// from. Always false without probes: nothing marks such a target down.
+    pub abort_stalled: bool,
 }
 
 impl HealthSettings {
@@ -289,9 +295,15 @@ impl HealthSettings {
             probes: Vec::new(),
             when_all_down: AllDownPolicy::Keep,
             interface: None,
+            abort_stalled: false,
         }
     }
 }
+
+/// The bounds of `[health] stall_after`: under a second, a working transfer's pauses would
+/// count as stalls; past ten minutes, TCP keepalive has ended the connection already.
+pub const STALL_AFTER_RANGE: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(600));
 
 /// Validated `[control]`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -474,3 +474,91 @@ fn validation_reads_the_host_only_through_its_facts() {
         "{message}"
     );
 }
+
+/// One `[[registry]]` (default probes), a probed `[[name]]` and an unprobed one, with
+/// `health`, `registry` and `name` keys added.
+fn abort_config(health: &str, registry: &str, name: &str) -> Config {
+    config_from(&format!(
+        "[health]\n{health}\n\
+         [[registry]]\ninstance = \"x\"\nregion = \"cn-hangzhou\"\nregistry = [\"10.94.205.198\"]\n\
+         auth = [\"100.103.7.181\"]\noss = [\"100.118.28.43\"]\n{registry}\n\
+         [[name]]\nname = \"a.example\"\ntargets = [\"10.1.2.3\"]\n\
+         probe = {{ kind = \"tcp\", port = 8443 }}\n{name}\n\
+         [[name]]\nname = \"plain.example\"\ntargets = [\"10.1.2.4\"]\nabort_stalled = true\n"
+    ))
+}
+
+/// The effective `abort_stalled` of each owned name, by its origin.
+fn abort_flags(config: &Config) -> Vec<(String, bool)> {
+    let mut flags: Vec<(String, bool)> = config
+        .names
+        .iter()
+        .map(|n| (n.display(), n.health.abort_stalled))
+        .collect();
+    flags.sort();
+    flags.dedup();
+    flags
+}
+
+fn flag_of(config: &Config, name: &str) -> bool {
+    abort_flags(config)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, flag)| flag)
+        .expect("the name is owned")
+}
+
+#[test]
+fn abort_stalled_defaults_by_kind_and_never_without_probes() {
+    let config = abort_config("", "", "");
+    assert_eq!(config.stall_after, Duration::from_secs(10));
+    let registry = super::registry_name("x", "cn-hangzhou");
+    assert!(flag_of(&config, &registry), "{:?}", abort_flags(&config));
+    assert!(flag_of(&config, &super::auth_name("cn-hangzhou")));
+    assert!(!flag_of(&config, "a.example"), "[[name]] is opt-in");
+    // Asked for, but nothing marks an unprobed name's targets down.
+    assert!(!flag_of(&config, "plain.example"));
+}
+
+#[test]
+fn abort_stalled_global_and_per_name_overrides() {
+    let config = abort_config("abort_stalled = true\nstall_after = \"30s\"", "", "");
+    assert_eq!(config.stall_after, Duration::from_secs(30));
+    assert!(flag_of(&config, "a.example"), "the global key applies");
+    let config = abort_config("abort_stalled = false", "", "");
+    assert!(!flag_of(&config, &super::registry_name("x", "cn-hangzhou")));
+    let config = abort_config(
+        "abort_stalled = false",
+        "abort_stalled = true",
+        "abort_stalled = true",
+    );
+    assert!(flag_of(&config, &super::registry_name("x", "cn-hangzhou")));
+    assert!(flag_of(&config, "a.example"), "the name's own key wins");
+    let config = abort_config("abort_stalled = true", "abort_stalled = false", "");
+    assert!(!flag_of(&config, &super::oss_name("cn-hangzhou")));
+}
+
+#[test]
+fn stall_after_must_be_between_a_second_and_ten_minutes() {
+    for (value, column) in [("\"500ms\"", 15), ("\"11m\"", 15)] {
+        let text = config(&format!("[health]\nstall_after = {value}\n"));
+        assert_eq!(
+            error_of(&text),
+            format!("t.toml:4:{column}: health.stall_after: must be between 1s and 10m")
+        );
+    }
+    let text = config("[health]\nstall_after = \"soon\"\n");
+    assert!(
+        error_of(&text).contains("health.stall_after"),
+        "{}",
+        error_of(&text)
+    );
+    let text = config(
+        "[[name]]\nname = \"a.example\"\ntargets = [\"10.1.2.3\"]\nabort_stalled = \"yes\"\n",
+    );
+    assert!(
+        error_of(&text).starts_with("t.toml:6:17: name[0].abort_stalled: invalid type"),
+        "{}",
+        error_of(&text)
+    );
+}

@@ -26,11 +26,15 @@ pub(in crate::config) struct Candidate {
     pub answer_field: String,
 }
 
-/// Default TTLs: health-checked answers are short so that clients follow a failover.
+/// What `[server]` and `[health]` give every name that does not say: the TTLs
+/// (health-checked answers are short so that clients follow a failover) and
+/// `abort_stalled`.
 #[derive(Debug, Clone, Copy)]
 pub(in crate::config) struct Ttls {
     plain: u32,
     health_checked: u32,
+    /// `[health] abort_stalled`, when written.
+    abort_stalled: Option<bool>,
 }
 
 impl Ttls {
@@ -38,7 +42,19 @@ impl Ttls {
         Ttls {
             plain: raw.server.ttl,
             health_checked: raw.health.ttl,
+            abort_stalled: raw.health.abort_stalled,
         }
+    }
+
+    /// The effective `abort_stalled` of a name: its own key, else `[health]`'s, else the
+    /// kind's default. A name without probes never aborts: nothing marks its targets down.
+    pub fn abort_stalled(
+        self,
+        own: Option<bool>,
+        kind_default: bool,
+        health: &HealthSettings,
+    ) -> bool {
+        !health.probes.is_empty() && own.or(self.abort_stalled).unwrap_or(kind_default)
     }
 
     pub fn pick(self, explicit: Option<u32>, health: &HealthSettings) -> u32 {
@@ -68,7 +84,9 @@ pub(in crate::config) fn plain_name(
     let answer = answer_of(raw, &field, site)?;
     let has_targets = matches!(answer, AnswerSpec::Targets(_));
     let checks = raw.health_checks();
-    let health = health_settings(checks, Role::Custom, has_targets, &field, facts, site)?;
+    let mut health = health_settings(checks, Role::Custom, has_targets, &field, facts, site)?;
+    // A plain name's clients are unknown: ending their connections is opt-in.
+    health.abort_stalled = ttls.abort_stalled(raw.abort_stalled, false, &health);
     Ok(Candidate {
         owned: OwnedName {
             name,

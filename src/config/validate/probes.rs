@@ -20,8 +20,10 @@ use toml::Spanned;
 
 use crate::config::error::{ConfigError, Site};
 use crate::config::facts::HostFacts;
-use crate::config::raw::{HealthChecks, RawProbe};
-use crate::config::settings::{AllDownPolicy, HealthSettings, ProbeKind, ProbeSpec, Role};
+use crate::config::raw::{HealthChecks, RawHealth, RawProbe};
+use crate::config::settings::{
+    AllDownPolicy, HealthSettings, ProbeKind, ProbeSpec, Role, STALL_AFTER_RANGE,
+};
 
 use super::names::cname_target;
 
@@ -60,6 +62,7 @@ pub(in crate::config) fn health_settings(
             probes: Vec::new(),
             when_all_down,
             interface,
+            abort_stalled: false,
         });
     }
     let ca_file = checks
@@ -79,7 +82,29 @@ pub(in crate::config) fn health_settings(
         probes,
         when_all_down,
         interface,
+        abort_stalled: false,
     })
+}
+
+/// `[health] stall_after`, within [`STALL_AFTER_RANGE`].
+pub(in crate::config) fn stall_after(
+    raw: &RawHealth,
+    site: &Site,
+) -> Result<Duration, ConfigError> {
+    let value = *raw.stall_after.get_ref();
+    let (min, max) = STALL_AFTER_RANGE;
+    if (min..=max).contains(&value) {
+        return Ok(value);
+    }
+    Err(site.at(
+        raw.stall_after.span(),
+        "health.stall_after",
+        format!(
+            "must be between {} and {}",
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ),
+    ))
 }
 
 /// A name on a private-path `interface` gets a path probe through it, unless its probes

@@ -44,6 +44,8 @@
 //!   own answer cache, which serves expired answers when the upstreams fail (serve-stale,
 //!   RFC 8767, [`dns::stale`]).
 //! - [`supervisor`]: the loop from probe reports to answer tables, events and status.
+//! - [`abort`]: at the side of the supervisor, ending this host's stalled TCP connections
+//!   to a target that is down and answered away from (`abort_stalled`), so clients retry.
 //! - [`daemon`]: start-up order, live reload on SIGHUP, readiness, shutdown.
 //! - [`systemd`], [`control`], [`metrics`], [`alert`], [`events`], [`status`]: how the agent
 //!   tells systemd, Prometheus, operators and their alerting how it is.
@@ -68,6 +70,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod abort;
 pub mod accept;
 pub mod activation;
 pub mod alert;

@@ -23,6 +23,8 @@
 //! | `pathdns_probe_rtt_seconds` | gauge | `name`, `target`, `probe` |
 //! | `pathdns_target_up` | gauge | `name`, `target` |
 //! | `pathdns_failovers_total` | counter | `name` |
+//! | `pathdns_connections_aborted_total` | counter | `name`, `target`, `reason` |
+//! | `pathdns_abort_stalled_available` | gauge (0/1) | |
 //! | `pathdns_config_reloads_total` | counter | `result` |
 //! | `pathdns_build_info` | gauge (1) | `version` |
 
@@ -67,6 +69,13 @@ struct TargetLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct AbortLabels {
+    name: String,
+    target: String,
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct NameLabels {
     name: String,
 }
@@ -92,6 +101,8 @@ pub struct Metrics {
     failovers: Family<NameLabels, Counter>,
     reloads: Family<ReloadLabels, Counter>,
     path_changes: Family<EffectLabels, Counter>,
+    aborted: Family<AbortLabels, Counter>,
+    abort_available: Gauge,
 }
 
 impl Default for Metrics {
@@ -154,6 +165,21 @@ impl Metrics {
              probed target's local path changed and its probes ran at once) or none",
             path_changes.clone(),
         );
+        let aborted = Family::<AbortLabels, Counter>::default();
+        registry.register(
+            "pathdns_connections_aborted",
+            "Stalled TCP connections of this host to a down target that pathdns ended \
+             (abort_stalled), by owned name, target and reason (connecting, retransmitting, \
+             unanswered, silent)",
+            aborted.clone(),
+        );
+        let abort_available = Gauge::default();
+        registry.register(
+            "pathdns_abort_stalled_available",
+            "1 when pathdns can end stalled connections (CAP_NET_ADMIN and a kernel with \
+             SOCK_DESTROY), 0 when it cannot; 0 until its self-check at start answers",
+            abort_available.clone(),
+        );
         registry.register(
             "pathdns_build",
             "The running pathdns version (always 1)",
@@ -168,6 +194,8 @@ impl Metrics {
             failovers,
             reloads,
             path_changes,
+            aborted,
+            abort_available,
         }
     }
 
@@ -249,6 +277,21 @@ impl Metrics {
     }
 
     /// One config reload: accepted (`true`) or rejected.
+    /// One connection ended by `abort_stalled`.
+    pub fn connection_aborted(&self, name: &str, target: IpAddr, reason: &'static str) {
+        self.aborted
+            .get_or_create(&AbortLabels {
+                name: name.to_owned(),
+                target: target.to_string(),
+                reason,
+            })
+            .inc();
+    }
+
+    pub fn abort_stalled_available(&self, available: bool) {
+        self.abort_available.set(i64::from(available));
+    }
+
     pub fn record_reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "rejected" };
         self.reloads.get_or_create(&ReloadLabels { result }).inc();

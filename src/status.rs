@@ -34,6 +34,39 @@ pub struct StatusReport {
     /// endpoint fills them in when it serves `/status`: empty when every read works.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_read_failures: Option<Vec<HostReadFailure>>,
+    /// Ending stalled connections to down targets (`abort_stalled`): whether it works here
+    /// and the last connections ended; the control endpoint fills it in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort_stalled: Option<AbortStatus>,
+}
+
+/// Whether pathdns can end stalled connections here, and the last ones it ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbortStatus {
+    /// `None` until the self-check at start has answered.
+    pub available: Option<bool>,
+    /// Why not (no CAP_NET_ADMIN, a kernel without SOCK_DESTROY).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable_reason: Option<String>,
+    /// The last ended connections, oldest first.
+    #[serde(default)]
+    pub recent: Vec<AbortedConnection>,
+}
+
+/// One connection pathdns ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbortedConnection {
+    pub unix_ms: u64,
+    /// The owned name whose down target it was connected to.
+    pub name: String,
+    pub local: String,
+    pub remote: String,
+    /// "SYN-SENT", "ESTABLISHED".
+    pub state: String,
+    /// Why it counted as stalled.
+    pub reason: String,
+    pub owner_pid: Option<u32>,
+    pub owner_comm: Option<String>,
 }
 
 /// A host read that is failing, and why.

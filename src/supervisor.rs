@@ -532,6 +532,7 @@ impl Supervisor {
             targets,
             forwarding: None,
             host_read_failures: None,
+            abort_stalled: None,
         }
     }
 

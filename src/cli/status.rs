@@ -407,6 +407,7 @@ mod tests {
                 cause: "netlink socket: permission denied".into(),
                 since_unix_ms: 3_725_000 - 61_000,
             }]),
+            abort_stalled: None,
         };
         let mut out = Vec::new();
         write_table(&mut out, &status, 3_725_000).expect("write");

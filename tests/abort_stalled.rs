@@ -336,6 +336,19 @@ fn wait_for_answer(topology: &Topology, agent: &Agent, addr: &str) {
     }
 }
 
+/// pathdns's log line for every connection it ends.
+const ENDED: &str = "ended a stalled connection";
+/// pathdns's log line when it starts sweeping a down target's connections.
+const SWEEPING: &str = "ending stalled connections to a down target";
+
+/// `/status` from the control endpoint.
+fn status(topology: &Topology, control: SocketAddr) -> pathdns::status::StatusReport {
+    let (code, body) =
+        netns::run_in_ns(&topology.client, || http_get(control, "/status")).expect("GET /status");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap_or_else(|err| panic!("/status: {err}: {body}"))
+}
+
 /// The sum of `pathdns_connections_aborted_total` over the series for the registry name
 /// and `target` (0 when there is none yet).
 fn aborted(topology: &Topology, control: SocketAddr, target: &str) -> u64 {
@@ -479,17 +492,31 @@ fn on_a_download_in_flight_across_a_cut_completes_on_the_backup() {
         "no abort counted"
     );
     let log = cut.agent.process.lines();
+    let primary = format!("remote={PRIMARY_ADDR}:443");
     assert!(
         log.iter()
-            .any(|line| line.contains("abort") && line.contains(PRIMARY_ADDR)),
+            .any(|line| line.contains(ENDED) && line.contains(&primary)),
         "no abort logged:\n{}",
         log.join("\n")
     );
+    // The last ones in /status (what `pathdns status` shows), with curl as the owner.
+    let status = status(&topology, cut.control);
+    let recent = status
+        .abort_stalled
+        .as_ref()
+        .map(|a| a.recent.clone())
+        .unwrap_or_default();
+    let curl = recent
+        .iter()
+        .find(|c| c.remote == format!("{PRIMARY_ADDR}:443"))
+        .unwrap_or_else(|| panic!("no aborted connection in /status: {recent:#?}"));
+    assert_eq!(curl.name, REGISTRY, "{curl:#?}");
+    eprintln!("in /status: {curl:?}");
     // The unrelated connection, stalled as long as curl's was, is still there.
     assert_untouched(&cut.other);
     assert!(
         log.iter()
-            .all(|line| !(line.contains("abort") && line.contains(&OTHER_ADDR.to_string()))),
+            .all(|line| !(line.contains(ENDED) && line.contains(&OTHER_ADDR.to_string()))),
         "{}",
         log.join("\n")
     );
@@ -625,4 +652,17 @@ fn a_flowing_transfer_to_a_target_wrongly_marked_down_is_not_aborted() {
     assert_eq!(attempts[0].code, Some(0), "{attempts:#?}");
     assert_blob(&download.file, size);
     assert_eq!(aborted(&topology, control, PRIMARY_ADDR), 0);
+    let log = agent.process.lines();
+    // The judge had its chance: pathdns swept the primary's connections while it was down.
+    assert!(
+        log.iter()
+            .any(|line| line.contains(SWEEPING) && line.contains(PRIMARY_ADDR)),
+        "pathdns never swept the wrongly-down primary:\n{}",
+        log.join("\n")
+    );
+    assert!(
+        log.iter().all(|line| !line.contains(ENDED)),
+        "{}",
+        log.join("\n")
+    );
 }

@@ -223,6 +223,72 @@ fn systemd_analyze_security_is_ok_and_documented() {
     );
 }
 
+/// The unit as the packages install it, with `pathdns.service.d/abort-stalled.conf`
+/// (CAP_NET_ADMIN for abort_stalled): its [Service] lines after the unit's own, which is
+/// what systemd makes of a drop-in. Its exposure stays at 2.0 or lower, the unit's comment
+/// states it, and both packages install the drop-in.
+#[test]
+fn the_abort_stalled_drop_in_keeps_the_exposure_ok_and_is_packaged() {
+    let dest = "usr/lib/systemd/system/pathdns.service.d/abort-stalled.conf";
+    let manifest = read("Cargo.toml");
+    assert!(
+        manifest.contains(&format!(
+            "[\"packaging/abort-stalled.conf\", \"{dest}\", \"644\"]"
+        )),
+        "the .deb's assets lack the drop-in"
+    );
+    assert!(
+        manifest.contains(&format!(
+            "{{ source = \"packaging/abort-stalled.conf\", dest = \"/{dest}\", mode = \"644\" }}"
+        )),
+        "the .rpm's assets lack the drop-in"
+    );
+    let drop_in = read("packaging/abort-stalled.conf");
+    for key in ["AmbientCapabilities", "CapabilityBoundingSet"] {
+        assert!(
+            drop_in.contains(&format!("\n{key}=CAP_NET_BIND_SERVICE CAP_NET_ADMIN\n")),
+            "{key} in the drop-in"
+        );
+    }
+    if !have("systemd-analyze") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let unit = unit_for_analysis(dir.path());
+    let service = &drop_in[drop_in.find("[Service]").expect("a [Service] section")..];
+    let installed = format!(
+        "{}\n{service}",
+        fs::read_to_string(&unit).expect("read unit")
+    );
+    fs::write(&unit, installed).expect("write unit");
+    let output = run(
+        "systemd-analyze",
+        &[
+            "security",
+            "--offline=yes",
+            "--no-pager",
+            unit.to_str().expect("utf-8"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let figure = stdout
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for pathdns.service: ")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no exposure level in {stdout}"));
+    eprintln!("systemd-analyze security pathdns.service with abort-stalled.conf: {figure}");
+    let value: f64 = figure.parse().expect("a number");
+    assert!(value <= 2.0, "exposure {figure} is above 2.0");
+    assert!(
+        read("packaging/pathdns.service")
+            .contains(&format!("{figure} with\n# the abort-stalled drop-in")),
+        "the unit's comment does not state the measured {figure} with the drop-in"
+    );
+}
+
 #[test]
 fn man_page_covers_every_command() {
     let output = run(

@@ -9,7 +9,7 @@
 # command needed. Run as root (or through sudo) it first installs the Debian packages the
 # integration tests drive, if any is missing:
 #
-#   dnsutils (dig)  dnsmasq-base  unbound  iproute2 (ip)  nftables (nft)  procps
+#   dnsutils (dig)  dnsmasq-base  unbound  iproute2 (ip)  nftables (nft)  procps  curl
 #   prometheus-alertmanager  prometheus (promtool)
 #
 # and those the package steps need:
@@ -225,15 +225,15 @@ disable_new_service() {
     fi
 }
 
-section "Test dependencies (dig, dnsmasq, unbound, ip, nft, pgrep, python3, prometheus-alertmanager, promtool)"
-packages=(dnsutils dnsmasq-base unbound iproute2 nftables procps python3 prometheus-alertmanager prometheus)
+section "Test dependencies (dig, dnsmasq, unbound, ip, nft, pgrep, python3, curl, prometheus-alertmanager, promtool)"
+packages=(dnsutils dnsmasq-base unbound iproute2 nftables procps python3 curl prometheus-alertmanager prometheus)
 missing_tools=()
-for tool in dig dnsmasq unbound ip nft pgrep python3 prometheus-alertmanager promtool; do
+for tool in dig dnsmasq unbound ip nft pgrep python3 curl prometheus-alertmanager promtool; do
     have "$tool" || missing_tools+=("$tool")
 done
 
 if [[ ${#missing_tools[@]} -eq 0 ]]; then
-    echo "all present: $(command -v dig dnsmasq unbound ip nft pgrep python3 prometheus-alertmanager promtool | tr '\n' ' ')" >&2
+    echo "all present: $(command -v dig dnsmasq unbound ip nft pgrep python3 curl prometheus-alertmanager promtool | tr '\n' ' ')" >&2
 elif ! $is_root; then
     loud "MISSING TEST TOOLS: ${missing_tools[*]}" \
         "" \

@@ -8,6 +8,7 @@
 
 mod common;
 
+mod abort_stalled;
 mod access;
 mod alerts;
 mod bad_input;

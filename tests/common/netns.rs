@@ -513,6 +513,18 @@ impl Topology {
     /// `WWW-Authenticate: Bearer realm="https://<realm>/auth",service="registry.aliyuncs.com:cn-hangzhou:26842"`;
     /// other paths 404. Returns once it listens.
     pub fn start_registry(&self, target: &str, server_name: &str, realm: &str) -> Process {
+        self.start_registry_with(target, server_name, realm, &[])
+    }
+
+    /// [`Topology::start_registry`] with more arguments for the script, e.g.
+    /// `["--blob-size", "4194304", "--blob-rate", "524288"]` for its slow `GET /blob`.
+    pub fn start_registry_with(
+        &self,
+        target: &str,
+        server_name: &str,
+        realm: &str,
+        extra: &[&str],
+    ) -> Process {
         let (cert, key) = self.issue_cert(&[server_name]);
         let target = self.target(target);
         let mut command = Command::new(python3());
@@ -523,7 +535,8 @@ impl Topology {
             .arg(cert)
             .arg("--key")
             .arg(key)
-            .args(["--realm", realm]);
+            .args(["--realm", realm])
+            .args(extra);
         let mut process = spawn_in(&target.ns, "registry_v2.py", &command);
         process.wait_for_line("that it listens", |line| {
             line.contains("serving https on").then_some(())

@@ -4,6 +4,10 @@
 Python 3 standard library only. Serves HTTPS (or plain HTTP with --plain) on ADDR:PORT:
 
     GET|HEAD /v2/   -> 401, WWW-Authenticate: Bearer realm="https://REALM/auth",service="SERVICE"
+    GET /blob       -> 200, --blob-size bytes sent slowly (--blob-rate bytes a second);
+                       with `Range: bytes=N-`, 206 and the rest from N (curl -C -). Byte i
+                       of the body is i % 251 on every server, so a download resumed on
+                       another server can be checked byte for byte.
     anything else   -> 404
 
 HTTP/1.1 with keep-alive, one thread per connection. The TLS handshake runs on the
@@ -16,8 +20,10 @@ callers wait for that line. Every request is logged to stderr as well.
 
 import argparse
 import json
+import re
 import ssl
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -30,7 +36,41 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "registry-v2-test"
     sys_version = ""
 
+    def _blob(self):
+        size = self.server.blob_size
+        start = 0
+        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", "").strip())
+        if match:
+            start = min(int(match.group(1)), size)
+            self.send_response(206)
+            self.send_header("Content-Range", "bytes %d-%d/%d" % (start, size - 1, size))
+        else:
+            self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(size - start))
+        self.end_headers()
+        pattern = bytes(range(251)) * (65536 // 251 + 2)
+        chunk = 16384
+        rate = self.server.blob_rate
+        began = time.monotonic()
+        sent = 0
+        offset = start
+        while offset < size:
+            n = min(chunk, size - offset)
+            i = offset % 251
+            self.wfile.write(pattern[i:i + n])
+            offset += n
+            sent += n
+            # Paced: `sent` bytes are due `sent / rate` seconds after the start.
+            ahead = sent / rate - (time.monotonic() - began)
+            if ahead > 0:
+                time.sleep(ahead)
+        log("%s blob sent bytes %d-%d" % (self.client_address[0], start, size - 1))
+
     def _reply(self, send_body):
+        if send_body and (self.path == "/blob" or self.path.startswith("/blob?")):
+            self._blob()
+            return
         if self.path == "/v2/" or self.path.startswith("/v2/?"):
             status = self.server.v2_status
             body = json.dumps(
@@ -113,12 +153,18 @@ def main():
     parser.add_argument("--v2-status", type=int, default=401,
                         help="status for /v2/ (401 like a real registry)")
     parser.add_argument("--plain", action="store_true", help="plain HTTP, no TLS")
+    parser.add_argument("--blob-size", type=int, default=4 * 1024 * 1024,
+                        help="size of GET /blob in bytes")
+    parser.add_argument("--blob-rate", type=int, default=256 * 1024,
+                        help="rate of GET /blob in bytes a second")
     args = parser.parse_args()
 
     server = Server((args.addr, args.port), Handler)
     server.realm = args.realm
     server.service = args.service
     server.v2_status = args.v2_status
+    server.blob_size = args.blob_size
+    server.blob_rate = args.blob_rate
     if args.plain:
         server.tls = None
         scheme = "http"

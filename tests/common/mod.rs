@@ -571,13 +571,16 @@ pub const LIVENESS_ADDR: &str = "10.94.205.198";
 /// Checks that an agent is still the process it was and still serving: running, the same
 /// pid with the same start time (so not a restarted or reused one), no panic in its log (a
 /// panicking task or thread does not end the process in a test build), and
-/// [`LIVENESS_NAME`] answered correctly over UDP and TCP within 5 s each.
+/// [`LIVENESS_NAME`] answered correctly over UDP and TCP within 5 s each (a UDP query that
+/// got no answer is asked once more, and counted).
 pub struct Liveness {
     pid: u32,
     started: String,
     /// Liveness queries answered so far, and the slowest answer.
     pub answered: u64,
     pub slowest: Duration,
+    /// UDP liveness queries that needed a second try ([`Liveness::ask_udp`]).
+    pub lost_udp: u64,
 }
 
 impl Liveness {
@@ -588,6 +591,7 @@ impl Liveness {
             started: start_time(pid).unwrap_or_else(|| panic!("pathdns (pid {pid}) is gone")),
             answered: 0,
             slowest: Duration::ZERO,
+            lost_udp: 0,
         }
     }
 
@@ -641,7 +645,7 @@ impl Liveness {
         let raw = if tcp {
             ask_raw_tcp(agent.addr, &bytes, Duration::from_secs(5))
         } else {
-            exchange_raw_udp(agent.addr, &bytes, Duration::from_secs(5))
+            self.ask_udp(agent.addr, &bytes, context)
         };
         let elapsed = start.elapsed();
         let raw = raw.unwrap_or_else(|| {
@@ -657,6 +661,70 @@ impl Liveness {
         );
         self.answered += 1;
         self.slowest = self.slowest.max(elapsed);
+    }
+}
+
+impl Liveness {
+    /// A UDP liveness query, asked once more when the first gets no answer: UDP may lose a
+    /// datagram on a host that runs several floods at once (the suite's parallel tests), and
+    /// a DNS client asks again. Each loss is counted ([`Liveness::lost_udp`]) and printed
+    /// with the kernel's UDP drop counters around it; a second loss in a row is a server
+    /// that stopped answering.
+    fn ask_udp(&mut self, server: SocketAddr, bytes: &[u8], context: &str) -> Option<Vec<u8>> {
+        let before = KernelUdpDrops::read();
+        if let Some(raw) = exchange_raw_udp(server, bytes, Duration::from_secs(5)) {
+            return Some(raw);
+        }
+        let after = KernelUdpDrops::read();
+        self.lost_udp += 1;
+        let retry = exchange_raw_udp(server, bytes, Duration::from_secs(5));
+        eprintln!(
+            "liveness: a UDP query after {context} got no answer within 5 s (kernel UDP \
+             drops on this host meanwhile: {}); asked again: {}",
+            after.since(&before),
+            if retry.is_some() {
+                "answered"
+            } else {
+                "no answer either"
+            }
+        );
+        retry
+    }
+}
+
+/// The host's UDP drop counters (`/proc/net/snmp`): receive-buffer overflows and all
+/// input errors, every socket of the host counted.
+#[derive(Debug, Default)]
+pub struct KernelUdpDrops {
+    rcvbuf_errors: u64,
+    in_errors: u64,
+}
+
+impl KernelUdpDrops {
+    pub fn read() -> KernelUdpDrops {
+        let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+        let mut udp = snmp.lines().filter(|line| line.starts_with("Udp:"));
+        let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+            return KernelUdpDrops::default();
+        };
+        let field = |name: &str| {
+            let at = names.split_whitespace().position(|field| field == name);
+            at.and_then(|at| values.split_whitespace().nth(at)?.parse().ok())
+                .unwrap_or(0)
+        };
+        KernelUdpDrops {
+            rcvbuf_errors: field("RcvbufErrors"),
+            in_errors: field("InErrors"),
+        }
+    }
+
+    /// The increase since `earlier`, as text.
+    pub fn since(&self, earlier: &KernelUdpDrops) -> String {
+        format!(
+            "{} receive-buffer overflows, {} input errors",
+            self.rcvbuf_errors.saturating_sub(earlier.rcvbuf_errors),
+            self.in_errors.saturating_sub(earlier.in_errors)
+        )
     }
 }
 

@@ -26,6 +26,7 @@ mod fuzz_smoke;
 mod host_netns;
 mod import_hosts;
 mod netns_topology;
+mod node_local;
 mod packaging;
 mod passthrough;
 mod pipelining;

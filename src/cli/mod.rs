@@ -18,6 +18,7 @@ mod doctor;
 pub mod exit;
 mod hosts;
 mod import_hosts;
+mod node_local;
 mod reload;
 mod resolver;
 mod status;
@@ -131,6 +132,22 @@ enum Command {
         #[arg(long)]
         no_probes: bool,
     },
+    /// Add or remove the node-local address (server.node_local) on lo.
+    ///
+    /// Containers on Docker's default bridge never see a loopback nameserver, and a CoreDNS
+    /// that forwards to a loopback address asks itself; both reach a link-local address on
+    /// the host (default 169.254.20.53) through the host's routing. `up` adds it as a /32 on
+    /// lo labelled lo:pathdns (needs CAP_NET_ADMIN; the packaged unit runs it as
+    /// ExecStartPre=+ so that the agent itself never holds the capability) and is a no-op
+    /// when it is there; the address stays when the agent stops, so a restart never loses
+    /// it. `down` removes only addresses labelled lo:pathdns (the package's removal runs
+    /// it). An address someone else holds is never touched: `up` fails, exit 69.
+    NodeLocal {
+        #[arg(value_enum)]
+        action: node_local::Action,
+        #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
     /// Make pathdns the host's resolver, or undo it (safely and reversibly).
     Resolver {
         #[command(subcommand)]
@@ -167,6 +184,7 @@ pub fn main() -> CommandResult {
             print_rebinding(&config)?;
             print_conflicts(&config)?;
             print_abort_stalled(&config)?;
+            print_node_local(&config)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status {
@@ -181,6 +199,7 @@ pub fn main() -> CommandResult {
         }
         Command::Hosts { config, control } => hosts::run(&config, control),
         Command::ImportHosts { file, no_probes } => import_hosts::run(&file, no_probes),
+        Command::NodeLocal { action, config } => node_local::run(action, &config),
         Command::Resolver { action } => resolver::run(action),
         Command::Demo {
             listen,
@@ -258,6 +277,24 @@ fn print_abort_stalled(config: &Config) -> anyhow::Result<()> {
         std::io::stdout().lock(),
         "abort_stalled: {wanted} names, stalled after {}: {verdict}",
         humantime::format_duration(config.stall_after)
+    )?;
+    Ok(())
+}
+
+/// Where the node-local address is, when the config has one.
+fn print_node_local(config: &Config) -> anyhow::Result<()> {
+    let Some(wanted) = config.server.node_local.as_ref() else {
+        return Ok(());
+    };
+    let placement = match pathdns::host::node_local::placement(wanted.addr) {
+        Ok(placement) => node_local::placed(&placement),
+        Err(err) => format!("cannot tell: {err}"),
+    };
+    writeln!(
+        std::io::stdout().lock(),
+        "node-local: listens on {}:53 for containers and pods ({}): {placement}",
+        wanted.addr,
+        wanted.because
     )?;
     Ok(())
 }

@@ -15,6 +15,8 @@ use pathdns::resolver::{
     RESOLV_CONF,
 };
 
+use pathdns::host::containers;
+
 use super::exit::{CommandResult, Failure};
 use super::DEFAULT_CONFIG;
 
@@ -147,7 +149,11 @@ pub fn run(action: Action) -> CommandResult {
 fn enable(config_path: &Path, mode: Option<ModeArg>, force: bool, root: &Path) -> CommandResult {
     let host = Host::new(root);
     let config = Config::load(config_path)?;
-    let settings = ResolverSettings::from_config(&config)?;
+    let runtimes = containers::detect(root);
+    let settings = for_containers(ResolverSettings::from_config(&config)?, &config, &runtimes)?;
+    if host.is_system() {
+        bring_up_node_local(&config)?;
+    }
     if host.is_system() && !force && !answers(settings.nameserver) {
         return Err(ResolverError::Refused {
             what: format!(
@@ -213,6 +219,15 @@ fn enable(config_path: &Path, mode: Option<ModeArg>, force: bool, root: &Path) -
                     )?;
                 }
             }
+            if !runtimes.is_empty() {
+                writeln!(
+                    out,
+                    "container host ({}): containers and pods get {} (node-local)",
+                    containers::describe(&runtimes),
+                    settings.nameserver
+                )?;
+                kubelet_hint(&mut out, &host, root, settings.nameserver)?;
+            }
             writeln!(out, "undo with: pathdns resolver disable")?;
             for warning in warnings {
                 eprintln!("pathdns resolver: warning: {warning}");
@@ -222,9 +237,113 @@ fn enable(config_path: &Path, mode: Option<ModeArg>, force: bool, root: &Path) -
     Ok(ExitCode::SUCCESS)
 }
 
+/// On a container host, pathdns must be named by its node-local address: Docker drops
+/// loopback nameservers from a container's resolv.conf, and a CoreDNS forwarding to a
+/// loopback address asks itself. Without one in the config, `enable` refuses.
+fn for_containers(
+    mut settings: ResolverSettings,
+    config: &Config,
+    runtimes: &[containers::Evidence],
+) -> Result<ResolverSettings, ResolverError> {
+    if runtimes.is_empty() {
+        return Ok(settings);
+    }
+    let Some(node_local) = config.server.node_local.as_ref() else {
+        return Err(ResolverError::Refused {
+            what: format!(
+                "this host runs containers ({}), and pathdns listens only on loopback, which \
+                 no container or pod can reach",
+                containers::describe(runtimes)
+            ),
+            hint: format!(
+                "set server.node_local = \"auto\" (or an address such as \"{}\") in {}, \
+                 run `pathdns node-local up` and `systemctl restart pathdns`, then run this \
+                 again",
+                pathdns::host::node_local::DEFAULT_ADDRESS,
+                config.source
+            ),
+            forcible: false,
+        });
+    };
+    settings.nameserver = IpAddr::V4(node_local.addr);
+    Ok(settings)
+}
+
+/// What a kubelet needs: when it reads another file than /etc/resolv.conf and that file
+/// does not name pathdns, how to point it at the one that does.
+fn kubelet_hint(
+    out: &mut impl Write,
+    host: &Host,
+    root: &Path,
+    nameserver: IpAddr,
+) -> anyhow::Result<()> {
+    let Some(path) = containers::kubelet_resolv_conf(root) else {
+        return Ok(());
+    };
+    let file = path.to_string_lossy();
+    if file == RESOLV_CONF {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(host.path(&file)).unwrap_or_default();
+    let named = pathdns::host::resolv_conf::parse(&text)
+        .nameservers
+        .contains(&nameserver);
+    if !named {
+        writeln!(
+            out,
+            "kubelet reads {file} (resolvConf), which does not name {nameserver}: pods with \
+             dnsPolicy: Default and CoreDNS will not see pathdns; set resolvConf: \
+             {RESOLV_CONF} in /var/lib/kubelet/config.yaml (or --resolv-conf={RESOLV_CONF}) \
+             and restart kubelet"
+        )?;
+    }
+    Ok(())
+}
+
+/// Where `enable` notes that it added the node-local address itself (the unit's
+/// `ExecStartPre` normally has): `disable` then removes it again, and only then.
+const NODE_LOCAL_ADDED: &str = "/var/lib/pathdns/node-local-added-by-resolver";
+
+/// Adds the node-local address when it is missing (an agent on socket-activated sockets
+/// with FreeBind answers as soon as it exists), and notes that `enable` added it.
+fn bring_up_node_local(config: &Config) -> Result<(), Failure> {
+    let Some(node_local) = config.server.node_local.as_ref() else {
+        return Ok(());
+    };
+    let outcome =
+        pathdns::host::node_local::up(node_local.addr).context("set up the node-local address")?;
+    if outcome == pathdns::host::node_local::Outcome::Added {
+        let marker = Path::new(NODE_LOCAL_ADDED);
+        if let Some(dir) = marker.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(marker, format!("{}\n", node_local.addr))?;
+    }
+    Ok(())
+}
+
+/// Removes the node-local address if `enable` added it.
+fn take_down_node_local(out: &mut impl Write) -> Result<(), Failure> {
+    let marker = Path::new(NODE_LOCAL_ADDED);
+    let Ok(text) = std::fs::read_to_string(marker) else {
+        return Ok(());
+    };
+    pathdns::host::node_local::down().context("remove the node-local address")?;
+    std::fs::remove_file(marker)?;
+    writeln!(
+        out,
+        "removed the node-local address {}, which `enable` had added",
+        text.trim()
+    )?;
+    Ok(())
+}
+
 fn disable(policy: DisablePolicy, root: &Path) -> CommandResult {
     let host = Host::new(root);
     let mut out = std::io::stdout().lock();
+    if host.is_system() {
+        take_down_node_local(&mut out)?;
+    }
     match host.disable(policy)? {
         Disabled::NotEnabled => {
             writeln!(out, "pathdns is not the resolver: nothing to restore")?;
@@ -290,6 +409,15 @@ fn status(root: &Path) -> CommandResult {
     if !conf.nameservers.is_empty() {
         writeln!(out, "nameservers: {}", conf.nameservers.join(", "))?;
     }
+    let runtimes = containers::detect(root);
+    if !runtimes.is_empty() {
+        writeln!(
+            out,
+            "container host ({}): containers get {}",
+            containers::describe(&runtimes),
+            containers_get(&conf.nameservers)
+        )?;
+    }
     match &status.enabled {
         Some(enabled) => {
             writeln!(
@@ -307,6 +435,23 @@ fn status(root: &Path) -> CommandResult {
         },
     }
     Ok(ExitCode::from(code))
+}
+
+/// What a container on Docker's default bridge gets from these nameservers: the
+/// non-loopback ones (Docker drops the rest), or Docker's fallback when none is left.
+fn containers_get(nameservers: &[String]) -> String {
+    let kept: Vec<&str> = nameservers
+        .iter()
+        .filter(|ns| !ns.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()))
+        .map(String::as_str)
+        .collect();
+    if kept.is_empty() {
+        "no nameserver of these (all loopback): Docker falls back to 8.8.8.8 and 8.8.4.4, \
+         which know none of the owned names"
+            .to_owned()
+    } else {
+        kept.join(", ")
+    }
 }
 
 fn describe_entry(entry: &pathdns::resolver::Entry) -> String {

@@ -1,6 +1,7 @@
 //! What validation needs to know about this host, read once before validation: the
 //! resolv.conf the config names, and, when the config asks for them, the host's interfaces,
-//! whether raw ICMP sockets may be opened, and whether each CA file holds a certificate.
+//! whether raw ICMP sockets may be opened, whether each CA file holds a certificate, and
+//! the container runtimes (for `server.node_local = "auto"`).
 //!
 //! Owns: every host and filesystem read of the pipeline after the config file itself,
 //! through the host room (`crate::host`), with the host room's semantics (glibc's for
@@ -11,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::raw::{HealthChecks, RawConfig, RawProbe};
+use crate::host::containers::{self, Evidence};
 use crate::host::failures::{self, HostRead};
 use crate::host::resolv_conf::{self, ReadError, ResolvConf};
 
@@ -28,6 +30,8 @@ pub struct HostFacts {
     pub raw_icmp_denied: Option<String>,
     /// Every CA file the config names, with why it is unusable (`Err`) or `Ok`.
     pub ca_files: BTreeMap<PathBuf, Result<(), String>>,
+    /// The container runtimes of this host, read when `server.node_local = "auto"`.
+    pub container_runtimes: Option<Vec<Evidence>>,
 }
 
 impl HostFacts {
@@ -56,6 +60,7 @@ impl HostFacts {
             ca_files: ca_paths
                 .map(|path| (path.clone(), check_ca_file(path)))
                 .collect(),
+            container_runtimes: node_local_auto(raw).then(|| containers::detect(Path::new("/"))),
         }
     }
 
@@ -71,8 +76,14 @@ impl HostFacts {
             interfaces: None,
             raw_icmp_denied: None,
             ca_files: BTreeMap::new(),
+            container_runtimes: None,
         }
     }
+}
+
+fn node_local_auto(raw: &RawConfig) -> bool {
+    let node_local = raw.server.node_local.as_ref();
+    node_local.is_some_and(|value| value.get_ref() == "auto")
 }
 
 /// The probe and failover keys of every `[[registry]]` and `[[name]]`.

@@ -107,7 +107,7 @@ impl Config {
 /// sections are checked in file-reading order, so that a file with several mistakes
 /// always reports the same one first.
 fn from_raw(raw: &RawConfig, facts: &HostFacts, site: &Site) -> Result<Config, ConfigError> {
-    let server = validate::server::server(&raw.server, site)?;
+    let server = validate::server::server(&raw.server, facts, site)?;
     let names = owned_names(raw, facts, site)?;
     let upstream =
         validate::upstream::upstream(&raw.upstream, &server.listen, &names, facts, site)?;

@@ -127,6 +127,9 @@ pub struct RawServer {
     /// Clients outside these networks get REFUSED.
     #[serde(default = "default_allow", deserialize_with = "text::spanned_list")]
     pub allow: Spanned<Vec<IpNet>>,
+    /// The node-local address for containers and pods: an IPv4 link-local address,
+    /// `"auto"` (the default address on a container host, none elsewhere) or `"off"`.
+    pub node_local: Option<Spanned<String>>,
     /// TTL of owned answers, in seconds.
     #[serde(default = "default_ttl")]
     pub ttl: u32,
@@ -147,6 +150,7 @@ impl Default for RawServer {
         Self {
             listen: default_listen(),
             allow: default_allow(),
+            node_local: None,
             ttl: default_ttl(),
             max_tcp_connections: default_tcp_connections(),
             tcp_idle_timeout: default_tcp_idle(),

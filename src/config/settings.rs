@@ -35,11 +35,22 @@ pub struct Config {
 
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
+    /// Every listen address, the node-local one's port 53 included.
     pub listen: Vec<SocketAddr>,
     pub allow: Vec<IpNet>,
+    /// `server.node_local`, resolved: the address and why it is there.
+    pub node_local: Option<NodeLocal>,
     pub max_tcp_connections: usize,
     pub tcp_idle_timeout: Duration,
     pub max_queries_per_connection: usize,
+}
+
+/// The node-local address pathdns listens on (on `lo`; `crate::host::node_local`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeLocal {
+    pub addr: std::net::Ipv4Addr,
+    /// Why: `"configured"`, or what made `"auto"` choose it (the container runtimes).
+    pub because: String,
 }
 
 /// Everything about forwarding; a reload keeps the forwarder (and its cache) while it

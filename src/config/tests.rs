@@ -562,3 +562,76 @@ fn stall_after_must_be_between_a_second_and_ten_minutes() {
         error_of(&text)
     );
 }
+
+/// A config with `server` keys, validated on `facts` (the host runs containers or not).
+fn node_local_config(server: &str, runtimes: bool) -> Result<Config, String> {
+    use super::error::Site;
+    use super::facts::HostFacts;
+    use crate::host::containers::{Evidence, Runtime};
+    let text = format!("[server]\n{server}\n[upstream]\nservers = [\"127.0.0.1:5399\"]\n");
+    let site = Site {
+        text: &text,
+        path: "t.toml",
+    };
+    let raw = super::parse::deserialize(&site).map_err(|e| e.to_string())?;
+    let mut facts = HostFacts::nothing();
+    facts.container_runtimes = Some(if runtimes {
+        vec![Evidence {
+            runtime: Runtime::Docker,
+            path: "/run/docker.sock",
+        }]
+    } else {
+        Vec::new()
+    });
+    super::from_raw(&raw, &facts, &site).map_err(|e| e.to_string())
+}
+
+#[test]
+fn node_local_auto_follows_the_container_runtimes_and_adds_its_port_53() {
+    let on = node_local_config("node_local = \"auto\"", true).expect("valid");
+    let node_local = on.server.node_local.as_ref().expect("on with a runtime");
+    assert_eq!(node_local.addr.to_string(), "169.254.20.53");
+    assert_eq!(node_local.because, "auto: dockerd (/run/docker.sock)");
+    assert!(on
+        .server
+        .listen
+        .contains(&"169.254.20.53:53".parse().expect("addr")));
+    // Docker's bridge clients are answered; the rest of the world is not.
+    let allowed = |ip: &str| {
+        let ip: IpAddr = ip.parse().expect("ip");
+        on.server.allow.iter().any(|net| net.contains(&ip))
+    };
+    assert!(allowed("172.17.0.2") && allowed("127.0.0.1") && allowed("10.244.1.5"));
+    assert!(!allowed("203.0.113.9"));
+    let off = node_local_config("node_local = \"auto\"", false).expect("valid");
+    assert!(off.server.node_local.is_none());
+    assert_eq!(off.server.listen.len(), 1);
+    let none = node_local_config("", true).expect("valid");
+    assert!(none.server.node_local.is_none(), "absent is off");
+}
+
+#[test]
+fn node_local_mistakes_name_the_field_and_the_default() {
+    let message =
+        node_local_config("node_local = \"10.0.0.53\"", true).expect_err("not link-local");
+    assert!(
+        message.starts_with("t.toml:2:14: server.node_local: 10.0.0.53 is not link-local"),
+        "{message}"
+    );
+    let message = node_local_config("node_local = \"yes\"", true).expect_err("not an address");
+    assert!(message.contains("\"auto\" or \"off\""), "{message}");
+    assert!(message.contains("169.254.20.53"), "{message}");
+    // A LAN listen address with the widened default would open pathdns to the LAN.
+    let message = node_local_config(
+        "listen = [\"192.0.2.10:53\"]\nnode_local = \"169.254.20.53\"",
+        false,
+    )
+    .expect_err("needs an explicit allow");
+    assert!(message.contains("server.allow: not given"), "{message}");
+    let written = node_local_config(
+        "listen = [\"192.0.2.10:53\"]\nnode_local = \"169.254.20.53\"\nallow = [\"192.0.2.0/24\"]",
+        false,
+    )
+    .expect("an explicit allow is taken as written");
+    assert_eq!(written.server.allow.len(), 1);
+}

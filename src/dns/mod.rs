@@ -75,6 +75,10 @@ impl BindError {
                 "; ports below 1024 need root or CAP_NET_BIND_SERVICE"
             }
             std::io::ErrorKind::AddrInUse => "; another DNS server may be running there",
+            std::io::ErrorKind::AddrNotAvailable if is_link_local(addr) => {
+                "; no local interface has that address: for the node-local address, run \
+                 `pathdns node-local up` first (the packaged unit does)"
+            }
             std::io::ErrorKind::AddrNotAvailable => "; no local interface has that address",
             _ => "",
         };
@@ -85,6 +89,10 @@ impl BindError {
             hint,
         }
     }
+}
+
+fn is_link_local(addr: SocketAddr) -> bool {
+    matches!(addr.ip(), std::net::IpAddr::V4(ip) if ip.is_link_local())
 }
 
 /// Bound sockets for one listen address.

@@ -11,17 +11,20 @@
 //! facts:
 //! [`local_address`] and [`check_raw_icmp`]; and [`tcp_sockets`], this host's TCP
 //! connections to a target over inet_diag, judged stalled or not, and ended with
-//! SOCK_DESTROY. Nothing here reads /proc, which the unit's `ProcSubset=pid` hides, except
+//! SOCK_DESTROY; and [`node_local`](mod@node_local), the one address pathdns adds to the
+//! host (on `lo`, for containers and pods). Nothing here reads /proc, which the unit's `ProcSubset=pid` hides, except
 //! `tcp_sockets` (this process's own `/proc/self/fd`, which stays visible, and a best-effort
 //! owner lookup). Must not: send traffic to targets, decide health, or import from config,
 //! probe or anything downstream.
 
 pub mod conflicts;
+pub mod containers;
 pub mod failures;
 pub mod hosts_file;
 pub mod interfaces;
 pub mod name;
 pub mod netlink;
+pub mod node_local;
 pub mod resolv_conf;
 pub mod routes;
 pub mod tcp_sockets;

@@ -1,5 +1,6 @@
 //! One synchronous rtnetlink request and its replies: the transport under [`super::routes`](mod@super::routes)
-//! and [`super::interfaces`](mod@super::interfaces).
+//! and [`super::interfaces`](mod@super::interfaces), and one acknowledged change for
+//! [`super::node_local`](mod@super::node_local).
 //!
 //! Owns: the NETLINK_ROUTE socket (netlink-sys), encoding a request and decoding the
 //! kernel's replies (netlink-packet-route), and telling a kernel error (an answer) from a
@@ -14,7 +15,8 @@
 use std::io;
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NLM_F_REQUEST,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -49,19 +51,7 @@ pub fn request(
     message: RouteNetlinkMessage,
     dump: bool,
 ) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
-    let mut socket = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::Socket)?;
-    socket.bind_auto().map_err(NetlinkError::Socket)?;
-    socket
-        .connect(&SocketAddr::new(0, 0))
-        .map_err(NetlinkError::Socket)?;
-    let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | if dump { NLM_F_DUMP } else { 0 };
-    header.sequence_number = 1;
-    let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(message));
-    packet.finalize();
-    let mut buffer = vec![0; packet.buffer_len()];
-    packet.serialize(&mut buffer);
-    socket.send(&buffer, 0).map_err(NetlinkError::Socket)?;
+    let socket = send(message, NLM_F_REQUEST | if dump { NLM_F_DUMP } else { 0 })?;
     let mut replies = Vec::new();
     loop {
         let (datagram, _) = socket.recv_from_full().map_err(NetlinkError::Socket)?;
@@ -72,6 +62,54 @@ pub fn request(
             return Ok(replies);
         }
     }
+}
+
+/// What a change asks of the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Create the object; EEXIST when it is there already.
+    Create,
+    /// Delete it; EADDRNOTAVAIL (an address) when it is not there.
+    Delete,
+}
+
+/// Sends a change (RTM_NEWADDR, RTM_DELADDR, ...) and waits for the kernel's
+/// acknowledgement; a refusal (EPERM without CAP_NET_ADMIN, EEXIST) is [`NetlinkError::Kernel`].
+pub fn change(message: RouteNetlinkMessage, change: Change) -> Result<(), NetlinkError> {
+    let flags = match change {
+        Change::Create => NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        Change::Delete => NLM_F_REQUEST | NLM_F_ACK,
+    };
+    let socket = send(message, flags)?;
+    loop {
+        let (datagram, _) = socket.recv_from_full().map_err(NetlinkError::Socket)?;
+        let message = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&datagram)
+            .map_err(|err| NetlinkError::Decode(err.to_string()))?;
+        if let NetlinkPayload::Error(error) = message.payload {
+            return match error.code {
+                Some(_) => Err(NetlinkError::Kernel(error.to_io())),
+                None => Ok(()),
+            };
+        }
+    }
+}
+
+/// A fresh NETLINK_ROUTE socket with `message` sent on it, with `flags`.
+fn send(message: RouteNetlinkMessage, flags: u16) -> Result<Socket, NetlinkError> {
+    let mut socket = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::Socket)?;
+    socket.bind_auto().map_err(NetlinkError::Socket)?;
+    socket
+        .connect(&SocketAddr::new(0, 0))
+        .map_err(NetlinkError::Socket)?;
+    let mut header = NetlinkHeader::default();
+    header.flags = flags;
+    header.sequence_number = 1;
+    let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(message));
+    packet.finalize();
+    let mut buffer = vec![0; packet.buffer_len()];
+    packet.serialize(&mut buffer);
+    socket.send(&buffer, 0).map_err(NetlinkError::Socket)?;
+    Ok(socket)
 }
 
 /// Appends the messages of one datagram; true once the answer is complete (the end of a

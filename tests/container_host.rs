@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use common::docker::{self, Dockerd};
-use common::netns::{self, Pair, Topology, PRIMARY};
+use common::docker::{self, Dockerd, Registry};
+use common::netns::{self, Pair, Topology, CLIENT_PRIV_ADDR, PRIMARY};
 use common::*;
 use hickory_proto::rr::RecordType;
 
@@ -274,16 +274,23 @@ fn nslookup_address(output: &str, name: &str) -> Option<String> {
     Some(address.trim().to_owned())
 }
 
+/// A Docker host: the topology's client namespace with the primary target behind the
+/// router, and the node's DNS side in it. `None` (after a loud SKIPPED line) without root.
+fn docker_host() -> Option<(Topology, Node)> {
+    let topology = Topology::build_with(&[PRIMARY])?;
+    let node = Node::start(&topology.client, Marker::DockerSocket, |config| {
+        topology.start_agent(config)
+    });
+    Some((topology, node))
+}
+
 /// Test A: a container on the default bridge resolves an owned and a forwarded name
 /// through pathdns on 169.254.20.53, from the resolv.conf docker copied into it.
 #[test]
 fn a_container_on_the_default_bridge_resolves_through_the_node_local_address() {
-    let Some(topology) = Topology::build_with(&[PRIMARY]) else {
+    let Some((_topology, node)) = docker_host() else {
         return;
     };
-    let node = Node::start(&topology.client, Marker::DockerSocket, |config| {
-        topology.start_agent(config)
-    });
     let dockerd = Dockerd::start(&node.ns, &node.resolv_conf());
     dockerd.import_busybox(IMAGE);
 
@@ -330,6 +337,45 @@ fn a_container_on_the_default_bridge_resolves_through_the_node_local_address() {
         !clients.is_empty() && clients.iter().all(|client| !client.starts_with("172.")),
         "the forwarded name reached the upstream through pathdns only: {clients:?}"
     );
+}
+
+/// Test B: the private dockerd pushes to and pulls from a registry named by the owned
+/// name (Debian's docker-registry on the primary target, TLS from the test CA), resolving
+/// the name in its own namespace through the resolv.conf that points at pathdns.
+#[test]
+fn docker_pull_from_the_owned_registry_name_resolves_through_pathdns() {
+    let Some((topology, node)) = docker_host() else {
+        return;
+    };
+    let (cert, key) = topology.issue_cert(&[OWNED]);
+    let registry = Registry::start(topology.target("primary"), &cert, &key);
+    let dockerd = Dockerd::start(&node.ns, &node.resolv_conf());
+    dockerd.trust_registry_ca(OWNED, &topology.ca_cert);
+    dockerd.import_busybox(IMAGE);
+
+    let remote = format!("{OWNED}/test/bb:1");
+    dockerd.docker_ok(&["tag", IMAGE, &remote]);
+    let started = Instant::now();
+    dockerd.docker_ok(&["push", &remote]);
+    eprintln!("docker push {remote}: {:.1?}", started.elapsed());
+    dockerd.docker_ok(&["rmi", IMAGE, &remote]);
+
+    let before = node.answered();
+    let started = Instant::now();
+    let pulled = dockerd.docker_ok(&["pull", &remote]);
+    eprintln!("docker pull {remote}: {:.1?}\n{pulled}", started.elapsed());
+    let after = node.wait_answered(before, 1, 0);
+    eprintln!("pathdns answered (owned, forwarded): {before:?} -> {after:?}");
+    let from = CLIENT_PRIV_ADDR.to_string();
+    let manifests = registry.requests_from(&from, "/v2/test/bb/manifests/1");
+    let blobs = registry.requests_from(&from, "/v2/test/bb/blobs/");
+    eprintln!("registry: {manifests} manifest and {blobs} blob requests from {from}");
+    assert!(
+        manifests >= 2 && blobs >= 1,
+        "the push and the pull reached the registry"
+    );
+    let run = dockerd.docker_ok(&["run", "--rm", &remote, "echo", "pulled and ran"]);
+    assert_eq!(run.trim(), "pulled and ran");
 }
 
 /// Test C: a pod's dnsmasq on 127.0.0.1:53, forwarding to kubelet's copy of the host's

@@ -37,6 +37,9 @@ use super::{which, Process, READY_DEADLINE};
 /// How long the daemon may take to answer `docker info` (vfs, two cores, other tests).
 pub const DOCKERD_DEADLINE: Duration = Duration::from_secs(60);
 
+/// How long one docker command (a pull, a run) may take before it is killed.
+pub const DOCKER_COMMAND_DEADLINE: Duration = Duration::from_secs(120);
+
 /// busybox applets linked into the test image.
 const APPLETS: &[&str] = &["sh", "cat", "echo", "nslookup", "grep", "true"];
 
@@ -64,9 +67,9 @@ impl Dockerd {
         std::fs::create_dir(&etc_docker).expect("create the daemon's /etc/docker");
         let cgroup_parent = format!("pathdns-test-{ns}");
         let socket = dir.path().join("docker.sock");
-        let command = dockerd_command(ns, resolv_conf, &etc_docker, dir.path(), &cgroup_parent);
+        let mut command = dockerd_command(ns, resolv_conf, &etc_docker, dir.path(), &cgroup_parent);
         let started = Instant::now();
-        let mut process = Process::spawn("dockerd", &mut { command });
+        let mut process = Process::spawn("dockerd", &mut command);
         let init = init_of(&mut process);
         let mut dockerd = Dockerd {
             process: Some(process),
@@ -107,10 +110,16 @@ impl Dockerd {
         }
     }
 
-    /// `docker -H unix://<socket> args...`, its output collected (not checked). The CLI's
-    /// own config directory is the test's too (nothing is written to ~/.docker).
+    /// `docker -H unix://<socket> args...`, its output collected (not checked), killed
+    /// after [`DOCKER_COMMAND_DEADLINE`] (exit status 124). The CLI's own config directory
+    /// is the test's too (nothing is written to ~/.docker).
     pub fn docker(&self, args: &[&str]) -> Output {
-        Command::new(tool("docker"))
+        Command::new(tool("timeout"))
+            .args([
+                "--kill-after=5",
+                &DOCKER_COMMAND_DEADLINE.as_secs().to_string(),
+            ])
+            .arg(tool("docker"))
             .arg("-H")
             .arg(format!("unix://{}", self.socket.display()))
             .args(args)
@@ -386,7 +395,7 @@ fn tool(name: &str) -> PathBuf {
     which(name).unwrap_or_else(|| {
         panic!(
             "{name} is not installed: run `sudo tests/run.sh`, which installs it \
-             (dockerd, docker and docker-init: apt-get install docker.io)"
+             (dockerd, docker and docker-init are Debian's docker.io)"
         )
     })
 }

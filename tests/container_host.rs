@@ -63,20 +63,7 @@ struct Node {
 
 impl Node {
     fn start(ns: &str, marker: Marker, start_agent: impl FnOnce(&str) -> Agent) -> Node {
-        // TODO(issue 16): switch to `pathdns node-local up --config FILE` once main has it.
-        let node_local = format!("{NODE_LOCAL}/32");
-        ip(
-            ns,
-            &[
-                "addr",
-                "add",
-                &node_local,
-                "dev",
-                "lo",
-                "label",
-                "lo:pathdns",
-            ],
-        );
+        add_node_local(ns);
         let upstream = start_upstream(ns);
         let mut agent = start_agent(&config());
         let control = agent
@@ -175,11 +162,29 @@ impl Node {
     }
 }
 
+/// The node-local address on `lo` of namespace `ns`, label `lo:pathdns`.
+fn add_node_local(ns: &str) {
+    // TODO(issue 16): switch to `pathdns node-local up --config FILE` (run inside `ns`)
+    // once main has it, and check `ip -n NS addr show dev lo` shows the label.
+    let node_local = format!("{NODE_LOCAL}/32");
+    let args = [
+        "addr",
+        "add",
+        &node_local,
+        "dev",
+        "lo",
+        "label",
+        "lo:pathdns",
+    ];
+    ip(ns, &args);
+}
+
 /// pathdns on the node-local address (and loopback), answering private and link-local
 /// clients, forwarding to [`UPSTREAM`].
 fn config() -> String {
     // TODO(issue 16): switch to `[server] node_local = "169.254.20.53"` (and no `allow`)
-    // once main has it.
+    // once main has it. Until then `resolver enable` names 169.254.20.53 first because it
+    // is the first listen address on port 53, not because the root is a container host.
     format!(
         r#"
 [server]

@@ -10,7 +10,8 @@
 # integration tests drive, if any is missing:
 #
 #   dnsutils (dig)  dnsmasq-base  unbound  iproute2 (ip)  nftables (nft)  procps  curl
-#   prometheus-alertmanager  prometheus (promtool)
+#   prometheus-alertmanager  prometheus (promtool)  docker.io (dockerd, docker, docker-init)
+#   docker-registry  busybox-static (busybox)
 #
 # and those the package steps need:
 #
@@ -225,15 +226,17 @@ disable_new_service() {
     fi
 }
 
-section "Test dependencies (dig, dnsmasq, unbound, ip, nft, pgrep, python3, curl, prometheus-alertmanager, promtool)"
-packages=(dnsutils dnsmasq-base unbound iproute2 nftables procps python3 curl prometheus-alertmanager prometheus)
+section "Test dependencies (dig, dnsmasq, unbound, ip, nft, pgrep, python3, curl, prometheus-alertmanager, promtool, dockerd, docker, docker-init, docker-registry, busybox)"
+packages=(dnsutils dnsmasq-base unbound iproute2 nftables procps python3 curl prometheus-alertmanager prometheus docker.io docker-registry busybox-static)
+# docker-registry: the binary of Debian's package (dpkg -L docker-registry) is /usr/bin/docker-registry.
+test_tools=(dig dnsmasq unbound ip nft pgrep python3 curl prometheus-alertmanager promtool dockerd docker docker-init docker-registry busybox)
 missing_tools=()
-for tool in dig dnsmasq unbound ip nft pgrep python3 curl prometheus-alertmanager promtool; do
+for tool in "${test_tools[@]}"; do
     have "$tool" || missing_tools+=("$tool")
 done
 
 if [[ ${#missing_tools[@]} -eq 0 ]]; then
-    echo "all present: $(command -v dig dnsmasq unbound ip nft pgrep python3 curl prometheus-alertmanager promtool | tr '\n' ' ')" >&2
+    echo "all present: $(command -v "${test_tools[@]}" | tr '\n' ' ')" >&2
 elif ! $is_root; then
     loud "MISSING TEST TOOLS: ${missing_tools[*]}" \
         "" \
@@ -249,6 +252,10 @@ else
     have prometheus-alertmanager && had_alertmanager=true
     had_prometheus=false
     have promtool && had_prometheus=true
+    had_docker=false
+    have dockerd && had_docker=true
+    had_registry=false
+    have docker-registry && had_registry=true
     apt_install_quietly "${packages[@]}"
     # Not a new resolver on 127.0.0.1:53 left behind, nor an Alertmanager or a Prometheus.
     disable_new_service "$had_unbound" unbound.service "installed for the tests only"
@@ -256,6 +263,11 @@ else
         "installed for the tests only"
     # The prometheus package is installed for promtool only (tests/control.rs).
     disable_new_service "$had_prometheus" prometheus.service "installed for promtool only"
+    # tests/container_host.rs starts its own dockerd and registry inside its namespaces.
+    disable_new_service "$had_docker" docker.service "installed for the tests only"
+    disable_new_service "$had_docker" docker.socket "installed for the tests only"
+    disable_new_service "$had_docker" containerd.service "installed for the tests only"
+    disable_new_service "$had_registry" docker-registry.service "installed for the tests only"
     require_installed "${packages[@]}" -- "${missing_tools[@]}"
 fi
 

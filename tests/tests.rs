@@ -14,6 +14,7 @@ mod alerts;
 mod bad_input;
 mod check;
 mod conformance;
+mod container_host;
 mod control;
 mod crafted;
 mod dns_answers;

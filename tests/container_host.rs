@@ -63,7 +63,7 @@ struct Node {
 
 impl Node {
     fn start(ns: &str, marker: Marker, start_agent: impl FnOnce(&str) -> Agent) -> Node {
-        add_node_local(ns);
+        add_node_local(ns, &config());
         let upstream = start_upstream(ns);
         let mut agent = start_agent(&config());
         let control = agent
@@ -110,6 +110,18 @@ impl Node {
             out.status,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
+        );
+        let said = String::from_utf8_lossy(&out.stdout);
+        let evidence = match marker {
+            Marker::DockerSocket => "dockerd (/run/docker.sock)",
+            Marker::Kubelet => "kubelet (/var/lib/kubelet/config.yaml)",
+        };
+        assert!(
+            said.contains(&format!("container host ({evidence})"))
+                && said.contains(&format!(
+                    "containers and pods get {NODE_LOCAL} (node-local)"
+                )),
+            "enable did not detect the container host: {said}"
         );
         let written = std::fs::read_to_string(self.resolv_conf()).expect("read resolv.conf");
         eprintln!("node: pathdns resolver enable wrote:\n{written}");
@@ -162,34 +174,45 @@ impl Node {
     }
 }
 
-/// The node-local address on `lo` of namespace `ns`, label `lo:pathdns`.
-fn add_node_local(ns: &str) {
-    // TODO(issue 16): switch to `pathdns node-local up --config FILE` (run inside `ns`)
-    // once main has it, and check `ip -n NS addr show dev lo` shows the label.
-    let node_local = format!("{NODE_LOCAL}/32");
-    let args = [
-        "addr",
-        "add",
-        &node_local,
-        "dev",
-        "lo",
-        "label",
-        "lo:pathdns",
-    ];
-    ip(ns, &args);
+/// The node-local address on `lo` of namespace `ns`, added by `pathdns node-local up` from
+/// the node's config (label `lo:pathdns`).
+fn add_node_local(ns: &str, config: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("pathdns.toml");
+    std::fs::write(&path, config).expect("write the config");
+    let binary = env!("CARGO_BIN_EXE_pathdns");
+    let out = netns::ip_netns_exec(
+        ns,
+        &[
+            binary,
+            "node-local",
+            "up",
+            "--config",
+            &path.to_string_lossy(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "pathdns node-local up: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lo = netns::ip_netns_exec(ns, &["ip", "-4", "-o", "address", "show", "dev", "lo"]);
+    let lo = String::from_utf8_lossy(&lo.stdout).into_owned();
+    assert!(
+        lo.contains(&format!("{NODE_LOCAL}/32")) && lo.contains("lo:pathdns"),
+        "{lo}"
+    );
 }
 
-/// pathdns on the node-local address (and loopback), answering private and link-local
-/// clients, forwarding to [`UPSTREAM`].
+/// pathdns with the node-local address (and loopback), the default allow list (which then
+/// admits containers and pods), forwarding to [`UPSTREAM`].
 fn config() -> String {
-    // TODO(issue 16): switch to `[server] node_local = "169.254.20.53"` (and no `allow`)
-    // once main has it. Until then `resolver enable` names 169.254.20.53 first because it
-    // is the first listen address on port 53, not because the root is a container host.
     format!(
         r#"
 [server]
-listen = ["{NODE_LOCAL}:53", "127.0.0.1:0"]
-allow = ["127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "169.254.0.0/16"]
+listen = ["127.0.0.1:0"]
+node_local = "{NODE_LOCAL}"
 
 [upstream]
 servers = ["{UPSTREAM}"]

@@ -656,3 +656,42 @@ fn dhclient_is_named_as_a_risk() {
     assert!(stderr.contains("warning: dhclient"), "{stderr}");
     s.ok(&["disable"]);
 }
+
+/// Issue 16: a container host (dockerd's socket under the root) with pathdns on loopback
+/// only: refused, naming `server.node_local` and the command that sets it up, the tree
+/// untouched (containers never see a loopback nameserver). With `node_local`, the node-local
+/// address is written first and `status` says what containers get; `disable` restores.
+#[test]
+fn a_container_host_gets_the_node_local_address_or_a_refusal() {
+    let s = Scratch::new();
+    s.write("etc/resolv.conf", PLAIN);
+    s.write("run/docker.sock", "");
+    let before = snapshot(&s.root);
+    s.refused(&["enable"], "server.node_local");
+    s.refused(&["enable", "--force"], "pathdns node-local up");
+    fs::write(
+        &s.config,
+        "[server]\nlisten = [\"127.0.0.1:53\"]\nnode_local = \"169.254.20.53\"\n\
+         [upstream]\nservers = [\"192.0.2.53\"]\n",
+    )
+    .expect("write config");
+    let said = s.ok(&["enable"]);
+    assert!(
+        said.contains(
+            "container host (dockerd (/run/docker.sock)): containers and pods get 169.254.20.53"
+        ),
+        "{said}"
+    );
+    let written = s.read("etc/resolv.conf");
+    let first = written.lines().find(|l| l.starts_with("nameserver"));
+    assert_eq!(first, Some("nameserver 169.254.20.53"), "{written}");
+    assert!(!written.contains("nameserver 127."), "{written}");
+    let status = s.ok(&["status"]);
+    assert!(
+        status
+            .contains("container host (dockerd (/run/docker.sock)): containers get 169.254.20.53"),
+        "{status}"
+    );
+    s.ok(&["disable"]);
+    assert_same(&before, &snapshot(&s.root), "after disable");
+}

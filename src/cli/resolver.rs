@@ -197,36 +197,9 @@ fn enable(config_path: &Path, mode: Option<ModeArg>, force: bool, root: &Path) -
                     )));
                 }
             }
-            writeln!(
-                out,
-                "pathdns is now the resolver ({mode}): wrote {}",
-                shown(&host, &target)
-            )?;
-            match mode {
-                Mode::Resolved => {
-                    writeln!(out, "routing to pathdns: {}", settings.routes.join(" "))?;
-                    if host.is_system() {
-                        reload_resolved(&mut out)?;
-                    }
-                }
-                Mode::Plain => {
-                    let resolv_conf = host.resolv_conf()?;
-                    writeln!(
-                        out,
-                        "nameservers: {} (pathdns first; the rest are its upstreams and the \
-                         fallback)",
-                        resolv_conf.nameservers.join(", ")
-                    )?;
-                }
-            }
+            print_now(&mut out, &host, &settings, mode, &target)?;
             if !runtimes.is_empty() {
-                writeln!(
-                    out,
-                    "container host ({}): containers and pods get {} (node-local)",
-                    containers::describe(&runtimes),
-                    settings.nameserver
-                )?;
-                kubelet_hint(&mut out, &host, root, settings.nameserver)?;
+                print_containers(&mut out, &host, root, &runtimes, settings.nameserver)?;
             }
             writeln!(out, "undo with: pathdns resolver disable")?;
             for warning in warnings {
@@ -235,6 +208,56 @@ fn enable(config_path: &Path, mode: Option<ModeArg>, force: bool, root: &Path) -
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `enable` wrote, and where the names now go.
+fn print_now(
+    out: &mut impl Write,
+    host: &Host,
+    settings: &ResolverSettings,
+    mode: Mode,
+    target: &str,
+) -> Result<(), Failure> {
+    writeln!(
+        out,
+        "pathdns is now the resolver ({mode}): wrote {}",
+        shown(host, target)
+    )?;
+    match mode {
+        Mode::Resolved => {
+            writeln!(out, "routing to pathdns: {}", settings.routes.join(" "))?;
+            if host.is_system() {
+                reload_resolved(out)?;
+            }
+        }
+        Mode::Plain => {
+            let resolv_conf = host.resolv_conf()?;
+            writeln!(
+                out,
+                "nameservers: {} (pathdns first; the rest are its upstreams and the \
+                 fallback)",
+                resolv_conf.nameservers.join(", ")
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// On a container host: which address containers get, and what kubelet needs.
+fn print_containers(
+    out: &mut impl Write,
+    host: &Host,
+    root: &Path,
+    runtimes: &[containers::Evidence],
+    nameserver: IpAddr,
+) -> Result<(), Failure> {
+    writeln!(
+        out,
+        "container host ({}): containers and pods get {nameserver} (node-local)",
+        containers::describe(runtimes)
+    )?;
+    kubelet_hint(out, host, root, nameserver)?;
+    Ok(())
 }
 
 /// On a container host, pathdns must be named by its node-local address: Docker drops

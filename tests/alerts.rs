@@ -11,11 +11,11 @@ use crate::common;
 use std::collections::{BTreeSet, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use common::alertmanager::Alertmanager;
 use common::*;
 use hickory_proto::rr::RecordType;
 use serde_json::Value;
@@ -592,74 +592,6 @@ fn a_reload_moves_open_problems_to_a_new_sink_and_keeps_unchanged_ones() {
         ],
         "the removed sink got nothing after the reload"
     );
-}
-
-/// A real Alertmanager on a loopback port, clustering off, with a receiver that sends
-/// nothing anywhere.
-struct Alertmanager {
-    process: Process,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Alertmanager {
-    fn start() -> Alertmanager {
-        let binary = find_binary("prometheus-alertmanager").expect(
-            "prometheus-alertmanager is not installed: run `sudo tests/run.sh`, which installs \
-             it (apt-get install prometheus-alertmanager)",
-        );
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = dir.path().join("alertmanager.yml");
-        std::fs::write(
-            &config,
-            "route:\n  receiver: \"null\"\nreceivers:\n  - name: \"null\"\n",
-        )
-        .expect("write alertmanager.yml");
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let mut command = Command::new(binary);
-        command
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.path={}", dir.path().display()))
-            .arg(format!("--web.listen-address={addr}"))
-            .arg("--cluster.listen-address=");
-        let mut process = Process::spawn("alertmanager", &mut command);
-        wait_for("Alertmanager ready", || {
-            assert!(
-                process.is_running(),
-                "alertmanager exited:\n{}",
-                process.lines().join("\n")
-            );
-            http_get(addr, "/-/ready").filter(|(status, _)| *status == 200)
-        });
-        Alertmanager {
-            process,
-            addr,
-            _dir: dir,
-        }
-    }
-
-    /// `GET /api/v2/alerts`: the alerts it lists.
-    fn alerts(&self) -> Vec<Value> {
-        let (status, body) = http_get(self.addr, "/api/v2/alerts").unwrap_or_else(|| {
-            panic!(
-                "alertmanager did not answer; log:\n{}",
-                self.process.lines().join("\n")
-            )
-        });
-        assert_eq!(status, 200, "{body}");
-        match serde_json::from_str(&body) {
-            Ok(Value::Array(alerts)) => alerts,
-            other => panic!("unexpected alert list {other:?}"),
-        }
-    }
-}
-
-fn find_binary(name: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(Into::into))
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
 }
 
 fn find_alert<'a>(alerts: &'a [Value], alertname: &str, target: Option<&str>) -> Option<&'a Value> {

@@ -26,6 +26,7 @@ mod forwarding;
 mod fuzz_smoke;
 mod host_netns;
 mod import_hosts;
+mod monitoring;
 mod netns_topology;
 mod node_local;
 mod packaging;

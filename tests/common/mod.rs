@@ -557,6 +557,7 @@ remote-control:
     }
 }
 
+pub mod alertmanager;
 pub mod docker;
 pub mod fake_upstream;
 pub mod mutate;

@@ -136,7 +136,10 @@ fn series_counts(metrics: &str) -> (usize, Vec<(String, usize)>) {
     (counts.values().sum(), counts.into_iter().collect())
 }
 
-fn loopback_config(port: u16) -> String {
+/// One probed name with a primary and a backup target (tcp probes on `port`) and one
+/// static name; `extra` goes at the end.
+fn agent_config(targets: (&str, &str), port: u16, static_target: &str, extra: &str) -> String {
+    let (primary, backup) = targets;
     format!(
         r#"
 [server]
@@ -148,15 +151,19 @@ timeout = "200ms"
 
 [[name]]
 name = "{NAME}"
-targets = [{{ addr = "127.0.0.61", priority = 1 }}, {{ addr = "127.0.0.62", priority = 2 }}]
+targets = [{{ addr = "{primary}", priority = 1 }}, {{ addr = "{backup}", priority = 2 }}]
 probes = [{{ kind = "tcp", port = {port}, interval = "200ms", timeout = "150ms", rise = 2, fall = 2 }}]
 
 [[name]]
 name = "{STATIC}"
-targets = ["127.0.0.63"]
+targets = ["{static_target}"]
 probes = []
-"#
+{extra}"#
     )
+}
+
+fn loopback_config(port: u16) -> String {
+    agent_config(("127.0.0.61", "127.0.0.62"), port, "127.0.0.63", "")
 }
 
 /// `/metrics` of a real agent whose primary went down (a failover counted), after a query.
@@ -295,33 +302,11 @@ impl HostAgent {
 
 fn host_config(primary: &str, alertmanager: SocketAddr) -> String {
     let backup = BACKUP.1.split('/').next().expect("an address");
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-
-[upstream]
-servers = ["127.0.0.1:9"]
-timeout = "200ms"
-
-[[name]]
-name = "{NAME}"
-targets = [{{ addr = "{primary}", priority = 1 }}, {{ addr = "{backup}", priority = 2 }}]
-probes = [{{ kind = "tcp", port = {PROBE_PORT}, interval = "200ms", timeout = "150ms", rise = 2, fall = 2 }}]
-
-[[name]]
-name = "{STATIC}"
-targets = ["10.97.0.1"]
-probes = []
-
-[[alert]]
-kind = "alertmanager"
-url = "http://{alertmanager}/"
-
-[control]
-listen = "127.0.0.1:0"
-"#
-    )
+    let extra = format!(
+        "\n[[alert]]\nkind = \"alertmanager\"\nurl = \"http://{alertmanager}/\"\n\n\
+         [control]\nlisten = \"127.0.0.1:0\"\n"
+    );
+    agent_config((primary, backup), PROBE_PORT, "10.97.0.1", &extra)
 }
 
 /// The test's Alertmanager config: the inhibit rule that README's "Monitoring a fleet"

@@ -47,6 +47,8 @@ pub struct ControlState {
     pub metrics: Arc<Metrics>,
     /// Whether stalled connections can be ended here, and the last ones that were.
     pub aborts: crate::abort::Board,
+    /// What discovery knows (`discover`).
+    pub discovery: crate::discover::Board,
 }
 
 /// Binds the control address (`None`: no endpoint).
@@ -157,6 +159,7 @@ fn status_now(state: &ControlState) -> StatusReport {
             .collect(),
     );
     status.abort_stalled = Some(state.aborts.status());
+    status.discovery = state.discovery.status();
     status
 }
 

@@ -123,65 +123,187 @@ pub async fn run(
     let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
     #[cfg(feature = "fault-injection")]
     fault_injection_signal()?;
-    let shared = shared_parts(&config)?;
-    raise_fd_limit(&serve_limits(&config));
+    let discovery = discovery_context(&config);
+    let mut learned = discovery.learned.subscribe();
+    let effective = crate::discover::overlay(&config, &learned.borrow_and_update());
+    let shared = shared_parts(&effective, &discovery)?;
+    raise_fd_limit(&serve_limits(&effective));
     // Bind everything before anything is served; the first table before any query.
-    let bound = bind_all(&config.server.listen, &mut handed)?;
+    let bound = bind_all(&effective.server.listen, &mut handed)?;
     handed.release_unused();
-    let control = start_control(&config, &shared)?;
-    let mut alerts = crate::alert::start(&config.alerts, &shared.outputs.events);
-    let listen = config.server.listen.clone();
-    let mut generation = start_generation(config, &shared, None)?;
-    let mut listeners = serve_all(&listen, bound, &shared);
+    let control = start_control(&effective, &shared, &discovery.board)?;
+    let alerts = crate::alert::start(&effective.alerts, &shared.outputs.events);
+    let listen = effective.server.listen.clone();
+    let generation = start_generation(effective, &shared, None)?;
+    let listeners = serve_all(&listen, bound, &shared);
     let (watchdog_target, _) = watch::channel(first_address(&listeners));
-    let watchdog_target = Arc::new(watchdog_target);
     spawn_notifications(&shared, generation.first_round.clone(), &watchdog_target);
-    let mut reload_rejected = false;
+    let mut agent = Agent {
+        discovering: crate::discover::start(&config, &discovery),
+        base: config,
+        generation,
+        listeners,
+        handed,
+        alerts,
+        reload_rejected: false,
+        watchdog_target,
+    };
     loop {
         tokio::select! {
             _ = terminate.recv() => { tracing::info!("SIGTERM: stopping"); break }
             _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: stopping"); break }
+            Ok(()) = learned.changed() => {
+                let learned = learned.borrow_and_update().clone();
+                agent.rediscovered(&shared, &learned);
+            }
             _ = hangup.recv() => {
                 systemd::reloading();
-                match source.load() {
-                    Ok(next) => {
-                        let old = generation.config.clone();
-                        match apply(next, &old, &shared, &mut listeners, &mut handed) {
-                            Ok(next) => {
-                                alerts.reconfigure(&next.config.alerts, &shared.outputs.events);
-                                generation = next;
-                                watchdog_target.send_replace(first_address(&listeners));
-                                if std::mem::take(&mut reload_rejected) {
-                                    emit_reload(&shared.outputs.events, &source, false, "reload accepted".into());
-                                }
-                                shared.outputs.metrics.record_reload(true);
-                                tracing::info!(config = %generation.config.source, names = generation.config.names.len(), "reloaded");
-                            }
-                            Err(err) => {
-                                reload_rejected = true;
-                                shared.outputs.metrics.record_reload(false);
-                                tracing::error!(error = %err, "reload failed; the previous config keeps serving");
-                                emit_reload(&shared.outputs.events, &source, true, err.to_string());
-                            }
-                        }
-                    }
-                    Err(err) => {
-                        reload_rejected = true;
-                        shared.outputs.metrics.record_reload(false);
-                        tracing::error!(error = %err, "reload rejected; the previous config keeps serving");
-                        emit_reload(&shared.outputs.events, &source, true, err.to_string());
-                    }
-                }
+                let learned = learned.borrow_and_update().clone();
+                agent.reload(&shared, &source, &learned, &discovery);
                 systemd::ready(&shared.outputs.board.load().summary());
             }
         }
     }
     systemd::stopping();
     drop(control);
-    drop(generation);
-    listeners.clear();
+    drop(agent.generation);
+    agent.listeners.clear();
     drain_udp().await;
     Ok(())
+}
+
+/// What changes while the agent serves: the config as written (`base`), the generation
+/// serving its effective config (base plus the discovered addresses), and the parts a
+/// reload replaces.
+struct Agent {
+    base: Config,
+    generation: Generation,
+    listeners: Listeners,
+    handed: activation::Handed,
+    alerts: crate::alert::Alerts,
+    discovering: crate::discover::Running,
+    reload_rejected: bool,
+    watchdog_target: watch::Sender<Option<SocketAddr>>,
+}
+
+impl Agent {
+    /// Discovery changed the last good addresses: the same config, new targets.
+    fn rediscovered(&mut self, shared: &Shared, learned: &crate::discover::LearnedMap) {
+        let effective = crate::discover::overlay(&self.base, learned);
+        let old = self.generation.config.clone();
+        match apply(
+            effective,
+            &old,
+            shared,
+            &mut self.listeners,
+            &mut self.handed,
+        ) {
+            Ok(next) => {
+                self.generation = next;
+                tracing::info!(
+                    names = self.generation.config.names.len(),
+                    "discovered addresses applied"
+                );
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot apply the discovered addresses; the previous ones keep serving")
+            }
+        }
+    }
+
+    /// SIGHUP: the new config, or (when it is invalid or cannot be applied) the old one
+    /// kept serving, alerted.
+    fn reload(
+        &mut self,
+        shared: &Shared,
+        source: &ConfigSource,
+        learned: &crate::discover::LearnedMap,
+        discovery: &crate::discover::Context,
+    ) {
+        let outcome = source
+            .load()
+            .map_err(|err| err.to_string())
+            .and_then(|next| {
+                let effective = crate::discover::overlay(&next, learned);
+                let old = self.generation.config.clone();
+                apply(
+                    effective,
+                    &old,
+                    shared,
+                    &mut self.listeners,
+                    &mut self.handed,
+                )
+                .map(|generation| (next, generation))
+                .map_err(|err| err.to_string())
+            });
+        let (next, generation) = match outcome {
+            Ok(applied) => applied,
+            Err(err) => {
+                self.reload_rejected = true;
+                shared.outputs.metrics.record_reload(false);
+                tracing::error!(error = %err, "reload rejected; the previous config keeps serving");
+                emit_reload(&shared.outputs.events, source, true, err);
+                return;
+            }
+        };
+        self.alerts
+            .reconfigure(&generation.config.alerts, &shared.outputs.events);
+        self.discovering = crate::discover::start(&next, discovery);
+        self.base = next;
+        self.generation = generation;
+        self.watchdog_target
+            .send_replace(first_address(&self.listeners));
+        if std::mem::take(&mut self.reload_rejected) {
+            emit_reload(
+                &shared.outputs.events,
+                source,
+                false,
+                "reload accepted".into(),
+            );
+        }
+        shared.outputs.metrics.record_reload(true);
+        tracing::info!(config = %self.generation.config.source, names = self.generation.config.names.len(), "reloaded");
+    }
+}
+
+/// Discovery's shared parts: the last good addresses from the state file (read only when
+/// the config discovers), and its `/status` board.
+fn discovery_context(config: &Config) -> crate::discover::Context {
+    let state_path = crate::discover::state::default_path();
+    let board = crate::discover::Board::default();
+    let mut learned = crate::discover::LearnedMap::new();
+    let asked = crate::discover::asked_names(config);
+    if !asked.is_empty() {
+        match crate::discover::state::load(&state_path) {
+            Ok(found) => {
+                learned = found;
+                learned.retain(|name, _| asked.contains(name));
+                for (name, last) in &learned {
+                    tracing::info!(%name, addresses = ?last.addresses, file = %state_path.display(), "answering the last good addresses until the first discovery");
+                }
+            }
+            Err(err) => {
+                tracing::warn!(%err, "the last good addresses are not used");
+                board.set_state_error(Some(err.to_string()));
+            }
+        }
+    }
+    let wants_icmp = config.names.iter().any(|name| {
+        name.discover.is_some()
+            && name
+                .health
+                .probes
+                .iter()
+                .any(|p| matches!(p.kind, ProbeKind::Icmp))
+    });
+    crate::discover::Context {
+        events: events::channel(),
+        metrics: Arc::new(Metrics::new()),
+        board,
+        learned: Arc::new(watch::channel(learned).0),
+        state_path,
+        pinger: wants_icmp.then(|| Pinger::start().ok()).flatten(),
+    }
 }
 
 /// Waits (a little) for the UDP threads to answer what they have read and leave: a socket
@@ -198,16 +320,19 @@ async fn drain_udp() {
 }
 
 /// The handler, table and outputs, built from the first config.
-fn shared_parts(config: &Config) -> Result<Shared, DaemonError> {
+fn shared_parts(
+    config: &Config,
+    discovery: &crate::discover::Context,
+) -> Result<Shared, DaemonError> {
     tracing::info!(facts = %crate::host::survey(), "host");
     for finding in config.conflicts() {
         tracing::warn!(%finding, "conflict");
     }
-    let metrics = Arc::new(Metrics::new());
+    let metrics = discovery.metrics.clone();
     let wanted = config.names.iter().any(|name| name.health.abort_stalled);
     let (aborts, abort_board) = crate::abort::start(metrics.clone(), wanted);
     let outputs = Outputs {
-        events: events::channel(),
+        events: discovery.events.clone(),
         board: StatusBoard::default(),
         config: config.source.clone(),
         started_unix_ms: events::unix_ms(SystemTime::now()),
@@ -360,7 +485,11 @@ fn first_address(listeners: &Listeners) -> Option<SocketAddr> {
 }
 
 /// The control endpoint, bound at start (a reload does not move it).
-fn start_control(config: &Config, shared: &Shared) -> Result<Option<JoinHandle<()>>, DaemonError> {
+fn start_control(
+    config: &Config,
+    shared: &Shared,
+    discovery: &crate::discover::Board,
+) -> Result<Option<JoinHandle<()>>, DaemonError> {
     let listener = crate::control::bind(config.control.listen).map_err(|err| {
         let addr = config
             .control
@@ -378,6 +507,7 @@ fn start_control(config: &Config, shared: &Shared) -> Result<Option<JoinHandle<(
         board: shared.outputs.board.clone(),
         metrics: shared.outputs.metrics.clone(),
         aborts: shared.abort_board.clone(),
+        discovery: discovery.clone(),
     };
     Ok(Some(tokio::spawn(crate::control::serve(listener, state))))
 }
@@ -516,7 +646,7 @@ fn emit_reload(events: &EventSender, source: &ConfigSource, firing: bool, summar
 fn spawn_notifications(
     shared: &Shared,
     mut first_round: watch::Receiver<bool>,
-    watchdog_target: &Arc<watch::Sender<Option<SocketAddr>>>,
+    watchdog_target: &watch::Sender<Option<SocketAddr>>,
 ) {
     let board = shared.outputs.board.clone();
     tokio::spawn(async move {

@@ -2,7 +2,8 @@
 //! own, and one UDP exchange with a server.
 //!
 //! Owns: [`query_bytes`] (used by the watchdog's self-query in [`crate::systemd`] and by
-//! `pathdns doctor`) and [`ask`] (doctor's query to the listen address). Must not: be used
+//! `pathdns doctor`) and [`ask`] (doctor's query to the listen address, and discovery's to
+//! a resolver inside the VPC, `crate::discover`). Must not: be used
 //! by the serving path (src/dns/ encodes its answers itself), or retry, or ask anyone but the
 //! one server it is given.
 
@@ -82,6 +83,10 @@ pub async fn ask(
         };
         match Message::from_vec(packet) {
             Ok(response) if response.metadata.id == id => return Ok(response),
+            // Our ID on a reply that does not parse: the server's, and garbage.
+            Err(err) if packet.get(..2) == Some(&id.to_be_bytes()[..]) => {
+                return Err(AskError::Other(format!("a malformed reply: {err}")))
+            }
             _ => continue,
         }
     }

@@ -20,6 +20,16 @@ pub const FAILED_OVER: &str = "PathdnsFailedOver";
 pub const ALL_TARGETS_DOWN: &str = "PathdnsAllTargetsDown";
 /// A reload was rejected; the previous config keeps serving (labels: config).
 pub const RELOAD_REJECTED: &str = "PathdnsReloadRejected";
+/// A name's discovered addresses changed and the new ones passed their probes (labels:
+/// name, old, new); resolved when the next discovery round agrees.
+pub const ADDRESS_MOVED: &str = "PathdnsAddressMoved";
+/// A discovered address failed its probes and is not used (labels: name, target); the
+/// summary names the route to add when the route is the cause.
+pub const DISCOVERED_UNREACHABLE: &str = "PathdnsDiscoveredAddressUnreachable";
+/// A discovered address lies inside a local network (labels: name, target).
+pub const DISCOVERED_CONFLICT: &str = "PathdnsDiscoveredAddressConflict";
+/// No discovery server gave a usable answer for several rounds (labels: name).
+pub const DISCOVERY_FAILING: &str = "PathdnsDiscoveryFailing";
 
 /// One transition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -141,6 +141,7 @@ mod tests {
                 interface: None,
                 abort_stalled: false,
             },
+            discover: None,
         }
     }
 

@@ -77,6 +77,7 @@ pub mod alert;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod discover;
 pub mod dns;
 pub mod dns_client;
 pub mod doctor;

@@ -26,6 +26,9 @@
 //! | `pathdns_connections_aborted_total` | counter | `name`, `target`, `reason` |
 //! | `pathdns_abort_stalled_available` | gauge (0/1) | |
 //! | `pathdns_config_reloads_total` | counter | `result` |
+//! | `pathdns_discovery_rounds_total` | counter | `name`, `result` |
+//! | `pathdns_discovered_address_changes_total` | counter | `name` |
+//! | `pathdns_discovered_addresses` | gauge | `name` |
 //! | `pathdns_build_info` | gauge (1) | `version` |
 
 use std::net::IpAddr;
@@ -81,6 +84,12 @@ struct NameLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RoundLabels {
+    name: String,
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ReloadLabels {
     result: &'static str,
 }
@@ -103,6 +112,15 @@ pub struct Metrics {
     path_changes: Family<EffectLabels, Counter>,
     aborted: Family<AbortLabels, Counter>,
     abort_available: Gauge,
+    discovery: DiscoveryMetrics,
+}
+
+/// Discovery's metrics (`discover`): few series, one set per asked name.
+#[derive(Debug, Default)]
+struct DiscoveryMetrics {
+    rounds: Family<RoundLabels, Counter>,
+    changes: Family<NameLabels, Counter>,
+    addresses: Family<NameLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -166,6 +184,7 @@ impl Metrics {
             path_changes.clone(),
         );
         let (aborted, abort_available) = register_aborts(&mut registry);
+        let discovery = register_discovery(&mut registry);
         registry.register(
             "pathdns_build",
             "The running pathdns version (always 1)",
@@ -182,7 +201,32 @@ impl Metrics {
             path_changes,
             aborted,
             abort_available,
+            discovery,
         }
+    }
+
+    /// One discovery round for the asked `name`: a usable answer (`ok`) or none.
+    pub fn discovery_round(&self, name: &str, ok: bool) {
+        let result = if ok { "ok" } else { "fail" };
+        self.discovery
+            .rounds
+            .get_or_create(&RoundLabels {
+                name: name.to_owned(),
+                result,
+            })
+            .inc();
+    }
+
+    /// The asked `name`'s last good addresses changed; `count` of them now.
+    pub fn discovered(&self, name: &str, count: usize, changed: bool) {
+        let labels = NameLabels {
+            name: name.to_owned(),
+        };
+        if changed {
+            self.discovery.changes.get_or_create(&labels).inc();
+        }
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        self.discovery.addresses.get_or_create(&labels).set(count);
     }
 
     /// The DNS server's counters: give these to the [`crate::dns::Handler`].
@@ -310,6 +354,28 @@ fn register_aborts(registry: &mut Registry) -> (Family<AbortLabels, Counter>, Ga
         abort_available.clone(),
     );
     (aborted, abort_available)
+}
+
+fn register_discovery(registry: &mut Registry) -> DiscoveryMetrics {
+    let metrics = DiscoveryMetrics::default();
+    registry.register(
+        "pathdns_discovery_rounds",
+        "Discovery rounds per asked name (discover): ok when a discovery server gave a \
+         usable answer, fail when none did",
+        metrics.rounds.clone(),
+    );
+    registry.register(
+        "pathdns_discovered_address_changes",
+        "Times a name's discovered (and verified) addresses changed",
+        metrics.changes.clone(),
+    );
+    registry.register(
+        "pathdns_discovered_addresses",
+        "How many last good discovered addresses a name has (from discovery or the state \
+         file)",
+        metrics.addresses.clone(),
+    );
+    metrics
 }
 
 #[derive(Debug)]

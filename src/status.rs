@@ -38,6 +38,10 @@ pub struct StatusReport {
     /// and the last connections ended; the control endpoint fills it in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abort_stalled: Option<AbortStatus>,
+    /// Addresses learned over the private path (`discover`); absent without it. The
+    /// control endpoint fills it in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<DiscoveryStatus>,
 }
 
 /// Whether pathdns can end stalled connections here, and the last ones it ended.
@@ -170,4 +174,51 @@ impl StatusBoard {
     pub fn store(&self, status: StatusReport) {
         self.0.store(Arc::new(status));
     }
+}
+
+/// What discovery (`discover`) knows, per asked name; the control endpoint fills it in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiscoveryStatus {
+    /// The state file of the last good addresses.
+    pub state_file: String,
+    /// Why it could not be read or written, if it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_error: Option<String>,
+    pub names: Vec<DiscoveredName>,
+}
+
+/// One asked name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiscoveredName {
+    pub name: String,
+    pub servers: Vec<String>,
+    pub interval_s: u64,
+    /// Where `addresses` come from: "disk" (the state file, before the first usable
+    /// answer), "discovered", or "none" (nothing yet).
+    pub source: String,
+    /// The last good addresses: discovered, verified, and answered.
+    pub addresses: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmed_unix_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_round_unix_ms: Option<u64>,
+    /// What the last usable answer said (may differ from `addresses` while an address is
+    /// being verified or failed its probes).
+    #[serde(default)]
+    pub last_answer: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Rounds in a row without a usable answer.
+    #[serde(default)]
+    pub failed_rounds: u32,
+    /// Discovered addresses not used, and why (failed probes, the route to add, a local
+    /// network they fall into).
+    #[serde(default)]
+    pub not_used: Vec<UnusedAddress>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnusedAddress {
+    pub addr: String,
+    pub reason: String,
 }

@@ -606,6 +606,7 @@ impl Supervisor {
             forwarding: None,
             host_read_failures: None,
             abort_stalled: None,
+            discovery: None,
         }
     }
 

@@ -487,6 +487,7 @@ mod tests {
             role: Role::Custom,
             origin: "test".into(),
             health: crate::config::HealthSettings::unprobed(),
+            discover: None,
         }
     }
 

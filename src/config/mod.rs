@@ -44,11 +44,12 @@ use std::path::Path;
 pub use error::ConfigError;
 pub use preset::{auth_name, oss_name, registry_name};
 pub use settings::{
-    AlertKind, AlertSink, AllDownPolicy, AnswerSpec, Config, ControlSettings, Exemption,
+    AlertKind, AlertSink, AllDownPolicy, AnswerSpec, Config, ControlSettings, Discovery, Exemption,
     HealthSettings, LogSettings, OwnedName, ProbeKind, ProbeSpec, RebindingSettings, Role,
     ServerSettings, StaleSettings, Target, UpstreamSettings, BUILTIN_PRIVATE_DOMAINS,
     DEFAULT_CONTROL, GLIBC_RESOLVER_TIMEOUT, STALL_AFTER_RANGE, UPSTREAM_GUARD,
 };
+pub use validate::discover::server_addr as discovery_server;
 pub use validate::names::check_label;
 pub use validate::upstream::is_own_address;
 

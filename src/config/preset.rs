@@ -11,11 +11,13 @@ use std::net::IpAddr;
 use std::ops::Range;
 
 use hickory_proto::rr::Name;
+use toml::Spanned;
 
 use super::error::{ConfigError, Site};
 use super::facts::HostFacts;
-use super::raw::{HealthChecks, RawBackup, RawRegistry};
+use super::raw::{HealthChecks, RawBackup, RawDiscover, RawRegistry};
 use super::settings::{AnswerSpec, HealthSettings, OwnedName, Role, Target};
+use super::validate::discover::discovery;
 use super::validate::names::{cname_target, label, parse_name};
 use super::validate::owned::{Candidate, Ttls};
 use super::validate::probes::health_settings;
@@ -114,6 +116,7 @@ impl Preset<'_> {
                 role,
                 origin: self.at(field),
                 health,
+                discover: None,
             },
             span: span.clone(),
             field: self.at(field),
@@ -147,7 +150,45 @@ pub(super) fn expand_registry(
     let mut out = vec![registry_candidate(&preset, &instance, registry_health)?];
     out.extend(auth_candidate(&preset)?);
     out.extend(oss_candidates(&preset)?);
+    if let Some(written) = &registry.discover {
+        learn_addresses(&preset, written, &mut out)?;
+    }
     Ok(out)
+}
+
+/// With `discover`, every name of the preset that answers addresses learns them: each is
+/// asked as itself, the OSS wildcard as the OSS name (one answer for every bucket).
+fn learn_addresses(
+    preset: &Preset,
+    written: &Spanned<RawDiscover>,
+    candidates: &mut [Candidate],
+) -> Result<(), ConfigError> {
+    let field = preset.at("discover");
+    let oss = preset.name(oss_name(&preset.region), written.span(), "discover")?;
+    for candidate in candidates.iter_mut() {
+        let owned = &mut candidate.owned;
+        if !matches!(owned.answer, AnswerSpec::Targets(_)) {
+            continue;
+        }
+        let ask = match owned.role {
+            Role::OssWildcard => oss.clone(),
+            _ => owned.name.clone(),
+        };
+        owned.discover = Some(discovery(written, ask, &field, preset.site)?);
+    }
+    Ok(())
+}
+
+/// An address list that may be empty: with `discover` its addresses are learned.
+fn learned_or_written<'a>(
+    preset: &Preset,
+    list: Option<&'a Spanned<Vec<IpAddr>>>,
+) -> Option<&'a [IpAddr]> {
+    match list {
+        Some(list) if !list.get_ref().is_empty() => Some(list.get_ref()),
+        _ if preset.registry.discover.is_some() => Some(&[]),
+        _ => None,
+    }
 }
 
 /// `<instance>-registry-vpc.<region>.cr.aliyuncs.com`, from `registry` and `backup.registry`.
@@ -157,23 +198,26 @@ fn registry_candidate(
     health: HealthSettings,
 ) -> Result<Candidate, ConfigError> {
     let registry = preset.registry;
-    if registry.registry.get_ref().is_empty() {
+    let span = registry
+        .registry
+        .as_ref()
+        .map_or_else(|| registry.instance.span(), Spanned::span);
+    let Some(primary) = learned_or_written(preset, registry.registry.as_ref()) else {
         return Err(preset.site.at(
-            registry.registry.span(),
+            span,
             &preset.at("registry"),
-            "needs at least one address (look it up from inside the VPC)".into(),
+            "needs at least one address (look it up from inside the VPC, or set `discover` \
+             to learn it)"
+                .into(),
         ));
-    }
-    let targets = with_backup(
-        registry.registry.get_ref(),
-        preset.backup().map(|b| b.registry.as_slice()),
-    );
+    };
+    let targets = with_backup(primary, preset.backup().map(|b| b.registry.as_slice()));
     let name = preset.name(
         registry_name(instance, &preset.region),
         registry.instance.span(),
         "instance",
     )?;
-    let written = (registry.registry.span(), "registry");
+    let written = (span, "registry");
     Ok(preset.candidate(
         name,
         AnswerSpec::Targets(targets),
@@ -197,16 +241,18 @@ fn auth_candidate(preset: &Preset) -> Result<Option<Candidate>, ConfigError> {
         }
         return Ok(None);
     };
-    if auth.get_ref().is_empty() {
+    let Some(primary) = learned_or_written(preset, Some(auth)) else {
         return Err(preset.site.at(
             auth.span(),
             &preset.at("auth"),
-            "empty: leave `auth` out when the instance takes over the auth domain".into(),
+            "empty: leave `auth` out when the instance takes over the auth domain (with \
+             `discover`, `auth = []` learns its addresses)"
+                .into(),
         ));
-    }
+    };
     let health = preset.health(Role::Auth, true)?;
     let name = preset.name(auth_name(&preset.region), auth.span(), "auth")?;
-    let targets = with_backup(auth.get_ref(), preset.backup().map(|b| b.auth.as_slice()));
+    let targets = with_backup(primary, preset.backup().map(|b| b.auth.as_slice()));
     let written = (auth.span(), "auth");
     Ok(Some(preset.candidate(
         name,
@@ -250,10 +296,13 @@ fn oss_answer(preset: &Preset) -> Result<(AnswerSpec, Range<usize>, &'static str
         .backup()
         .map(|b| b.oss.as_slice())
         .unwrap_or_default();
+    let learned =
+        learned_or_written(preset, registry.oss.as_ref()).filter(|_| registry.oss_cname.is_none());
     match (&registry.oss, &registry.oss_cname) {
-        (Some(oss), None) if !oss.get_ref().is_empty() => Ok((
-            AnswerSpec::Targets(with_backup(oss.get_ref(), Some(backup_oss))),
-            oss.span(),
+        (oss, None) if learned.is_some() => Ok((
+            AnswerSpec::Targets(with_backup(learned.unwrap_or_default(), Some(backup_oss))),
+            oss.as_ref()
+                .map_or_else(|| registry.instance.span(), Spanned::span),
             "oss",
         )),
         (None, Some(cname)) => {

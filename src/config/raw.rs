@@ -228,9 +228,10 @@ impl Default for RawUpstream {
 pub struct RawRegistry {
     pub instance: Spanned<String>,
     pub region: Spanned<String>,
-    /// Addresses of `<instance>-registry-vpc.<region>.cr.aliyuncs.com`.
-    #[serde(deserialize_with = "text::spanned_list")]
-    pub registry: Spanned<Vec<IpAddr>>,
+    /// Addresses of `<instance>-registry-vpc.<region>.cr.aliyuncs.com`; may be left out
+    /// (or empty) with `discover`.
+    #[serde(default, deserialize_with = "text::opt_spanned_list")]
+    pub registry: Option<Spanned<Vec<IpAddr>>>,
     /// Addresses of `dockerauth-vpc.<region>.aliyuncs.com`; absent when the instance takes
     /// over the auth domain.
     #[serde(default, deserialize_with = "text::opt_spanned_list")]
@@ -275,6 +276,25 @@ pub struct RawRegistry {
     /// CA file for the default HTTPS `/v2/` probe (a registry behind a private CA).
     #[serde(default)]
     pub ca_file: Option<Spanned<PathBuf>>,
+    /// Where the private addresses can be asked over the private path.
+    #[serde(default)]
+    pub discover: Option<Spanned<RawDiscover>>,
+}
+
+/// `discover = { servers = ["10.0.5.53"], interval = "5m" }`: a resolver inside the VPC
+/// (a PrivateZone inbound endpoint, any DNS server there) that is asked for the owned
+/// names' addresses.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDiscover {
+    /// `"IP"` or `"IP:PORT"`, asked in order until one gives a usable answer.
+    pub servers: Spanned<Vec<Spanned<String>>>,
+    /// How often each name is asked.
+    #[serde(default, deserialize_with = "text::opt_spanned")]
+    pub interval: Option<Spanned<Duration>>,
+    /// How long one server has to answer one question.
+    #[serde(default, deserialize_with = "text::opt_spanned")]
+    pub timeout: Option<Spanned<Duration>>,
 }
 
 /// `backup = { registry = [...], auth = [...], oss = [...] }`.
@@ -320,6 +340,9 @@ pub struct RawName {
     /// `[health] abort_stalled`).
     #[serde(default)]
     pub abort_stalled: Option<bool>,
+    /// Where this name's private addresses can be asked over the private path.
+    #[serde(default)]
+    pub discover: Option<Spanned<RawDiscover>>,
 }
 
 /// A target: `"10.1.2.3"` or `{ addr = "10.1.2.3", priority = 2 }`.

@@ -162,6 +162,8 @@ pub struct OwnedName {
     pub origin: String,
     /// Probes, and what to answer when every target is down.
     pub health: HealthSettings,
+    /// Where its addresses are learned over the private path (`discover`), if anywhere.
+    pub discover: Option<Discovery>,
 }
 
 impl OwnedName {
@@ -182,6 +184,25 @@ impl OwnedName {
         }
     }
 }
+
+/// `discover`, validated, for one owned name: which resolvers inside the VPC are asked,
+/// how often, and for which name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovery {
+    /// Asked in order until one gives a usable answer.
+    pub servers: Vec<SocketAddr>,
+    pub interval: Duration,
+    /// Per server and question.
+    pub timeout: Duration,
+    /// The name asked: the owned name itself, or for the OSS wildcard the OSS name.
+    pub ask: Name,
+}
+
+/// `discover.interval` unless written: the documents' addresses change rarely (an access
+/// point rebuilt, an OSS VIP moved), and every host asks.
+pub const DEFAULT_DISCOVER_INTERVAL: Duration = Duration::from_secs(300);
+/// `discover.timeout` unless written.
+pub const DEFAULT_DISCOVER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What an owned name answers.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! through [`Site`](super::error::Site) with the file, line and field.
 //!
 //! One room per concept: [`server`], [`upstream`] (with [`stale`] and [`rebinding`]),
-//! [`names`] (name and label syntax), [`owned`] (`[[name]]` entries), [`table`] (the whole
+//! [`names`] (name and label syntax), [`discover`] (where addresses are learned), [`owned`] (`[[name]]` entries), [`table`] (the whole
 //! table: duplicates, CNAME loops), [`probes`] (probe and failover keys), [`operations`]
 //! (`[control]`, `[log]`, `[[alert]]`), [`values`] (small rules they share).
 //!
@@ -11,6 +11,7 @@
 //! `[[registry]]` preset (`preset` does, with these rules), or import from `preset` or the
 //! pipeline in `config/mod.rs`.
 
+pub(super) mod discover;
 pub(super) mod names;
 pub(super) mod operations;
 pub(super) mod owned;

@@ -12,6 +12,7 @@ use crate::config::facts::HostFacts;
 use crate::config::raw::{RawConfig, RawName, RawTarget};
 use crate::config::settings::{AnswerSpec, HealthSettings, OwnedName, Role, Target};
 
+use super::discover::discovery;
 use super::names::{cname_target, written_name};
 use super::probes::health_settings;
 
@@ -82,6 +83,22 @@ pub(in crate::config) fn plain_name(
         (None, None) => (raw.name.span(), format!("{field}.name")),
     };
     let answer = answer_of(raw, &field, site)?;
+    let discover =
+        match (&raw.discover, &answer) {
+            (Some(written), AnswerSpec::Targets(_)) => Some(discovery(
+                written,
+                name.clone(),
+                &format!("{field}.discover"),
+                site,
+            )?),
+            (Some(written), AnswerSpec::Cname(_)) => return Err(site.at(
+                written.span(),
+                &format!("{field}.discover"),
+                "a CNAME name has no addresses to learn: give `targets` or leave `discover` out"
+                    .into(),
+            )),
+            (None, _) => None,
+        };
     let has_targets = matches!(answer, AnswerSpec::Targets(_));
     let checks = raw.health_checks();
     let mut health = health_settings(checks, Role::Custom, has_targets, &field, facts, site)?;
@@ -95,6 +112,7 @@ pub(in crate::config) fn plain_name(
             role: Role::Custom,
             origin: field.clone(),
             health,
+            discover,
         },
         span: raw.name.span(),
         field: format!("{field}.name"),
@@ -103,13 +121,16 @@ pub(in crate::config) fn plain_name(
     })
 }
 
-/// Targets or a CNAME, exactly one of them.
+/// Targets or a CNAME, exactly one of them; with `discover`, the targets may be left out
+/// (or empty): they are learned.
 fn answer_of(raw: &RawName, field: &str, site: &Site) -> Result<AnswerSpec, ConfigError> {
+    let learned = raw.discover.is_some();
     match (&raw.targets, &raw.cname) {
-        (Some(targets), None) if targets.get_ref().is_empty() => Err(site.at(
+        (None, None) if learned => Ok(AnswerSpec::Targets(Vec::new())),
+        (Some(targets), None) if targets.get_ref().is_empty() && !learned => Err(site.at(
             targets.span(),
             &format!("{field}.targets"),
-            "needs at least one address".into(),
+            "needs at least one address (or `discover` to learn them)".into(),
         )),
         (Some(targets), None) => Ok(AnswerSpec::Targets(
             targets.get_ref().iter().map(target).collect(),
@@ -127,7 +148,7 @@ fn answer_of(raw: &RawName, field: &str, site: &Site) -> Result<AnswerSpec, Conf
         (None, None) => Err(site.at(
             raw.name.span(),
             field,
-            "needs `targets` (addresses) or `cname`".into(),
+            "needs `targets` (addresses), `cname`, or `discover` to learn the addresses".into(),
         )),
     }
 }

@@ -17,6 +17,7 @@ mod conformance;
 mod container_host;
 mod control;
 mod crafted;
+mod discovery;
 mod dns_answers;
 mod doctor;
 mod failover;

@@ -154,6 +154,8 @@ struct Runner {
     /// Addresses with an open unreachable or conflict alert.
     unreachable: BTreeSet<IpAddr>,
     conflicting: BTreeSet<IpAddr>,
+    /// This round's events, sent after its `/status` update.
+    outbox: Vec<Event>,
 }
 
 impl Runner {
@@ -171,6 +173,7 @@ impl Runner {
             moved: None,
             unreachable: BTreeSet::new(),
             conflicting: BTreeSet::new(),
+            outbox: Vec::new(),
         }
     }
 
@@ -193,6 +196,9 @@ impl Runner {
             Ok(answered) => self.answered(answered).await,
             Err(reason) => self.failed(reason),
         }
+        for event in self.outbox.drain(..) {
+            let _ = self.context.events.send(event);
+        }
     }
 
     fn learned(&self) -> Vec<IpAddr> {
@@ -204,13 +210,12 @@ impl Runner {
             .unwrap_or_default()
     }
 
-    fn emit(&self, alertname: &str, firing: bool, labels: &[(&str, String)], summary: String) {
+    /// Queues an event; the round sends them once `/status` shows what they say.
+    fn emit(&mut self, alertname: &str, firing: bool, labels: &[(&str, String)], summary: String) {
         let mut all = vec![("name", self.asked.key.clone())];
         all.extend(labels.iter().cloned());
-        let _ = self
-            .context
-            .events
-            .send(Event::new(alertname, firing, &all, summary));
+        self.outbox
+            .push(Event::new(alertname, firing, &all, summary));
     }
 
     fn failed(&mut self, reason: String) {

@@ -200,6 +200,17 @@ fn refuse_probes_off_loopback(config: &str) {
         return; // Invalid configs are tested for their error; they never probe.
     };
     for name in &parsed.names {
+        if let Some(discover) = &name.discover {
+            for server in &discover.servers {
+                assert!(
+                    server.ip().is_loopback(),
+                    "test config would ask {server} (discover) outside a namespace: use a \
+                     loopback discovery server"
+                );
+            }
+        }
+    }
+    for name in &parsed.names {
         if name.health.probes.is_empty() {
             continue;
         }
@@ -565,6 +576,7 @@ pub mod netns;
 pub mod packets;
 pub mod slow_upstream;
 pub mod upstream;
+pub mod webhook;
 
 /// An owned name of [`REFERENCE_NAMES`] and its address: what liveness queries ask.
 pub const LIVENESS_NAME: &str = "xxxxxx-registry-vpc.cn-hangzhou.cr.aliyuncs.com.";

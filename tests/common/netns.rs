@@ -601,7 +601,12 @@ impl Topology {
     /// `pathdns run --config <config>` inside the client namespace (like
     /// [`Agent::start`]); query it from inside the client namespace ([`run_in_ns`]).
     pub fn start_agent(&self, config: &str) -> Agent {
-        start_agent_in(&self.client, config)
+        start_agent_in(&self.client, config, &[])
+    }
+
+    /// [`Topology::start_agent`] with extra environment variables for the process.
+    pub fn start_agent_with_env(&self, config: &str, env: &[(&str, &str)]) -> Agent {
+        start_agent_in(&self.client, config, env)
     }
 }
 
@@ -667,7 +672,7 @@ impl Pair {
 
     /// `pathdns run --config <config>` inside the server namespace.
     pub fn start_agent(&self, config: &str) -> Agent {
-        start_agent_in(&self.server, config)
+        start_agent_in(&self.server, config, &[])
     }
 }
 
@@ -678,7 +683,7 @@ impl Drop for Pair {
 }
 
 /// `pathdns run --config <config>` inside namespace `ns`, like [`Agent::start`].
-fn start_agent_in(ns: &str, config: &str) -> Agent {
+fn start_agent_in(ns: &str, config: &str, env: &[(&str, &str)]) -> Agent {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("pathdns.toml");
     std::fs::write(&path, super::with_test_control(config)).expect("write config");
@@ -686,7 +691,8 @@ fn start_agent_in(ns: &str, config: &str) -> Agent {
     command
         .args(["run", "--config"])
         .arg(&path)
-        .env("PATHDNS_LOG", "info");
+        .env("PATHDNS_LOG", "info")
+        .envs(env.iter().copied());
     let mut process = spawn_in(ns, "pathdns", &command);
     let addr = process.wait_for_line("its listen address", listening_addr);
     Agent {

@@ -1,0 +1,321 @@
+//! Discovery over the private path (`discover`), with real components: an NSD serving the
+//! instance's names inside a "VPC" namespace (its zone rewritten and reloaded to move an
+//! address), registries with real HTTPS `/v2/` on the old and new addresses, a route that
+//! does or does not reach the new one, and the real agent in the client namespace with a
+//! webhook receiver beside it. Runs as root (CI); skipped loudly otherwise.
+//!
+//! ```text
+//!   client ns (pathdns, webhook) ── eth-priv ── router ── vpcdns ns  10.0.5.53  NSD
+//!        │                                         ├──── primary ns  10.94.205.198 /v2/
+//!        └── eth-pub (default route, drops all)    └──── moved ns    10.94.206.10  /v2/
+//! ```
+//!
+//! 100.118.28.50 has no route through the private path (it leaves by `eth-pub`, where it
+//! is dropped: the documents' missing /32); 100.100.5.5 lies in a local 100.100.0.0/16
+//! put on `eth-pub` (the 100.x conflict).
+
+use crate::common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::netns::{self, Topology};
+use common::webhook::Hook;
+use common::*;
+use hickory_proto::rr::RecordType;
+use serde_json::Value;
+
+const REGISTRY: &str = "xxxxxx-registry-vpc.cn-hangzhou.cr.aliyuncs.com";
+const REALM: &str = "dockerauth-vpc.cn-hangzhou.aliyuncs.com";
+const VPC_DNS: &str = "10.0.5.53";
+const PRIMARY: &str = "10.94.205.198";
+const MOVED: &str = "10.94.206.10";
+const NO_ROUTE: &str = "100.118.28.50";
+const LOCAL_NET: &str = "100.100.0.2/16";
+const IN_LOCAL_NET: &str = "100.100.5.5";
+
+/// NSD serving `aliyuncs.com` in namespace `ns` on `addr`, from files in `dir`.
+struct Nsd {
+    ns: String,
+    addr: String,
+    dir: PathBuf,
+    serial: u32,
+    process: Option<Process>,
+}
+
+impl Nsd {
+    fn start(ns: &str, addr: &str, dir: &Path, registry: &str) -> Nsd {
+        let conf = format!(
+            "server:\n  ip-address: {addr}\n  port: 53\n  zonesdir: \"{d}\"\n  \
+             pidfile: \"{d}/nsd.pid\"\n  database: \"\"\n  username: \"\"\n  chroot: \"\"\n  \
+             zonelistfile: \"{d}/zone.list\"\n  xfrdfile: \"{d}/xfrd.state\"\n  \
+             logfile: \"{d}/nsd.log\"\n  server-count: 1\n  verbosity: 1\n\
+             remote-control:\n  control-enable: no\n\
+             zone:\n  name: aliyuncs.com\n  zonefile: \"{d}/aliyuncs.com.zone\"\n",
+            d = dir.display()
+        );
+        std::fs::write(dir.join("nsd.conf"), conf).expect("write nsd.conf");
+        let mut nsd = Nsd {
+            ns: ns.to_owned(),
+            addr: addr.to_owned(),
+            dir: dir.to_owned(),
+            serial: 1,
+            process: None,
+        };
+        nsd.write_zone(registry);
+        let nsd_bin = which("nsd").expect("nsd is not installed: run `sudo tests/run.sh`");
+        let mut command = Command::new(nsd_bin);
+        command.arg("-d").arg("-c").arg(dir.join("nsd.conf"));
+        nsd.process = Some(netns::spawn_in(ns, "nsd", &command));
+        nsd.wait_serving(registry);
+        nsd
+    }
+
+    fn write_zone(&mut self, registry: &str) {
+        let zone = format!(
+            "$ORIGIN aliyuncs.com.\n$TTL 30\n\
+             @ IN SOA ns.aliyuncs.com. admin.aliyuncs.com. ({} 60 60 600 30)\n\
+             @ IN NS ns.aliyuncs.com.\nns IN A {}\n\
+             xxxxxx-registry-vpc.cn-hangzhou.cr IN A {registry}\n\
+             oss-cn-hangzhou-internal IN A {PRIMARY}\n",
+            self.serial, self.addr
+        );
+        std::fs::write(self.dir.join("aliyuncs.com.zone"), zone).expect("write zone");
+    }
+
+    /// The registry name's address now; NSD re-reads its zone on SIGHUP.
+    fn move_registry(&mut self, registry: &str) {
+        self.serial += 1;
+        self.write_zone(registry);
+        self.process.as_ref().expect("nsd running").signal("HUP");
+        self.wait_serving(registry);
+    }
+
+    /// Waits until NSD answers the registry name with `registry` (asked from its own
+    /// namespace).
+    fn wait_serving(&self, registry: &str) {
+        let server: SocketAddr = format!("{}:53", self.addr).parse().expect("nsd addr");
+        let ns = self.ns.clone();
+        wait_until(&format!("NSD answers {registry}"), || {
+            let ns = ns.clone();
+            netns::run_in_ns(&ns, || {
+                let question = query(&format!("{REGISTRY}."), RecordType::A, false);
+                let bytes = question.to_vec().expect("encode");
+                exchange_raw_udp_from("0.0.0.0:0", server, &bytes, Duration::from_millis(500))
+                    .and_then(|raw| hickory_proto::op::Message::from_vec(&raw).ok())
+                    .is_some_and(|reply| addresses(&reply) == vec![registry.to_owned()])
+            })
+        });
+    }
+
+    fn stop(&mut self) {
+        self.process = None;
+    }
+}
+
+fn config(topology: &Topology, hook: &Hook) -> String {
+    format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+
+[upstream]
+servers = ["127.0.0.1:5399"]
+
+[[registry]]
+instance = "xxxxxx"
+region = "cn-hangzhou"
+discover = {{ servers = ["{VPC_DNS}"], interval = "1s", timeout = "500ms" }}
+probes = [{{ kind = "https", interval = "1s", suspect_interval = "300ms", timeout = "1s", rise = 2, fall = 1, ca_file = "{ca}" }}]
+
+[[alert]]
+kind = "webhook"
+url = "{url}"
+"#,
+        ca = topology.ca_cert.display(),
+        url = hook.url(),
+    )
+}
+
+/// The agent's answer for the registry name, asked from the client namespace.
+fn answer(ns: &str, agent: SocketAddr) -> Vec<String> {
+    netns::run_in_ns(ns, || {
+        addresses(&ask_udp(
+            agent,
+            &query(&format!("{REGISTRY}."), RecordType::A, false),
+        ))
+    })
+}
+
+fn status(ns: &str, control: SocketAddr) -> Value {
+    let (code, body) = netns::run_in_ns(ns, || http_get(control, "/status")).expect("GET /status");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).expect("status JSON")
+}
+
+/// The registry name's discovery entry in `/status`.
+fn discovered(status: &Value) -> Value {
+    status["discovery"]["names"]
+        .as_array()
+        .and_then(|names| names.iter().find(|n| n["name"] == REGISTRY))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+fn wait_for_answer(ns: &str, agent: SocketAddr, want: &str) -> Duration {
+    let started = Instant::now();
+    wait_until(&format!("pathdns answers {want}"), || {
+        answer(ns, agent) == vec![want.to_owned()]
+    });
+    started.elapsed()
+}
+
+/// The registry name's first `alertname` delivery with `status` (and `target`, unless
+/// empty); the OSS name is discovered beside it and alerts on its own.
+fn alert(hook: &Hook, alertname: &str, status: &str, target: &str) -> Value {
+    let want = |body: &Value| {
+        body["alertname"] == alertname
+            && body["status"] == status
+            && body["labels"]["name"] == REGISTRY
+            && (target.is_empty() || body["labels"]["target"] == target)
+    };
+    let requests = hook.wait_for(&format!("{alertname} {status} {target}"), want);
+    requests
+        .into_iter()
+        .map(|r| r.body)
+        .find(|b| want(b))
+        .expect("the awaited alert")
+}
+
+#[test]
+fn addresses_are_learned_verified_kept_on_disk_and_their_moves_alerted() {
+    let Some(topology) = Topology::build_two_uplinks(&[
+        ("vpcdns", "10.0.5.53/24", "10.0.5.1/24"),
+        ("primary", "10.94.205.198/24", "10.94.205.1/24"),
+        ("moved", "10.94.206.10/24", "10.94.206.1/24"),
+    ]) else {
+        return;
+    };
+    let client = topology.client.clone();
+    netns::ip_netns_exec(&client, &["ip", "addr", "add", LOCAL_NET, "dev", "eth-pub"]);
+    let _primary = topology.start_registry("primary", REGISTRY, REALM);
+    let _moved = topology.start_registry("moved", REGISTRY, REALM);
+    let files = tempfile::tempdir().expect("temp dir");
+    let state_dir = files.path().join("state");
+    let mut nsd = Nsd::start(
+        &topology.target("vpcdns").ns,
+        VPC_DNS,
+        files.path(),
+        PRIMARY,
+    );
+    let hook = Hook::start_in(&client);
+    let config = config(&topology, &hook);
+    let env = [("STATE_DIRECTORY", state_dir.to_str().expect("utf-8 path"))];
+
+    // Nothing written, nothing on disk: learned at the first round, after its probes.
+    let mut agent = topology.start_agent_with_env(&config, &env);
+    let control = agent
+        .process
+        .wait_for_line("the control address", control_addr);
+    let took = wait_for_answer(&client, agent.addr, PRIMARY);
+    eprintln!("first discovery answered after {took:?}");
+    let entry = discovered(&status(&client, control));
+    assert_eq!(entry["source"], "discovered", "{entry}");
+    assert_eq!(entry["addresses"], serde_json::json!([PRIMARY]), "{entry}");
+    let saved = std::fs::read_to_string(state_dir.join("discovered.json")).expect("state file");
+    assert!(
+        saved.contains(PRIMARY) && saved.contains("\"format\": 1"),
+        "{saved}"
+    );
+
+    // The address moves to a healthy one: answered once its probes passed, alerted.
+    let moved_at = Instant::now();
+    nsd.move_registry(MOVED);
+    let took = wait_for_answer(&client, agent.addr, MOVED);
+    eprintln!("moved address answered {took:?} after NSD served it (interval 1s, 2 x https)");
+    let moved = alert(&hook, "PathdnsAddressMoved", "firing", "");
+    assert_eq!(moved["labels"]["old"], PRIMARY, "{moved}");
+    assert_eq!(moved["labels"]["new"], MOVED, "{moved}");
+    let lines = agent.process.lines();
+    let passed = lines
+        .iter()
+        .position(|l| l.contains("passed its probes") && l.contains(MOVED));
+    let changed = lines
+        .iter()
+        .position(|l| l.contains("discovered address changed"));
+    assert!(
+        passed.is_some() && passed < changed,
+        "verified before use:\n{}",
+        lines.join("\n")
+    );
+    assert!(moved_at.elapsed() < Duration::from_secs(30));
+
+    // It moves to an address the private path does not reach: the old one keeps answering,
+    // and the alert names the route to add.
+    nsd.move_registry(NO_ROUTE);
+    let unreachable = alert(
+        &hook,
+        "PathdnsDiscoveredAddressUnreachable",
+        "firing",
+        NO_ROUTE,
+    );
+    let summary = unreachable["summary"].as_str().unwrap_or("");
+    assert!(
+        summary.contains(&format!(
+            "ip route add {NO_ROUTE}/32 via 10.0.1.1 dev eth-priv"
+        )),
+        "{summary}"
+    );
+    assert_eq!(answer(&client, agent.addr), vec![MOVED.to_owned()]);
+    let entry = discovered(&status(&client, control));
+    assert_eq!(
+        entry["last_answer"],
+        serde_json::json!([NO_ROUTE]),
+        "{entry}"
+    );
+    assert_eq!(entry["not_used"][0]["addr"], NO_ROUTE, "{entry}");
+
+    // It moves into a local network (the 100.x conflict): reported with the remedy, not used.
+    nsd.move_registry(IN_LOCAL_NET);
+    let conflict = alert(
+        &hook,
+        "PathdnsDiscoveredAddressConflict",
+        "firing",
+        IN_LOCAL_NET,
+    );
+    let summary = conflict["summary"].as_str().unwrap_or("");
+    assert!(
+        summary.contains("100.100.0.0/16") && summary.contains("remedy"),
+        "{summary}"
+    );
+    alert(
+        &hook,
+        "PathdnsDiscoveredAddressUnreachable",
+        "resolved",
+        NO_ROUTE,
+    );
+    assert_eq!(answer(&client, agent.addr), vec![MOVED.to_owned()]);
+
+    // The resolver goes silent: nothing changes; after three rounds, an alert.
+    nsd.stop();
+    alert(&hook, "PathdnsDiscoveryFailing", "firing", "");
+    assert_eq!(answer(&client, agent.addr), vec![MOVED.to_owned()]);
+    let entry = discovered(&status(&client, control));
+    assert!(entry["failed_rounds"].as_u64() >= Some(3), "{entry}");
+    assert_eq!(entry["addresses"], serde_json::json!([MOVED]), "{entry}");
+
+    // A restart with the resolver still silent answers the last good address from disk.
+    agent.process.signal("TERM");
+    wait_until("the agent stopped", || !agent.process.is_running());
+    drop(agent);
+    let mut agent = topology.start_agent_with_env(&config, &env);
+    let control = agent
+        .process
+        .wait_for_line("the control address", control_addr);
+    assert_eq!(answer(&client, agent.addr), vec![MOVED.to_owned()]);
+    let entry = discovered(&status(&client, control));
+    assert_eq!(entry["source"], "disk", "{entry}");
+    assert_eq!(entry["addresses"], serde_json::json!([MOVED]), "{entry}");
+}

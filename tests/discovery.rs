@@ -13,14 +13,21 @@
 //! 100.118.28.50 has no route through the private path (it leaves by `eth-pub`, where it
 //! is dropped: the documents' missing /32); 100.100.5.5 lies in a local 100.100.0.0/16
 //! put on `eth-pub` (the 100.x conflict).
+//!
+//! Bad replies and bad state files need no namespace: a scripted discovery server on
+//! loopback, a name without probes, and an address from TEST-NET-3 that is only ever DNS
+//! data (nothing connects to it). Those tests run without root too.
 
 use crate::common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::fake_upstream::FakeUpstream;
 use common::netns::{self, Topology};
 use common::webhook::Hook;
 use common::*;
@@ -318,4 +325,213 @@ fn addresses_are_learned_verified_kept_on_disk_and_their_moves_alerted() {
     let entry = discovered(&status(&client, control));
     assert_eq!(entry["source"], "disk", "{entry}");
     assert_eq!(entry["addresses"], serde_json::json!([MOVED]), "{entry}");
+}
+
+/// Discovery replies the runner must not take, each with the words `/status` gives for it.
+const BAD_REPLIES: [(&str, &str); 10] = [
+    ("records for another name", "not asked"),
+    ("a CNAME loop", "loops"),
+    (
+        "a CNAME out of the name's domain",
+        "outside the name's domain",
+    ),
+    ("a huge answer", "more than pathdns takes"),
+    ("a loopback address", "loopback"),
+    ("a link-local address", "link-local"),
+    ("0.0.0.0", "this network"),
+    ("garbage bytes", "malformed reply"),
+    ("NXDOMAIN", "NXDomain"),
+    ("an answer to another question", "another question"),
+];
+
+const LEARNED: &str = "reg.discovery.test";
+const LEARNED_ADDR: &str = "203.0.113.10";
+
+/// A loopback discovery server: a good answer in mode 0, `BAD_REPLIES[mode - 1]` after,
+/// silence in mode `usize::MAX`.
+fn scripted_discovery(mode: Arc<AtomicUsize>) -> FakeUpstream {
+    use common::fake_upstream::{address, bytes, question, reply, Step};
+    use hickory_proto::rr::rdata::CNAME;
+    use hickory_proto::rr::{Name, RData, Record};
+    FakeUpstream::start(move |incoming| {
+        let query = incoming.query;
+        let asked = question(query).name().clone();
+        let name = |text: &str| Name::from_ascii(text).expect("name");
+        let cname = |from: &Name, to: &str| {
+            Record::from_rdata(from.clone(), 30, RData::CNAME(CNAME(name(to))))
+        };
+        let answers = match mode.load(Ordering::Relaxed) {
+            0 => vec![address(&asked, 30, LEARNED_ADDR)],
+            1 => vec![
+                address(&asked, 30, LEARNED_ADDR),
+                address(&name("other.discovery.test."), 30, "203.0.113.99"),
+            ],
+            2 => vec![
+                cname(&asked, "b.discovery.test."),
+                cname(&name("b.discovery.test."), &asked.to_ascii()),
+            ],
+            3 => vec![
+                cname(&asked, "evil.example."),
+                address(&name("evil.example."), 30, "203.0.113.66"),
+            ],
+            4 => (1..=40)
+                .map(|i| address(&asked, 30, &format!("203.0.113.{i}")))
+                .collect(),
+            5 => vec![address(&asked, 30, "127.0.0.1")],
+            6 => vec![address(&asked, 30, "169.254.20.53")],
+            7 => vec![address(&asked, 30, "0.0.0.0")],
+            8 => {
+                let id = query.metadata.id.to_be_bytes();
+                return vec![Step::Reply(vec![
+                    id[0], id[1], 0x81, 0x80, 0, 1, 0, 1, 0xff, 0x13,
+                ])];
+            }
+            9 => {
+                let mut nx = reply(query, vec![]);
+                nx.metadata.response_code = hickory_proto::op::ResponseCode::NXDomain;
+                return vec![Step::Reply(bytes(&nx))];
+            }
+            10 => {
+                let mut other = reply(query, vec![]);
+                other.queries[0].set_name(name("other.discovery.test."));
+                return vec![Step::Reply(bytes(&other))];
+            }
+            _ => return Vec::new(),
+        };
+        vec![Step::Reply(bytes(&reply(query, answers)))]
+    })
+}
+
+fn learned_config(server: SocketAddr) -> String {
+    format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+[upstream]
+servers = ["127.0.0.1:9"]
+timeout = "300ms"
+[[name]]
+name = "{LEARNED}"
+discover = {{ servers = ["{server}"], interval = "1s", timeout = "300ms" }}
+probes = []
+"#
+    )
+}
+
+/// Whether `condition` holds within `limit` (polled), for a failure message of the caller's.
+fn within(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+fn local_status(control: SocketAddr) -> Value {
+    let (code, body) = http_get(control, "/status").expect("GET /status");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).expect("status JSON")
+}
+
+fn learned_entry(control: SocketAddr) -> Value {
+    local_status(control)["discovery"]["names"][0].clone()
+}
+
+fn learned_answer(agent: &Agent) -> Vec<String> {
+    addresses(&ask_udp(
+        agent.addr,
+        &query(&format!("{LEARNED}."), RecordType::A, false),
+    ))
+}
+
+#[test]
+fn bad_discovery_replies_are_rejected_and_replace_nothing() {
+    let mode = Arc::new(AtomicUsize::new(0));
+    let server = scripted_discovery(mode.clone());
+    let state = tempfile::tempdir().expect("state dir");
+    let env = [("STATE_DIRECTORY", state.path().to_str().expect("utf-8"))];
+    let mut agent = Agent::start_with_env(&learned_config(server.addr), &env);
+    let control = agent
+        .process
+        .wait_for_line("the control address", control_addr);
+    let learned = within(Duration::from_secs(20), || {
+        learned_answer(&agent) == vec![LEARNED_ADDR.to_owned()]
+    });
+    assert!(
+        learned,
+        "never learned:\n{}",
+        agent.process.lines().join("\n")
+    );
+    for (index, (what, words)) in BAD_REPLIES.iter().enumerate() {
+        mode.store(index + 1, Ordering::Relaxed);
+        let entry = wait_for(&format!("{what} rejected"), || {
+            let entry = learned_entry(control);
+            let error = entry["last_error"].as_str().unwrap_or("").to_owned();
+            error.contains(words).then_some(entry)
+        });
+        assert_eq!(
+            entry["addresses"],
+            serde_json::json!([LEARNED_ADDR]),
+            "{what}: {entry}"
+        );
+        assert_eq!(
+            learned_answer(&agent),
+            vec![LEARNED_ADDR.to_owned()],
+            "{what}"
+        );
+        eprintln!("{what}: {}", entry["last_error"]);
+    }
+    let log = agent.process.lines().join("\n");
+    assert!(log.contains("discovery: no usable answer"), "{log}");
+    assert!(agent.process.is_running());
+}
+
+#[test]
+fn a_state_file_that_is_corrupt_or_newer_is_ignored_with_a_warning() {
+    let mode = Arc::new(AtomicUsize::new(usize::MAX));
+    let server = scripted_discovery(mode.clone());
+    let state = tempfile::tempdir().expect("state dir");
+    let file = state.path().join("discovered.json");
+    let env = [("STATE_DIRECTORY", state.path().to_str().expect("utf-8"))];
+    let cases = [
+        ("{\"format\": 1, \"names\": [", "not a pathdns state file"),
+        ("{\"format\": 7, \"names\": {}}", "from a newer pathdns"),
+    ];
+    for (text, words) in cases {
+        std::fs::write(&file, text).expect("write state");
+        let mut agent = Agent::start_with_env(&learned_config(server.addr), &env);
+        let control = agent
+            .process
+            .wait_for_line("the control address", control_addr);
+        let warned = agent
+            .process
+            .wait_for_line("the state file warning", |line| {
+                line.contains(words).then(|| line.to_owned())
+            });
+        assert!(warned.contains("WARN"), "{warned}");
+        let status = local_status(control);
+        let error = status["discovery"]["state_error"].as_str().unwrap_or("");
+        assert!(error.contains(words), "{status}");
+        assert_eq!(
+            status["discovery"]["names"][0]["source"], "none",
+            "{status}"
+        );
+        assert!(agent.process.is_running());
+    }
+    // A good file, the server silent: answered from disk at once.
+    let good = format!(
+        "{{\"format\": 1, \"written_by\": \"test\", \"names\": {{\"{LEARNED}\": \
+         {{\"addresses\": [\"{LEARNED_ADDR}\"], \"server\": \"{}\", \"confirmed_unix_ms\": 1}}}}}}",
+        server.addr
+    );
+    std::fs::write(&file, good).expect("write state");
+    let mut agent = Agent::start_with_env(&learned_config(server.addr), &env);
+    let control = agent
+        .process
+        .wait_for_line("the control address", control_addr);
+    assert_eq!(learned_answer(&agent), vec![LEARNED_ADDR.to_owned()]);
+    assert_eq!(learned_entry(control)["source"], "disk");
 }

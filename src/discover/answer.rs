@@ -55,7 +55,10 @@ pub fn addresses(reply: &Message, asked: &Name) -> Result<Vec<IpAddr>, Rejected>
     }
     check_question(reply, asked)?;
     if reply.metadata.response_code != ResponseCode::NoError {
-        return Err(Rejected::Rcode(reply.metadata.response_code.to_string()));
+        return Err(Rejected::Rcode(format!(
+            "{:?}",
+            reply.metadata.response_code
+        )));
     }
     if reply.metadata.truncation {
         return Err(Rejected::Truncated);

@@ -179,6 +179,67 @@ fn wait_for_answer(ns: &str, agent: SocketAddr, want: &str) -> Duration {
     started.elapsed()
 }
 
+fn path_text(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+/// `pathdns ARGS` in namespace `ns` with `env`; its stdout (stderr is appended on failure).
+fn pathdns_in(ns: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pathdns"));
+    command.args(args).envs(env.iter().copied());
+    let out = netns::output_in(ns, &command);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        stdout
+    } else {
+        format!(
+            "{stdout}\n(exit {:?}) {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+}
+
+/// `pathdns discover` from the client: the addresses NSD gives, how the client reaches
+/// them, and a config that `pathdns check` takes.
+fn step_two_in_one_command(client: &str, dir: &Path, env: &[(&str, &str)]) {
+    let args = [
+        "discover",
+        "--server",
+        VPC_DNS,
+        "--instance",
+        "xxxxxx",
+        "--region",
+        "cn-hangzhou",
+    ];
+    let printed = pathdns_in(client, &args, env);
+    assert!(
+        printed.contains(&format!("registry = [\"{PRIMARY}\"]")),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!("oss = [\"{PRIMARY}\"]")),
+        "{printed}"
+    );
+    let line = printed
+        .lines()
+        .find(|l| l.starts_with(&format!("#   {REGISTRY}  {PRIMARY}")))
+        .unwrap_or_else(|| panic!("no line for the registry:\n{printed}"));
+    assert!(
+        line.contains("dev eth-priv") && line.contains("tcp 443 ok"),
+        "{line}"
+    );
+    assert!(
+        printed.contains(&format!("#   {REALM}  not learned: ")),
+        "{printed}"
+    );
+    let file = dir.join("discovered.toml");
+    std::fs::write(&file, &printed).expect("write the printed config");
+    let checked = pathdns_in(client, &["check", "--config", path_text(&file)], env);
+    assert!(checked.contains(": OK: "), "{checked}");
+    eprintln!("pathdns discover printed:\n{printed}");
+}
+
 /// The registry name's first `alertname` delivery with `status` (and `target`, unless
 /// empty); the OSS name is discovered beside it and alerts on its own.
 fn alert(hook: &Hook, alertname: &str, status: &str, target: &str) -> Value {
@@ -235,6 +296,29 @@ fn addresses_are_learned_verified_kept_on_disk_and_their_moves_alerted() {
     assert!(
         saved.contains(PRIMARY) && saved.contains("\"format\": 1"),
         "{saved}"
+    );
+    step_two_in_one_command(&client, files.path(), &env);
+    let doctor = pathdns_in(
+        &client,
+        &["doctor", "--config", path_text(&agent.config_path)],
+        &env,
+    );
+    assert!(
+        doctor.lines().any(|l| l.starts_with("OK")
+            && l.contains("discover")
+            && l.contains(&format!("answers {PRIMARY} (the last good addresses)"))),
+        "{doctor}"
+    );
+    let check = pathdns_in(
+        &client,
+        &["check", "--config", path_text(&agent.config_path)],
+        &env,
+    );
+    assert!(
+        check.contains(&format!(
+            "discover: {REGISTRY}: asked of {VPC_DNS}:53 every 1s; configured: none; discovered"
+        )) && check.contains(PRIMARY),
+        "{check}"
     );
 
     // The address moves to a healthy one: answered once its probes passed, alerted.

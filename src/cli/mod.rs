@@ -14,6 +14,7 @@ use pathdns::daemon::{self, ConfigSource};
 
 use exit::CommandResult;
 
+mod discover;
 mod doctor;
 pub mod exit;
 mod hosts;
@@ -105,6 +106,35 @@ enum Command {
         #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Ask a resolver inside the VPC for the instance's private addresses and print a
+    /// config with them (the documents' step two in one command).
+    ///
+    /// Asks SERVER (a PrivateZone inbound endpoint, or any DNS server in the VPC that this
+    /// host reaches over the private path) for the A records of
+    /// `<instance>-registry-vpc.<region>.cr.aliyuncs.com`, `dockerauth-vpc.<region>.aliyuncs.com`,
+    /// `oss-<region>-internal.aliyuncs.com` (and `<bucket>.oss-...` with --bucket), and for
+    /// each address it learned shows how this host reaches it: the kernel's route, a TCP
+    /// connect to port 443 (2 s at most), and a local network it falls into (the 100.x
+    /// conflict). The printed config passes `pathdns check`; its commented `discover` line
+    /// keeps the addresses learned while the agent runs. Contacts only SERVER and the
+    /// addresses it gives. Exits 1 when the registry or OSS name could not be learned (the
+    /// config then learns them with `discover`).
+    ///
+    /// Example: `pathdns discover --server 10.0.5.53 --instance xxxxxx --region cn-hangzhou`
+    Discover {
+        /// The resolver inside the VPC: IP or IP:PORT (port 53 unless given).
+        #[arg(long, value_name = "ADDR")]
+        server: String,
+        /// The instance name, as in <instance>-registry-vpc.<region>.cr.aliyuncs.com.
+        #[arg(long, value_name = "NAME")]
+        instance: String,
+        /// The region ID, e.g. cn-hangzhou.
+        #[arg(long, value_name = "ID")]
+        region: String,
+        /// A custom OSS bucket the instance stores its images in.
+        #[arg(long, value_name = "B")]
+        bucket: Option<String>,
+    },
     /// Print the /etc/hosts lines equivalent to the running agent's current answers.
     Hosts {
         #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
@@ -185,6 +215,7 @@ pub fn main() -> CommandResult {
             print_conflicts(&config)?;
             print_abort_stalled(&config)?;
             print_node_local(&config)?;
+            discover::print_check(&config)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status {
@@ -196,6 +227,16 @@ pub fn main() -> CommandResult {
         Command::Doctor { config } => {
             init_logging(flag, Some("warn"));
             doctor::run(&config)
+        }
+        Command::Discover {
+            server,
+            instance,
+            region,
+            bucket,
+        } => {
+            init_logging(flag, Some("warn"));
+            let request = discover::Request::new(&server, &instance, &region, bucket.as_deref())?;
+            discover::run(&request)
         }
         Command::Hosts { config, control } => hosts::run(&config, control),
         Command::ImportHosts { file, no_probes } => import_hosts::run(&file, no_probes),

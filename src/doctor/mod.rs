@@ -12,19 +12,24 @@
 //! 4. the registry's `GET /v2/`: 401 with a `Bearer realm`, and whether the realm's host is
 //!    an owned name;
 //! 5. dockerauth and OSS: a TLS handshake with SNI = the name (`ca_file` honoured);
-//! 6. the 100.0.0.0/8 trap: [`Config::conflicts`].
+//! 6. the 100.0.0.0/8 trap: [`Config::conflicts`];
+//! 7. with `discover`: each discovery server answers each asked name, against the last
+//!    good addresses ([`discovery::discovery_checks`]).
 //!
 //! Rooms: `resolve` (step 1 and the resolver line) and `hosts` (the `/etc/hosts` line),
 //! `route`, `connect`, `registry` (steps 4 and 5), `target` (what the per-target checks
-//! share, and step 6), `remedy` (every remedy text). The query to the agent is built by
+//! share, and step 6), `discovery` (step 7), `remedy` (every remedy text). The targets
+//! checked are the agent's: the written ones and the last good discovered ones from the
+//! state file. The query to the agent is built by
 //! [`crate::dns_client`], the one place pathdns builds a query of its own.
 //!
 //! Every network step is bounded by [`Options::timeout`] and the targets are checked
 //! concurrently, so a run takes about two timeouts however many targets there are.
 //! Must not: print (the CLI does), or send anything to a host that is not a configured
-//! target or the configured listen address.
+//! target, the configured listen address or a configured discovery server.
 
 mod connect;
+pub mod discovery;
 mod hosts;
 mod registry;
 mod remedy;
@@ -121,6 +126,8 @@ pub struct Options {
     pub hosts_file: PathBuf,
     /// The resolver configuration that says whom this host asks.
     pub resolv_conf: PathBuf,
+    /// The agent's last good discovered addresses (`discover`).
+    pub state_file: PathBuf,
 }
 
 impl Default for Options {
@@ -129,6 +136,7 @@ impl Default for Options {
             timeout: Duration::from_secs(2),
             hosts_file: PathBuf::from("/etc/hosts"),
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
+            state_file: crate::discover::state::default_path(),
         }
     }
 }
@@ -136,6 +144,30 @@ impl Default for Options {
 /// Runs every check; the result is in print order: host-wide checks, then per name its
 /// own checks followed by those of each of its targets.
 pub async fn run(config: &Config, options: &Options) -> Vec<Check> {
+    let (learned, state_checks) = last_good(config, options);
+    let mut report = run_on(&crate::discover::overlay(config, &learned), options).await;
+    report.extend(state_checks);
+    report.extend(discovery::discovery_checks(config, &learned, options.timeout).await);
+    report
+}
+
+/// The agent's last good discovered addresses, when the config discovers; a state file
+/// that cannot be used is a WARN (the agent warns and ignores it too).
+fn last_good(config: &Config, options: &Options) -> (crate::discover::LearnedMap, Vec<Check>) {
+    if crate::discover::asked_names(config).is_empty() {
+        return Default::default();
+    }
+    match crate::discover::state::load(&options.state_file) {
+        Ok(learned) => (learned, Vec::new()),
+        Err(err) => {
+            let check = Check::new(Verdict::Warn, HOST, NO_TARGET, "discover", err.to_string());
+            (Default::default(), vec![check])
+        }
+    }
+}
+
+/// Steps 1 to 6 on the agent's effective config.
+async fn run_on(config: &Config, options: &Options) -> Vec<Check> {
     let context = Arc::new(ProbeContext {
         tls: TlsConfigs::default(),
         pinger: None,

@@ -8,6 +8,17 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::host::Route;
 
+/// A discovery server gives no usable answer.
+pub(super) fn discovery_server(server: SocketAddr) -> String {
+    format!(
+        "check that {ip} is reached through the private path (`ip route get {ip}`), that the \
+         VPC lets UDP 53 in from this network (security group; for a PrivateZone inbound \
+         endpoint, its allowed sources), and that it resolves the instance's names; the \
+         agent keeps answering the last good addresses meanwhile",
+        ip = server.ip()
+    )
+}
+
 /// The agent answers, but not from this config.
 pub(super) fn reload(agent: SocketAddr) -> String {
     format!(

@@ -762,10 +762,15 @@ pub fn ip_netns_exec(ns: &str, args: &[&str]) -> Output {
     let (program, rest) = args.split_first().expect("a program to run");
     let mut command = Command::new(program);
     command.args(rest);
-    netns_exec_command(ns, &command)
+    output_in(ns, &command)
+}
+
+/// Runs `command` (its environment kept) inside namespace `ns` to its end: its output.
+pub fn output_in(ns: &str, command: &Command) -> Output {
+    netns_exec_command(ns, command)
         .stdin(Stdio::null())
         .output()
-        .unwrap_or_else(|err| panic!("ip netns exec {ns} {args:?}: {err}"))
+        .unwrap_or_else(|err| panic!("ip netns exec {ns} {command:?}: {err}"))
 }
 
 /// Starts `command` (program, arguments, environment and working directory are taken

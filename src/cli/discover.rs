@@ -1,0 +1,282 @@
+//! `pathdns discover` (the documents' step two in one command: ask a resolver inside the
+//! VPC for the instance's names and print a config with what it learned, and how this
+//! host reaches each address) and `pathdns check`'s discovery lines.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hickory_proto::rr::Name;
+
+use pathdns::config::{self, Config};
+use pathdns::discover::{self, ask::ask_servers, state};
+use pathdns::host::{self, Lookup};
+
+use super::exit::CommandResult;
+
+/// How long each question and each reachability check may take.
+const STEP: Duration = Duration::from_secs(2);
+
+/// What `pathdns discover` was asked to look up.
+pub struct Request {
+    pub server: SocketAddr,
+    pub instance: String,
+    pub region: String,
+    pub bucket: Option<String>,
+}
+
+impl Request {
+    /// Checks the raw flags: labels as the config takes them, a server address with port 53
+    /// unless given.
+    pub fn new(
+        server: &str,
+        instance: &str,
+        region: &str,
+        bucket: Option<&str>,
+    ) -> anyhow::Result<Request> {
+        let server = config::discovery_server(server)
+            .with_context(|| format!("--server {server:?}: give an IP address or IP:PORT"))?;
+        let label = |flag: &str, value: &str| -> anyhow::Result<String> {
+            config::check_label(value)
+                .map_err(|why| anyhow::anyhow!("--{flag} {value:?}: {why}"))?;
+            Ok(value.to_lowercase())
+        };
+        Ok(Request {
+            server,
+            instance: label("instance", instance)?,
+            region: label("region", region)?,
+            bucket: bucket.map(|b| label("bucket", b)).transpose()?,
+        })
+    }
+}
+
+/// One name's outcome.
+struct Learned {
+    name: String,
+    result: Result<Vec<IpAddr>, String>,
+}
+
+pub fn run(request: &Request) -> CommandResult {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let learned = runtime.block_on(ask_all(request));
+    let mut text = String::new();
+    render(&mut text, request, &learned, &runtime);
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    let complete = learned
+        .iter()
+        .filter(|l| !l.name.starts_with("dockerauth-"))
+        .all(|l| l.result.is_ok());
+    Ok(if complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn ask_all(request: &Request) -> Vec<Learned> {
+    let (instance, region) = (&request.instance, &request.region);
+    let mut names = vec![
+        config::registry_name(instance, region),
+        config::auth_name(region),
+        config::oss_name(region),
+    ];
+    if let Some(bucket) = &request.bucket {
+        names.push(format!("{bucket}.{}", config::oss_name(region)));
+    }
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let result = match Name::from_ascii(format!("{name}.")) {
+            Ok(asked) => ask_servers(&[request.server], &asked, STEP)
+                .await
+                .map(|answered| answered.addresses),
+            Err(err) => Err(err.to_string()),
+        };
+        out.push(Learned { name, result });
+    }
+    out
+}
+
+/// How this host reaches `addr`: the kernel's route, TCP 443, a local network it falls in.
+fn reachability(addr: IpAddr, runtime: &tokio::runtime::Runtime) -> String {
+    let route = match host::lookup(addr) {
+        Ok(Lookup::Route(egress)) => format!("route {egress}"),
+        Ok(Lookup::NoRoute { reason, .. }) => format!("NO ROUTE ({reason})"),
+        Err(err) => format!("route unknown ({err})"),
+    };
+    let started = Instant::now();
+    let connect = runtime.block_on(async {
+        tokio::time::timeout(STEP, tokio::net::TcpStream::connect((addr, 443))).await
+    });
+    let tcp = match connect {
+        Ok(Ok(_)) => format!("tcp 443 ok ({} ms)", started.elapsed().as_millis()),
+        Ok(Err(err)) => format!(
+            "tcp 443 FAILED ({})",
+            pathdns::reason::io_reason(&err).to_lowercase()
+        ),
+        Err(_) => format!(
+            "tcp 443 FAILED (no answer within {})",
+            humantime::format_duration(STEP)
+        ),
+    };
+    let mut line = format!("{route}; {tcp}");
+    for conflict in discover::advice::local_conflicts(addr, "name") {
+        let _ = write!(line, "; CONFLICT: {conflict}");
+    }
+    line
+}
+
+fn render(
+    out: &mut String,
+    request: &Request,
+    learned: &[Learned],
+    runtime: &tokio::runtime::Runtime,
+) {
+    let server = request.server;
+    let _ = writeln!(
+        out,
+        "# pathdns config from `pathdns discover`: asked {server} for the instance's names\n\
+         # from host {} (the documents' step two). Check it with `pathdns check` and\n\
+         # `pathdns doctor` before use.\n#",
+        host::hostname()
+    );
+    for found in learned {
+        match &found.result {
+            Ok(addrs) => {
+                for addr in addrs {
+                    let _ = writeln!(
+                        out,
+                        "#   {}  {addr}  {}",
+                        found.name,
+                        reachability(*addr, runtime)
+                    );
+                }
+            }
+            Err(reason) => {
+                let _ = writeln!(out, "#   {}  not learned: {reason}", found.name);
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n[server]\nlisten = [\"127.0.0.1:53\"]\nallow = [\"127.0.0.0/8\", \"::1/128\"]\n\n\
+         [upstream]\n# The resolvers in /etc/resolv.conf at start; once resolv.conf points at\n\
+         # pathdns, list the previous ones here instead.\nservers = [\"system\"]\n\n\
+         [[registry]]\ninstance = \"{}\"\nregion = \"{}\"",
+        request.instance, request.region
+    );
+    let list = |index: usize| match learned.get(index).map(|l| &l.result) {
+        Some(Ok(addrs)) => Some(
+            addrs
+                .iter()
+                .map(|a| format!("\"{a}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        _ => None,
+    };
+    // The auth name may be missing on purpose (the instance took over the auth domain).
+    let all_learned = learned
+        .iter()
+        .filter(|l| !l.name.starts_with("dockerauth-"))
+        .all(|l| l.result.is_ok());
+    let discover_line = format!(
+        "discover = {{ servers = [\"{}\"], interval = \"5m\" }}",
+        server_text(server)
+    );
+    if all_learned {
+        let _ = writeln!(
+            out,
+            "# Keep learning them over the private path: new addresses are used once their\n\
+             # probes pass, the last good ones are kept across restarts.\n# {discover_line}"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "# Some names were not learned now: the agent keeps asking (an empty list is learned).\n{discover_line}"
+        );
+    }
+    let _ = writeln!(out, "registry = [{}]", list(0).unwrap_or_default());
+    match list(1) {
+        Some(addrs) => {
+            let _ = writeln!(out, "auth = [{addrs}]");
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "# No dockerauth address: if the instance took over the auth domain, leave\n\
+                 # `auth` out; else write `auth = []` to learn it."
+            );
+        }
+    }
+    let _ = writeln!(out, "oss = [{}]", list(2).unwrap_or_default());
+    if let Some(bucket) = &request.bucket {
+        let _ = writeln!(out, "bucket = \"{bucket}\"");
+    }
+}
+
+fn server_text(server: SocketAddr) -> String {
+    if server.port() == 53 {
+        server.ip().to_string()
+    } else {
+        server.to_string()
+    }
+}
+
+/// `pathdns check`'s discovery lines: what each asked name is asked of, what is written,
+/// and the last good addresses in the state file (a file that cannot be used is named).
+pub fn print_check(config: &Config) -> anyhow::Result<()> {
+    let asked = discover::asked_names(config);
+    if asked.is_empty() {
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    let path = state::default_path();
+    let learned = match state::load(&path) {
+        Ok(learned) => learned,
+        Err(err) => {
+            writeln!(out, "discover: {err}")?;
+            Default::default()
+        }
+    };
+    for key in asked {
+        let Some(name) = config.names.iter().find(|n| {
+            n.discover
+                .as_ref()
+                .is_some_and(|d| discover::key(&d.ask) == key)
+        }) else {
+            continue;
+        };
+        let Some(discovery) = &name.discover else {
+            continue;
+        };
+        let servers: Vec<String> = discovery.servers.iter().map(ToString::to_string).collect();
+        let written: Vec<String> = name.addresses().iter().map(ToString::to_string).collect();
+        let last = learned.get(&key).map_or_else(
+            || "none yet".to_owned(),
+            |l| {
+                let at = humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + Duration::from_millis(l.confirmed_unix_ms),
+                );
+                let addrs: Vec<String> = l.addresses.iter().map(ToString::to_string).collect();
+                format!("{} (confirmed {at} by {})", addrs.join(" "), l.server)
+            },
+        );
+        writeln!(
+            out,
+            "discover: {key}: asked of {} every {}; configured: {}; discovered (last good, {}): {last}",
+            servers.join(", "),
+            humantime::format_duration(discovery.interval),
+            if written.is_empty() { "none".to_owned() } else { written.join(" ") },
+            path.display(),
+        )?;
+    }
+    Ok(())
+}

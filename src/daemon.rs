@@ -216,6 +216,7 @@ fn shared_parts(config: &Config) -> Result<Shared, DaemonError> {
         memory: HealthMemory::default(),
         aborts,
         stall_after: config.stall_after,
+        transitions: Default::default(),
     };
     // Filled by the first generation before any listener serves.
     let table = Arc::new(LiveTable::new(AnswerTable::default()));

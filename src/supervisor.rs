@@ -20,7 +20,9 @@ use crate::events::{self, Event, EventSender};
 use crate::failover::{self, Reason, Selection};
 use crate::health::{combine, ProbeState, Thresholds, Verdict};
 use crate::probe::scheduler::{self, JobKey, Plan, Report};
-use crate::status::{NameStatus, ProbeStatus, StatusBoard, StatusReport, TargetStatus};
+use crate::status::{
+    NameStatus, ProbeStatus, StatusBoard, StatusReport, TargetStatus, Transition, Transitions,
+};
 use crate::table::{AnswerTable, LiveTable};
 
 /// Where the supervisor tells the world: alert sinks (events) and `/status` (the board).
@@ -42,6 +44,8 @@ pub struct Outputs {
     pub aborts: Requests,
     /// `[health] stall_after` of this generation's config.
     pub stall_after: Duration,
+    /// The last target transitions for `/status`, kept across reloads.
+    pub transitions: Transitions,
 }
 
 /// Probe states and last healthy answers that outlive a generation: after a reload, a
@@ -250,10 +254,43 @@ impl Supervisor {
                 if new == Verdict::Up && was_aborting {
                     self.cancel_abort(key);
                 }
+                let answer_before = self.selections[key.0].1;
                 changed |= self.reselect(key.0);
+                let answer_after = self.selections[key.0].1;
+                self.record_transition(key, (old, new), (answer_before, answer_after), report);
             }
         }
         changed
+    }
+
+    /// Puts one target transition in the `/status` ring, with the name's answering group
+    /// when it moved.
+    fn record_transition(
+        &self,
+        (index, addr): (usize, IpAddr),
+        (from, to): (Verdict, Verdict),
+        (answer_from, answer_to): (Reason, Reason),
+        report: &Report,
+    ) {
+        let moved = answer_from != answer_to;
+        self.outputs.transitions.record(Transition {
+            unix_ms: events::unix_ms(std::time::SystemTime::now()),
+            name: self.names[index].display(),
+            target: addr.to_string(),
+            from: from.as_str().to_owned(),
+            to: to.as_str().to_owned(),
+            probe: self
+                .plan
+                .jobs
+                .get(report.job)
+                .map(|job| job.spec.kind.name().to_owned())
+                .unwrap_or_default(),
+            reason: (!report.outcome.ok)
+                .then(|| report.outcome.detail.clone())
+                .flatten(),
+            answer_from: moved.then(|| reason_text(answer_from)),
+            answer_to: moved.then(|| reason_text(answer_to)),
+        });
     }
 
     /// One probe run, for every (name, target) it decides.
@@ -552,12 +589,7 @@ impl Supervisor {
                 name: name.display(),
                 role: name.role.to_string(),
                 answer: selection.describe(),
-                reason: match reason {
-                    Reason::Static => "static".to_owned(),
-                    Reason::Group(1) => "group 1".to_owned(),
-                    Reason::Group(g) => format!("group {g} (failed over)"),
-                    Reason::AllDown => "all targets down".to_owned(),
-                },
+                reason: reason_text(*reason),
                 ttl: name.ttl,
             })
             .collect();
@@ -606,6 +638,8 @@ impl Supervisor {
             forwarding: None,
             host_read_failures: None,
             abort_stalled: None,
+            host: None,
+            transitions: self.outputs.transitions.recent(),
         }
     }
 
@@ -614,6 +648,16 @@ impl Supervisor {
         self.names
             .iter()
             .any(|n| matches!(n.answer, AnswerSpec::Targets(_)) && !n.health.probes.is_empty())
+    }
+}
+
+/// Why a name answers what it answers, as `/status` words it.
+fn reason_text(reason: Reason) -> String {
+    match reason {
+        Reason::Static => "static".to_owned(),
+        Reason::Group(1) => "group 1".to_owned(),
+        Reason::Group(g) => format!("group {g} (failed over)"),
+        Reason::AllDown => "all targets down".to_owned(),
     }
 }
 
@@ -660,6 +704,7 @@ mod tests {
             memory: HealthMemory::default(),
             aborts,
             stall_after: config.stall_after,
+            transitions: Default::default(),
         };
         (Supervisor::new(Arc::new(config.names), outputs), rx)
     }
@@ -711,6 +756,40 @@ mod tests {
                 target: primary,
             }]
         );
+    }
+
+    #[test]
+    fn a_failover_and_the_move_back_are_in_the_status_transitions() {
+        let (mut supervisor, _rx) = supervisor(false);
+        report(&mut supervisor, PRIMARY, true);
+        report(&mut supervisor, BACKUP, true);
+        report(&mut supervisor, PRIMARY, false);
+        report(&mut supervisor, PRIMARY, true);
+        let seen: Vec<String> = supervisor
+            .status()
+            .transitions
+            .iter()
+            .map(|t| {
+                let answer = match (&t.answer_from, &t.answer_to) {
+                    (Some(from), Some(to)) => format!(", {from} -> {to}"),
+                    _ => String::new(),
+                };
+                format!("{} {} -> {}{answer}", t.target, t.from, t.to)
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                format!("{PRIMARY} unknown -> up"),
+                format!("{BACKUP} unknown -> up"),
+                format!("{PRIMARY} up -> down, group 1 -> group 2 (failed over)"),
+                format!("{PRIMARY} down -> up, group 2 (failed over) -> group 1"),
+            ]
+        );
+        let down = &supervisor.status().transitions[2];
+        assert_eq!(down.name, "a.example");
+        assert_eq!(down.probe, "tcp");
+        assert_eq!(down.reason.as_deref(), Some("timed out"));
     }
 
     #[test]

@@ -459,6 +459,8 @@ mod tests {
                     owner_comm: Some("dockerd".into()),
                 }],
             }),
+            host: Some("idc-host-1".into()),
+            transitions: Vec::new(),
         };
         let mut out = Vec::new();
         write_table(&mut out, &status, 3_725_000).expect("write");

@@ -2,7 +2,8 @@
 //! decided, a new answer table swapped in only when some name's answer changes.
 //!
 //! Owns: the health book (one [`ProbeState`] per distinct probe), each name's current
-//! selection and last healthy answer, the log lines for every transition, and the
+//! selection and last healthy answer, the log lines for every transition, the per-name
+//! metrics that follow them (answering group, unanswered token realm), and the
 //! "first round done" signal. Must not: be on the DNS path; it runs on its own task and
 //! the DNS handler only ever sees the table it stores.
 

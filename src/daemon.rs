@@ -132,6 +132,10 @@ pub async fn run(
     let mut alerts = crate::alert::start(&config.alerts, &shared.outputs.events);
     let listen = config.server.listen.clone();
     let mut generation = start_generation(config, &shared, None)?;
+    shared
+        .outputs
+        .metrics
+        .config_loaded(&generation.config.hash, SystemTime::now());
     let mut listeners = serve_all(&listen, bound, &shared);
     let (watchdog_target, _) = watch::channel(first_address(&listeners));
     let watchdog_target = Arc::new(watchdog_target);
@@ -155,6 +159,7 @@ pub async fn run(
                                     emit_reload(&shared.outputs.events, &source, false, "reload accepted".into());
                                 }
                                 shared.outputs.metrics.record_reload(true);
+                                shared.outputs.metrics.config_loaded(&generation.config.hash, SystemTime::now());
                                 tracing::info!(config = %generation.config.source, names = generation.config.names.len(), "reloaded");
                             }
                             Err(err) => {
@@ -419,6 +424,7 @@ fn start_generation(
     let task = tokio::spawn(supervisor.run(queue, shared.table.clone(), ready_by));
     tracing::info!(
         config = %config.source,
+        hash = %config.hash,
         names = config.names.len(),
         upstreams = ?config.upstream.servers,
         "pathdns {} serving",
@@ -538,8 +544,9 @@ fn spawn_notifications(
     });
     if let Some(interval) = systemd::watchdog_interval() {
         let target = watchdog_target.subscribe();
+        let metrics = shared.outputs.metrics.clone();
         tokio::spawn(async move {
-            systemd::watchdog(interval, target).await;
+            systemd::watchdog(interval, target, metrics).await;
         });
     }
 }

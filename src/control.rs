@@ -1,10 +1,12 @@
-//! The control endpoint on loopback: `/healthz`, `/readyz`, `/metrics`, `/status`.
+//! The control endpoint on loopback: `/healthz`, `/readyz`, `/metrics`, `/status`, and
+//! the status page at `/`.
 //!
-//! Owns: the HTTP listener, its limits and its four routes. Must not: compute anything it
+//! Owns: the HTTP listener, its limits and its five routes. Must not: compute anything it
 //! serves; it reads the status board and renders the metrics registry.
 //!
 //! | route | answer |
 //! |---|---|
+//! | `GET /` | the status page ([`STATUS_PAGE`]): one static HTML document, no external resources (a strict [`PAGE_CSP`]), whose script reads `/status` every 2 s |
 //! | `GET /healthz` | 200 `ok`: the process and its async runtime answer |
 //! | `GET /readyz` | 200 once the listeners are bound and the first probe round is done (or timed out), else 503 |
 //! | `GET /metrics` | Prometheus text format 0.0.4 |
@@ -22,7 +24,10 @@ use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::header::{
+    HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY,
+    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::Semaphore;
@@ -39,6 +44,16 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 /// Request buffer limit (hyper's minimum); the routes take no body.
 const MAX_REQUEST_BUFFER: usize = 8192;
+
+/// The status page served at `/`: inline style and script only. Everything it shows comes
+/// from `/status` and is put in the page as text (`textContent`), never as markup.
+pub const STATUS_PAGE: &str = include_str!("control/page.html");
+
+/// The page's Content-Security-Policy: its own inline style and script, requests to this
+/// endpoint only, nothing else loaded, framed or submitted anywhere.
+pub const PAGE_CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; \
+    style-src 'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; \
+    form-action 'none'; frame-ancestors 'none'";
 
 /// What the routes read.
 #[derive(Clone)]
@@ -115,6 +130,7 @@ fn route(state: &ControlState, request: &Request<Incoming>) -> Response<Full<Byt
         return response;
     }
     match request.uri().path() {
+        "/" => page(),
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => {
             if state.board.load().ready {
@@ -133,7 +149,7 @@ fn route(state: &ControlState, request: &Request<Incoming>) -> Response<Full<Byt
         },
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /healthz, /readyz, /metrics or /status\n",
+            "not found: try /, /healthz, /readyz, /metrics or /status\n",
         ),
     }
 }
@@ -160,7 +176,23 @@ fn status_now(state: &ControlState) -> StatusReport {
     );
     status.abort_stalled = Some(state.aborts.status());
     status.discovery = state.discovery.status();
+    status.host = Some(crate::host::hostname());
     status
+}
+
+/// The status page, with headers that keep it self-contained.
+fn page() -> Response<Full<Bytes>> {
+    let mut response = with_type(
+        StatusCode::OK,
+        "text/html; charset=utf-8",
+        Bytes::from_static(STATUS_PAGE.as_bytes()),
+    );
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(PAGE_CSP));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {

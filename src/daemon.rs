@@ -135,6 +135,10 @@ pub async fn run(
     let alerts = crate::alert::start(&effective.alerts, &shared.outputs.events);
     let listen = effective.server.listen.clone();
     let generation = start_generation(effective, &shared, None)?;
+    shared
+        .outputs
+        .metrics
+        .config_loaded(&generation.config.hash, SystemTime::now());
     let listeners = serve_all(&listen, bound, &shared);
     let (watchdog_target, _) = watch::channel(first_address(&listeners));
     spawn_notifications(&shared, generation.first_round.clone(), &watchdog_target);
@@ -262,6 +266,10 @@ impl Agent {
             );
         }
         shared.outputs.metrics.record_reload(true);
+        shared
+            .outputs
+            .metrics
+            .config_loaded(&self.generation.config.hash, SystemTime::now());
         tracing::info!(config = %self.generation.config.source, names = self.generation.config.names.len(), "reloaded");
     }
 }
@@ -341,6 +349,7 @@ fn shared_parts(
         memory: HealthMemory::default(),
         aborts,
         stall_after: config.stall_after,
+        transitions: Default::default(),
     };
     // Filled by the first generation before any listener serves.
     let table = Arc::new(LiveTable::new(AnswerTable::default()));
@@ -548,6 +557,7 @@ fn start_generation(
     let task = tokio::spawn(supervisor.run(queue, shared.table.clone(), ready_by));
     tracing::info!(
         config = %config.source,
+        hash = %config.hash,
         names = config.names.len(),
         upstreams = ?config.upstream.servers,
         "pathdns {} serving",
@@ -667,8 +677,9 @@ fn spawn_notifications(
     });
     if let Some(interval) = systemd::watchdog_interval() {
         let target = watchdog_target.subscribe();
+        let metrics = shared.outputs.metrics.clone();
         tokio::spawn(async move {
-            systemd::watchdog(interval, target).await;
+            systemd::watchdog(interval, target, metrics).await;
         });
     }
 }

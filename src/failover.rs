@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use hickory_proto::rr::Name;
 
-use crate::config::{AllDownPolicy, AnswerSpec, OwnedName};
+use crate::config::{AllDownPolicy, AnswerSpec, OwnedName, Target};
 use crate::health::Verdict;
 
 /// What a name answers now.
@@ -52,6 +52,32 @@ pub enum Reason {
     AllDown,
 }
 
+/// The distinct priorities of a name's targets, best (lowest) first: its groups.
+fn priorities(targets: &[Target]) -> Vec<u8> {
+    let mut priorities: Vec<u8> = targets.iter().map(|t| t.priority).collect();
+    priorities.sort_unstable();
+    priorities.dedup();
+    priorities
+}
+
+/// What `pathdns_name_answering_group` says for `name` answering for `reason`: the
+/// group's index among the name's distinct priorities, lowest first (0 = the primary group,
+/// 1 = the first backup, ... whatever numbers the priorities are); -1 while every target is
+/// down (the `when_all_down` policy answers, which is no group: not "on backup"); `None` for
+/// a static answer (no probes, no series).
+pub fn group_index(name: &OwnedName, reason: Reason) -> Option<i64> {
+    let priority = match reason {
+        Reason::Static => return None,
+        Reason::AllDown => return Some(-1),
+        Reason::Group(priority) => priority,
+    };
+    let AnswerSpec::Targets(targets) = &name.answer else {
+        return None;
+    };
+    let index = priorities(targets).iter().position(|p| *p == priority)?;
+    i64::try_from(index).ok()
+}
+
 /// The answer for `name` given each target's verdict, and `last_good`: the addresses it
 /// last answered while some target was usable (for the `keep` policy).
 pub fn select(
@@ -63,10 +89,7 @@ pub fn select(
         AnswerSpec::Cname(target) => return (Selection::Cname(target.clone()), Reason::Static),
         AnswerSpec::Targets(targets) => targets,
     };
-    let mut priorities: Vec<u8> = targets.iter().map(|t| t.priority).collect();
-    priorities.sort_unstable();
-    priorities.dedup();
-    for priority in priorities {
+    for priority in priorities(targets) {
         let usable: Vec<IpAddr> = targets
             .iter()
             .filter(|t| t.priority == priority && verdict(t.addr).usable())
@@ -104,7 +127,7 @@ pub fn select(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{HealthSettings, ProbeKind, ProbeSpec, Role, Target};
+    use crate::config::{HealthSettings, ProbeKind, ProbeSpec, Role};
     use std::time::Duration;
 
     fn addr(text: &str) -> IpAddr {
@@ -210,6 +233,21 @@ mod tests {
             sel,
             Selection::Addresses(vec![addr("10.0.0.1"), addr("10.0.0.2")])
         );
+    }
+
+    #[test]
+    fn the_group_index_counts_groups_not_priority_numbers() {
+        let n = name(
+            &[("10.0.0.1", 5), ("10.9.0.1", 10), ("10.9.0.2", 20)],
+            AllDownPolicy::Keep,
+        );
+        assert_eq!(group_index(&n, Reason::Group(5)), Some(0));
+        assert_eq!(group_index(&n, Reason::Group(10)), Some(1));
+        assert_eq!(group_index(&n, Reason::Group(20)), Some(2));
+        assert_eq!(group_index(&n, Reason::AllDown), Some(-1));
+        assert_eq!(group_index(&n, Reason::Static), None);
+        let (_, reason) = select(&n, down(&["10.0.0.1"]), None);
+        assert_eq!(group_index(&n, reason), Some(1));
     }
 
     #[test]

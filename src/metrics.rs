@@ -23,12 +23,18 @@
 //! | `pathdns_probe_rtt_seconds` | gauge | `name`, `target`, `probe` |
 //! | `pathdns_target_up` | gauge | `name`, `target` |
 //! | `pathdns_failovers_total` | counter | `name` |
+//! | `pathdns_name_answering_group` | gauge | `name` |
+//! | `pathdns_realm_unanswered` | gauge (1) | `name`, `realm` |
 //! | `pathdns_connections_aborted_total` | counter | `name`, `target`, `reason` |
 //! | `pathdns_abort_stalled_available` | gauge (0/1) | |
 //! | `pathdns_config_reloads_total` | counter | `result` |
 //! | `pathdns_discovery_rounds_total` | counter | `name`, `result` |
 //! | `pathdns_discovered_address_changes_total` | counter | `name` |
 //! | `pathdns_discovered_addresses` | gauge | `name` |
+//! | `pathdns_config_info` | gauge (1) | `hash` |
+//! | `pathdns_config_last_reload_success_timestamp_seconds` | gauge | |
+//! | `pathdns_watchdog_late_total` | counter | |
+//! | `pathdns_watchdog_self_query_seconds` | gauge | |
 //! | `pathdns_build_info` | gauge (1) | `version` |
 
 use std::net::IpAddr;
@@ -90,6 +96,17 @@ struct RoundLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RealmLabels {
+    name: String,
+    realm: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ConfigLabels {
+    hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ReloadLabels {
     result: &'static str,
 }
@@ -108,7 +125,11 @@ pub struct Metrics {
     probe_rtt: Family<ProbeLabels, Gauge<f64, AtomicU64>>,
     target_up: Family<TargetLabels, Gauge>,
     failovers: Family<NameLabels, Counter>,
+    answering_group: Family<NameLabels, Gauge>,
+    realms: Family<RealmLabels, Gauge>,
     reloads: Family<ReloadLabels, Counter>,
+    config: ConfigMetrics,
+    watchdog: WatchdogMetrics,
     path_changes: Family<EffectLabels, Counter>,
     aborted: Family<AbortLabels, Counter>,
     abort_available: Gauge,
@@ -162,6 +183,7 @@ impl Metrics {
             "Times a name's answer moved to a lower-priority target group",
             failovers.clone(),
         );
+        let (answering_group, realms) = register_names(&mut registry);
         let reloads = Family::<ReloadLabels, Counter>::default();
         // Both series exist from the start, so that an alert on `rejected` can use rate().
         for result in ["ok", "rejected"] {
@@ -173,6 +195,8 @@ impl Metrics {
              serving)",
             reloads.clone(),
         );
+        let config = ConfigMetrics::register(&mut registry);
+        let watchdog = WatchdogMetrics::register(&mut registry);
         let path_changes = Family::<EffectLabels, Counter>::default();
         for effect in ["probed", "none"] {
             drop(path_changes.get_or_create(&EffectLabels { effect }));
@@ -197,7 +221,11 @@ impl Metrics {
             probe_rtt,
             target_up,
             failovers,
+            answering_group,
+            realms,
             reloads,
+            config,
+            watchdog,
             path_changes,
             aborted,
             abort_available,
@@ -292,10 +320,70 @@ impl Metrics {
             .inc();
     }
 
-    /// Forgets per-target gauges: a new config's names and targets start unknown.
+    /// Forgets per-target and per-name gauges: a new config's names and targets start
+    /// unknown (its supervisor sets what it knows again at once).
     pub fn forget_targets(&self) {
         self.target_up.clear();
         self.probe_rtt.clear();
+        self.answering_group.clear();
+        self.realms.clear();
+    }
+
+    /// The priority group answering a probed name: its index among the name's groups (0
+    /// the primary, 1 the first backup, ...), -1 while every target is down and the
+    /// `when_all_down` policy answers, `None` (no series) for a name without probes.
+    pub fn answering_group(&self, name: &str, index: Option<i64>) {
+        let labels = NameLabels {
+            name: name.to_owned(),
+        };
+        match index {
+            Some(index) => {
+                self.answering_group.get_or_create(&labels).set(index);
+            }
+            None => {
+                self.answering_group.remove(&labels);
+            }
+        }
+    }
+
+    /// The token realm a name's https probe found is not an owned name (`true`), or the
+    /// series for that realm goes (`false`).
+    pub fn realm_unanswered(&self, name: &str, realm: &str, unanswered: bool) {
+        let labels = RealmLabels {
+            name: name.to_owned(),
+            realm: realm.to_owned(),
+        };
+        if unanswered {
+            self.realms.get_or_create(&labels).set(1);
+        } else {
+            self.realms.remove(&labels);
+        }
+    }
+
+    /// A config was loaded and serves from now on (at start, and each accepted reload):
+    /// `hash` is [`crate::config::Config::hash`].
+    pub fn config_loaded(&self, hash: &str, at: std::time::SystemTime) {
+        self.config.info.clear();
+        self.config
+            .info
+            .get_or_create(&ConfigLabels {
+                hash: hash.to_owned(),
+            })
+            .set(1);
+        let seconds = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |since| since.as_secs_f64());
+        self.config.loaded.set(seconds);
+    }
+
+    /// One watchdog self-query: how long it took (answered or not).
+    pub fn watchdog_self_query(&self, took: Duration) {
+        self.watchdog.self_query.set(took.as_secs_f64());
+    }
+
+    /// A `WATCHDOG=1` sent late ([`crate::systemd::watchdog`] says when that is).
+    pub fn watchdog_late(&self) {
+        self.watchdog.late.inc();
     }
 
     /// One burst of kernel notifications: it woke probes (`true`) or changed nothing probed.
@@ -306,7 +394,6 @@ impl Metrics {
             .inc();
     }
 
-    /// One config reload: accepted (`true`) or rejected.
     /// One connection ended by `abort_stalled`.
     pub fn connection_aborted(&self, name: &str, target: IpAddr, reason: &'static str) {
         self.aborted
@@ -322,9 +409,20 @@ impl Metrics {
         self.abort_available.set(i64::from(available));
     }
 
+    /// One config reload: accepted (`true`) or rejected.
     pub fn record_reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "rejected" };
         self.reloads.get_or_create(&ReloadLabels { result }).inc();
+    }
+
+    /// The encoded lines that start with `prefix` (for tests).
+    #[cfg(test)]
+    pub(crate) fn lines_starting(&self, prefix: &str) -> Vec<String> {
+        let text = self.encode().expect("encode");
+        text.lines()
+            .filter(|line| line.starts_with(prefix))
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Every metric in the Prometheus text format ([`CONTENT_TYPE`]).
@@ -335,7 +433,85 @@ impl Metrics {
     }
 }
 
-/// Reads the DNS counters at scrape time.
+/// Per-name gauges of probed names: the answering group, and token realms no owned name
+/// answers.
+fn register_names(
+    registry: &mut Registry,
+) -> (Family<NameLabels, Gauge>, Family<RealmLabels, Gauge>) {
+    let answering_group = Family::<NameLabels, Gauge>::default();
+    registry.register(
+        "pathdns_name_answering_group",
+        "The priority group a probed name answers from: 0 the primary group, 1 the first \
+         backup, ...; -1 while every target is down (when_all_down answers); absent for a \
+         name without probes",
+        answering_group.clone(),
+    );
+    let realms = Family::<RealmLabels, Gauge>::default();
+    registry.register(
+        "pathdns_realm_unanswered",
+        "1 while the token realm that the name's https probe found (the registry's \
+         WWW-Authenticate) is not an owned name, so `docker login` resolves it upstream; \
+         absent otherwise",
+        realms.clone(),
+    );
+    (answering_group, realms)
+}
+
+/// The serving config's identity and when it was loaded.
+#[derive(Debug)]
+struct ConfigMetrics {
+    info: Family<ConfigLabels, Gauge>,
+    loaded: Gauge<f64, AtomicU64>,
+}
+
+impl ConfigMetrics {
+    fn register(registry: &mut Registry) -> ConfigMetrics {
+        let info = Family::<ConfigLabels, Gauge>::default();
+        registry.register(
+            "pathdns_config_info",
+            "The serving config (always 1): hash is the first 16 hex digits of the SHA-256 \
+             of the config file's bytes (sha256sum of the file)",
+            info.clone(),
+        );
+        let loaded = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "pathdns_config_last_reload_success_timestamp_seconds",
+            "When the serving config was loaded (at start or by the last accepted reload), \
+             in seconds since the Unix epoch",
+            loaded.clone(),
+        );
+        ConfigMetrics { info, loaded }
+    }
+}
+
+/// The systemd watchdog's margins.
+#[derive(Debug)]
+struct WatchdogMetrics {
+    late: Counter,
+    self_query: Gauge<f64, AtomicU64>,
+}
+
+impl WatchdogMetrics {
+    fn register(registry: &mut Registry) -> WatchdogMetrics {
+        let late = Counter::default();
+        registry.register(
+            "pathdns_watchdog_late",
+            "WATCHDOG=1 pings sent more than 3/4 of WATCHDOG_USEC after the previous one \
+             (less than a quarter of the timeout was left before systemd would have \
+             restarted pathdns)",
+            late.clone(),
+        );
+        let self_query = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "pathdns_watchdog_self_query_seconds",
+            "How long the watchdog's last DNS self-query took (answered or timed out); 0 \
+             while no watchdog runs (no WATCHDOG_USEC)",
+            self_query.clone(),
+        );
+        WatchdogMetrics { late, self_query }
+    }
+}
+
 /// `abort_stalled`'s metrics: the connections ended, and whether it can end any.
 fn register_aborts(registry: &mut Registry) -> (Family<AbortLabels, Counter>, Gauge) {
     let aborted = Family::<AbortLabels, Counter>::default();
@@ -378,6 +554,7 @@ fn register_discovery(registry: &mut Registry) -> DiscoveryMetrics {
     metrics
 }
 
+/// Reads the DNS counters at scrape time.
 #[derive(Debug)]
 struct QueryCollector(Arc<QueryStats>);
 
@@ -528,5 +705,84 @@ mod tests {
         metrics.target_state("reg.example", target, None);
         let text = metrics.encode().expect("encode");
         assert!(!text.contains("pathdns_target_up{"), "{text}");
+    }
+
+    #[test]
+    fn the_answering_group_is_a_gauge_per_probed_name() {
+        let metrics = Metrics::new();
+        metrics.answering_group("reg.example", Some(1));
+        metrics.answering_group("auth.example", Some(-1));
+        metrics.answering_group("static.example", None);
+        assert_eq!(
+            metrics.lines_starting("# TYPE pathdns_name_answering_group"),
+            ["# TYPE pathdns_name_answering_group gauge"]
+        );
+        let mut lines = metrics.lines_starting("pathdns_name_answering_group{");
+        lines.sort();
+        assert_eq!(
+            lines,
+            [
+                "pathdns_name_answering_group{name=\"auth.example\"} -1",
+                "pathdns_name_answering_group{name=\"reg.example\"} 1",
+            ]
+        );
+        metrics.answering_group("reg.example", None);
+        metrics.forget_targets();
+        assert_eq!(
+            metrics.lines_starting("pathdns_name_answering_group{"),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn the_config_hash_and_load_time_are_replaced_on_each_load() {
+        let metrics = Metrics::new();
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        metrics.config_loaded("0123456789abcdef", at);
+        metrics.config_loaded("fedcba9876543210", at + Duration::from_secs(5));
+        assert_eq!(
+            metrics.lines_starting("pathdns_config_info"),
+            ["pathdns_config_info{hash=\"fedcba9876543210\"} 1"],
+            "only the serving config's hash"
+        );
+        assert_eq!(
+            metrics.lines_starting("pathdns_config_last_reload_success_timestamp_seconds "),
+            ["pathdns_config_last_reload_success_timestamp_seconds 1700000005.0"]
+        );
+    }
+
+    #[test]
+    fn the_watchdog_counts_late_pings_and_shows_the_last_self_query() {
+        let metrics = Metrics::new();
+        assert_eq!(
+            metrics.lines_starting("pathdns_watchdog_late_total"),
+            ["pathdns_watchdog_late_total 0"]
+        );
+        metrics.watchdog_late();
+        metrics.watchdog_late();
+        metrics.watchdog_self_query(Duration::from_millis(3));
+        assert_eq!(
+            metrics.lines_starting("pathdns_watchdog_late_total"),
+            ["pathdns_watchdog_late_total 2"]
+        );
+        assert_eq!(
+            metrics.lines_starting("pathdns_watchdog_self_query_seconds"),
+            ["pathdns_watchdog_self_query_seconds 0.003"]
+        );
+    }
+
+    #[test]
+    fn an_unanswered_realm_is_one_series_until_taken_back() {
+        let metrics = Metrics::new();
+        metrics.realm_unanswered("reg.example", "auth.example", true);
+        assert_eq!(
+            metrics.lines_starting("pathdns_realm_unanswered{"),
+            ["pathdns_realm_unanswered{name=\"reg.example\",realm=\"auth.example\"} 1"]
+        );
+        metrics.realm_unanswered("reg.example", "auth.example", false);
+        assert_eq!(
+            metrics.lines_starting("pathdns_realm_unanswered{"),
+            Vec::<String>::new()
+        );
     }
 }

@@ -1,11 +1,13 @@
 //! What the agent is doing, as one snapshot: each name's answer and why, each target's
 //! state per probe with its last error, round-trip time and last change.
 //!
-//! Owns: the snapshot types (served as JSON at `/status`, read back by `pathdns status`)
-//! and [`StatusBoard`], where the supervisor publishes and readers load without locks.
-//! Must not: compute health or answers.
+//! Owns: the snapshot types (served as JSON at `/status`, read back by `pathdns status`
+//! and the status page), [`StatusBoard`], where the supervisor publishes and readers load
+//! without locks, and [`Transitions`], the ring of the last [`RECENT_TRANSITIONS`] target
+//! transitions that the supervisor records. Must not: compute health or answers.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
@@ -42,6 +44,63 @@ pub struct StatusReport {
     /// control endpoint fills it in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discovery: Option<DiscoveryStatus>,
+    /// This host's name (gethostname(2)); the control endpoint fills it in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The last [`RECENT_TRANSITIONS`] target transitions since start (kept across
+    /// reloads), oldest first.
+    #[serde(default)]
+    pub transitions: Vec<Transition>,
+}
+
+/// How many transitions `/status` keeps.
+pub const RECENT_TRANSITIONS: usize = 20;
+
+/// One target's verdict changing for one name, and the name's answer when that moved it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    pub unix_ms: u64,
+    pub name: String,
+    /// The target's address.
+    pub target: String,
+    /// "unknown", "up" or "down".
+    pub from: String,
+    pub to: String,
+    /// The probe whose report decided, and why it failed (for "down").
+    pub probe: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The name's answering group before and after ("group 1", "group 2 (failed over)",
+    /// "all targets down"), when this transition changed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_to: Option<String>,
+}
+
+/// The last [`RECENT_TRANSITIONS`] transitions, shared by every generation's supervisor
+/// (which records them off the DNS path) and copied into each snapshot it publishes.
+#[derive(Debug, Clone, Default)]
+pub struct Transitions(Arc<Mutex<VecDeque<Transition>>>);
+
+impl Transitions {
+    pub fn record(&self, transition: Transition) {
+        // A poisoned lock only loses the history, never the agent.
+        if let Ok(mut ring) = self.0.lock() {
+            if ring.len() == RECENT_TRANSITIONS {
+                ring.pop_front();
+            }
+            ring.push_back(transition);
+        }
+    }
+
+    /// Oldest first.
+    pub fn recent(&self) -> Vec<Transition> {
+        self.0
+            .lock()
+            .map(|ring| ring.iter().cloned().collect())
+            .unwrap_or_default()
+    }
 }
 
 /// Whether pathdns can end stalled connections here, and the last ones it ended.
@@ -221,4 +280,78 @@ pub struct DiscoveredName {
 pub struct UnusedAddress {
     pub addr: String,
     pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transition(unix_ms: u64) -> Transition {
+        Transition {
+            unix_ms,
+            name: "reg.example".into(),
+            target: "10.0.0.1".into(),
+            from: "up".into(),
+            to: "down".into(),
+            probe: "tcp".into(),
+            reason: Some("connection refused".into()),
+            answer_from: Some("group 1".into()),
+            answer_to: Some("group 2 (failed over)".into()),
+        }
+    }
+
+    #[test]
+    fn the_ring_keeps_the_last_twenty_oldest_first() {
+        let ring = Transitions::default();
+        for at in 0..25 {
+            ring.clone().record(transition(at));
+        }
+        let recent = ring.recent();
+        assert_eq!(recent.len(), RECENT_TRANSITIONS);
+        assert_eq!(recent.first().map(|t| t.unix_ms), Some(5));
+        assert_eq!(recent.last().map(|t| t.unix_ms), Some(24));
+    }
+
+    #[test]
+    fn transitions_are_in_the_json_and_an_older_document_still_reads() {
+        let status = StatusReport {
+            host: Some("idc-host-1".into()),
+            transitions: vec![
+                transition(7),
+                Transition {
+                    reason: None,
+                    answer_from: None,
+                    answer_to: None,
+                    ..transition(8)
+                },
+            ],
+            ..StatusReport::default()
+        };
+        let json: serde_json::Value = serde_json::to_value(&status).expect("json");
+        assert_eq!(json["host"], "idc-host-1");
+        let first = &json["transitions"][0];
+        for (field, value) in [
+            ("unix_ms", serde_json::json!(7)),
+            ("name", "reg.example".into()),
+            ("target", "10.0.0.1".into()),
+            ("from", "up".into()),
+            ("to", "down".into()),
+            ("probe", "tcp".into()),
+            ("reason", "connection refused".into()),
+            ("answer_from", "group 1".into()),
+            ("answer_to", "group 2 (failed over)".into()),
+        ] {
+            assert_eq!(first[field], value, "{field}");
+        }
+        let second = json["transitions"][1].as_object().expect("object");
+        assert!(!second.contains_key("answer_from"), "{second:?}");
+        assert!(!second.contains_key("reason"), "{second:?}");
+        let back: StatusReport = serde_json::from_value(json).expect("round trip");
+        assert_eq!(back, status);
+        // A document from before transitions and host existed.
+        let old = r#"{"version":"0.1.0","config":"c","started_unix_ms":0,"ready":true,"names":[],"targets":[]}"#;
+        let old: StatusReport = serde_json::from_str(old).expect("an older document");
+        assert!(old.transitions.is_empty());
+        assert_eq!(old.host, None);
+    }
 }

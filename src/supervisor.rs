@@ -2,7 +2,8 @@
 //! decided, a new answer table swapped in only when some name's answer changes.
 //!
 //! Owns: the health book (one [`ProbeState`] per distinct probe), each name's current
-//! selection and last healthy answer, the log lines for every transition, and the
+//! selection and last healthy answer, the log lines for every transition, the per-name
+//! metrics that follow them (answering group, unanswered token realm), and the
 //! "first round done" signal. Must not: be on the DNS path; it runs on its own task and
 //! the DNS handler only ever sees the table it stores.
 
@@ -20,7 +21,9 @@ use crate::events::{self, Event, EventSender};
 use crate::failover::{self, Reason, Selection};
 use crate::health::{combine, ProbeState, Thresholds, Verdict};
 use crate::probe::scheduler::{self, JobKey, Plan, Report};
-use crate::status::{NameStatus, ProbeStatus, StatusBoard, StatusReport, TargetStatus};
+use crate::status::{
+    NameStatus, ProbeStatus, StatusBoard, StatusReport, TargetStatus, Transition, Transitions,
+};
 use crate::table::{AnswerTable, LiveTable};
 
 /// Where the supervisor tells the world: alert sinks (events) and `/status` (the board).
@@ -42,6 +45,8 @@ pub struct Outputs {
     pub aborts: Requests,
     /// `[health] stall_after` of this generation's config.
     pub stall_after: Duration,
+    /// The last target transitions for `/status`, kept across reloads.
+    pub transitions: Transitions,
 }
 
 /// Probe states and last healthy answers that outlive a generation: after a reload, a
@@ -54,6 +59,8 @@ pub struct HealthMemory(Arc<Mutex<Memory>>);
 struct Memory {
     probes: HashMap<JobKey, ProbeState>,
     last_good: HashMap<Name, Vec<IpAddr>>,
+    /// The token realm each https probe last found.
+    realms: HashMap<JobKey, String>,
 }
 
 impl HealthMemory {
@@ -71,6 +78,8 @@ pub struct Supervisor {
     selections: Vec<(Selection, Reason)>,
     last_good: Vec<Option<Vec<IpAddr>>>,
     warned_realms: HashSet<String>,
+    /// The realm exported as `pathdns_realm_unanswered` per name (index), at most one.
+    unanswered_realms: HashMap<usize, String>,
     first_round: watch::Sender<bool>,
     /// The alert each down target raised, so that "up" resolves the same one.
     raised: HashMap<(usize, IpAddr), &'static str>,
@@ -125,6 +134,7 @@ impl Supervisor {
             selections: Vec::new(),
             last_good,
             warned_realms: HashSet::new(),
+            unanswered_realms: HashMap::new(),
             first_round,
             raised: HashMap::new(),
             aborting: HashSet::new(),
@@ -135,7 +145,52 @@ impl Supervisor {
             .map(|index| supervisor.select(index))
             .collect();
         supervisor.publish_remembered_verdicts();
+        for index in 0..supervisor.names.len() {
+            supervisor.publish_group(index);
+        }
+        supervisor.check_remembered_realms();
         supervisor
+    }
+
+    /// `pathdns_name_answering_group` for one name, from its current selection.
+    fn publish_group(&self, index: usize) {
+        let name = &self.names[index];
+        let group = failover::group_index(name, self.selections[index].1);
+        self.outputs.metrics.answering_group(&name.display(), group);
+    }
+
+    /// The realms the previous generation's https probes found, checked against this
+    /// generation's names at once (a reload that adds the auth name clears the metric
+    /// without waiting for the next https probe run).
+    fn check_remembered_realms(&mut self) {
+        let remembered: Vec<(usize, String)> = self
+            .plan
+            .jobs
+            .iter()
+            .enumerate()
+            .filter_map(|(index, job)| {
+                let realm = self
+                    .outputs
+                    .memory
+                    .with(|memory| memory.realms.get(&job.key).cloned())
+                    .flatten()?;
+                Some((index, realm))
+            })
+            .collect();
+        for (job, realm) in remembered {
+            let affected = self.affected_by(job);
+            self.check_realm(job, &realm, &affected);
+        }
+    }
+
+    /// The (name, target) pairs whose verdict probe `job` takes part in.
+    fn affected_by(&self, job: usize) -> Vec<(usize, IpAddr)> {
+        self.plan
+            .by_target
+            .iter()
+            .filter(|(_, jobs)| jobs.contains(&job))
+            .map(|(key, _)| *key)
+            .collect()
     }
 
     /// `/metrics` forgot every target above; the ones this generation carried over with a
@@ -208,16 +263,10 @@ impl Supervisor {
     /// Records one report; true when some name's answer changed.
     pub fn record(&mut self, report: &Report) -> bool {
         self.note_first_round(report.job);
+        let affected = self.affected_by(report.job);
         if let Some(realm) = &report.outcome.realm {
-            self.check_realm(realm);
+            self.check_realm(report.job, realm, &affected);
         }
-        let affected: Vec<(usize, IpAddr)> = self
-            .plan
-            .by_target
-            .iter()
-            .filter(|(_, jobs)| jobs.contains(&report.job))
-            .map(|(key, _)| *key)
-            .collect();
         let before: Vec<Verdict> = affected.iter().map(|key| self.verdict(*key)).collect();
         self.count_run(&affected, report);
         let Some(state) = self.states.get_mut(report.job) else {
@@ -250,10 +299,43 @@ impl Supervisor {
                 if new == Verdict::Up && was_aborting {
                     self.cancel_abort(key);
                 }
+                let answer_before = self.selections[key.0].1;
                 changed |= self.reselect(key.0);
+                let answer_after = self.selections[key.0].1;
+                self.record_transition(key, (old, new), (answer_before, answer_after), report);
             }
         }
         changed
+    }
+
+    /// Puts one target transition in the `/status` ring, with the name's answering group
+    /// when it moved.
+    fn record_transition(
+        &self,
+        (index, addr): (usize, IpAddr),
+        (from, to): (Verdict, Verdict),
+        (answer_from, answer_to): (Reason, Reason),
+        report: &Report,
+    ) {
+        let moved = answer_from != answer_to;
+        self.outputs.transitions.record(Transition {
+            unix_ms: events::unix_ms(std::time::SystemTime::now()),
+            name: self.names[index].display(),
+            target: addr.to_string(),
+            from: from.as_str().to_owned(),
+            to: to.as_str().to_owned(),
+            probe: self
+                .plan
+                .jobs
+                .get(report.job)
+                .map(|job| job.spec.kind.name().to_owned())
+                .unwrap_or_default(),
+            reason: (!report.outcome.ok)
+                .then(|| report.outcome.detail.clone())
+                .flatten(),
+            answer_from: moved.then(|| reason_text(answer_from)),
+            answer_to: moved.then(|| reason_text(answer_to)),
+        });
     }
 
     /// One probe run, for every (name, target) it decides.
@@ -367,6 +449,7 @@ impl Supervisor {
         self.emit_failover(index, old_reason, reason, &to);
         self.follow_aborts(index, &old, &selection);
         self.selections[index] = (selection, reason);
+        self.publish_group(index);
         selection_changed(&old, &self.selections[index].0)
     }
 
@@ -514,10 +597,15 @@ impl Supervisor {
         let _ = self.outputs.events.send(event);
     }
 
-    /// The registry names its token service; pathdns should own that name too.
-    fn check_realm(&mut self, realm: &str) {
-        if self.warned_realms.contains(realm) {
-            return;
+    /// The registry names its token service; pathdns should own that name too. Warned
+    /// once per realm; exported as `pathdns_realm_unanswered{name, realm}` for every name
+    /// the probe (`job`, deciding `affected`) belongs to, while the realm is not owned.
+    fn check_realm(&mut self, job: usize, realm: &str, affected: &[(usize, IpAddr)]) {
+        if let Some(key) = self.plan.jobs.get(job).map(|job| job.key.clone()) {
+            let found = realm.to_owned();
+            self.outputs
+                .memory
+                .with(|memory| memory.realms.insert(key, found));
         }
         let owned = self.names.iter().any(|n| {
             let name = n.name.to_ascii();
@@ -527,7 +615,7 @@ impl Supervisor {
                 None => name == realm,
             }
         });
-        if !owned {
+        if !owned && self.warned_realms.insert(realm.to_owned()) {
             tracing::warn!(
                 realm,
                 "the registry's token realm is not an owned name: `docker login` will \
@@ -535,7 +623,24 @@ impl Supervisor {
                  took over the auth domain"
             );
         }
-        self.warned_realms.insert(realm.to_owned());
+        let mut indices: Vec<usize> = affected.iter().map(|(index, _)| *index).collect();
+        indices.sort_unstable();
+        indices.dedup();
+        for index in indices {
+            let name = self.names[index].display();
+            // One series per name: a realm that changed or became owned takes its old one.
+            if let Some(previous) = self.unanswered_realms.remove(&index) {
+                if owned || previous != realm {
+                    self.outputs
+                        .metrics
+                        .realm_unanswered(&name, &previous, false);
+                }
+            }
+            if !owned {
+                self.outputs.metrics.realm_unanswered(&name, realm, true);
+                self.unanswered_realms.insert(index, realm.to_owned());
+            }
+        }
     }
 
     /// Publishes the current snapshot for `/status` and systemd's STATUS=.
@@ -552,12 +657,7 @@ impl Supervisor {
                 name: name.display(),
                 role: name.role.to_string(),
                 answer: selection.describe(),
-                reason: match reason {
-                    Reason::Static => "static".to_owned(),
-                    Reason::Group(1) => "group 1".to_owned(),
-                    Reason::Group(g) => format!("group {g} (failed over)"),
-                    Reason::AllDown => "all targets down".to_owned(),
-                },
+                reason: reason_text(*reason),
                 ttl: name.ttl,
             })
             .collect();
@@ -607,6 +707,8 @@ impl Supervisor {
             host_read_failures: None,
             abort_stalled: None,
             discovery: None,
+            host: None,
+            transitions: self.outputs.transitions.recent(),
         }
     }
 
@@ -615,6 +717,16 @@ impl Supervisor {
         self.names
             .iter()
             .any(|n| matches!(n.answer, AnswerSpec::Targets(_)) && !n.health.probes.is_empty())
+    }
+}
+
+/// Why a name answers what it answers, as `/status` words it.
+fn reason_text(reason: Reason) -> String {
+    match reason {
+        Reason::Static => "static".to_owned(),
+        Reason::Group(1) => "group 1".to_owned(),
+        Reason::Group(g) => format!("group {g} (failed over)"),
+        Reason::AllDown => "all targets down".to_owned(),
     }
 }
 
@@ -661,6 +773,7 @@ mod tests {
             memory: HealthMemory::default(),
             aborts,
             stall_after: config.stall_after,
+            transitions: Default::default(),
         };
         (Supervisor::new(Arc::new(config.names), outputs), rx)
     }
@@ -715,6 +828,40 @@ mod tests {
     }
 
     #[test]
+    fn a_failover_and_the_move_back_are_in_the_status_transitions() {
+        let (mut supervisor, _rx) = supervisor(false);
+        report(&mut supervisor, PRIMARY, true);
+        report(&mut supervisor, BACKUP, true);
+        report(&mut supervisor, PRIMARY, false);
+        report(&mut supervisor, PRIMARY, true);
+        let seen: Vec<String> = supervisor
+            .status()
+            .transitions
+            .iter()
+            .map(|t| {
+                let answer = match (&t.answer_from, &t.answer_to) {
+                    (Some(from), Some(to)) => format!(", {from} -> {to}"),
+                    _ => String::new(),
+                };
+                format!("{} {} -> {}{answer}", t.target, t.from, t.to)
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                format!("{PRIMARY} unknown -> up"),
+                format!("{BACKUP} unknown -> up"),
+                format!("{PRIMARY} up -> down, group 1 -> group 2 (failed over)"),
+                format!("{PRIMARY} down -> up, group 2 (failed over) -> group 1"),
+            ]
+        );
+        let down = &supervisor.status().transitions[2];
+        assert_eq!(down.name, "a.example");
+        assert_eq!(down.probe, "tcp");
+        assert_eq!(down.reason.as_deref(), Some("timed out"));
+    }
+
+    #[test]
     fn without_abort_stalled_nothing_is_asked() {
         let (mut supervisor, mut rx) = supervisor(false);
         report(&mut supervisor, PRIMARY, true);
@@ -732,5 +879,112 @@ mod tests {
         report(&mut supervisor, PRIMARY, true);
         report(&mut supervisor, PRIMARY, false);
         assert_eq!(drain(&mut rx), Vec::new());
+    }
+
+    /// The lines of `/metrics` that start with `prefix`.
+    fn metric_lines(supervisor: &Supervisor, prefix: &str) -> Vec<String> {
+        supervisor.outputs.metrics.lines_starting(prefix)
+    }
+
+    #[test]
+    fn the_answering_group_follows_failover_and_all_down_is_minus_one() {
+        let (mut supervisor, _rx) = supervisor(false);
+        let group =
+            |supervisor: &Supervisor| metric_lines(supervisor, "pathdns_name_answering_group{");
+        // Unknown targets are usable: the primary group answers from the start.
+        assert_eq!(
+            group(&supervisor),
+            ["pathdns_name_answering_group{name=\"a.example\"} 0"]
+        );
+        report(&mut supervisor, PRIMARY, true);
+        report(&mut supervisor, BACKUP, true);
+        report(&mut supervisor, PRIMARY, false);
+        assert_eq!(
+            group(&supervisor),
+            ["pathdns_name_answering_group{name=\"a.example\"} 1"]
+        );
+        report(&mut supervisor, BACKUP, false);
+        assert_eq!(
+            group(&supervisor),
+            ["pathdns_name_answering_group{name=\"a.example\"} -1"]
+        );
+        report(&mut supervisor, PRIMARY, true);
+        assert_eq!(
+            group(&supervisor),
+            ["pathdns_name_answering_group{name=\"a.example\"} 0"]
+        );
+    }
+
+    /// One report of the primary's first probe that found `realm`.
+    fn report_realm(supervisor: &mut Supervisor, realm: &str) {
+        let addr: IpAddr = PRIMARY.parse().expect("address");
+        let job = supervisor.plan.by_target[&(0, addr)][0];
+        let mut outcome = ProbeOutcome::pass(Instant::now(), None);
+        outcome.realm = Some(realm.to_owned());
+        supervisor.record(&Report { job, outcome });
+    }
+
+    #[test]
+    fn a_realm_no_owned_name_answers_is_exported_once_per_name_until_it_is_owned() {
+        let (mut supervisor, _rx) = supervisor(false);
+        let realms =
+            |supervisor: &Supervisor| metric_lines(supervisor, "pathdns_realm_unanswered{");
+        assert_eq!(realms(&supervisor), Vec::<String>::new());
+        report_realm(&mut supervisor, "auth.elsewhere.example");
+        report_realm(&mut supervisor, "auth.elsewhere.example");
+        assert_eq!(
+            realms(&supervisor),
+            ["pathdns_realm_unanswered{name=\"a.example\",realm=\"auth.elsewhere.example\"} 1"]
+        );
+        report_realm(&mut supervisor, "auth2.elsewhere.example");
+        assert_eq!(
+            realms(&supervisor),
+            ["pathdns_realm_unanswered{name=\"a.example\",realm=\"auth2.elsewhere.example\"} 1"],
+            "a changed realm replaces the old series"
+        );
+        report_realm(&mut supervisor, "a.example");
+        assert_eq!(
+            realms(&supervisor),
+            Vec::<String>::new(),
+            "an owned realm has none"
+        );
+    }
+
+    #[test]
+    fn a_reload_keeps_a_realm_it_does_not_own_and_clears_one_it_owns_at_once() {
+        let (mut supervisor, _rx) = supervisor(false);
+        report_realm(&mut supervisor, "auth.a.example");
+        let realms =
+            |supervisor: &Supervisor| metric_lines(supervisor, "pathdns_realm_unanswered{");
+        let unanswered =
+            ["pathdns_realm_unanswered{name=\"a.example\",realm=\"auth.a.example\"} 1"];
+        assert_eq!(realms(&supervisor), unanswered);
+        // The next generations: the same name and probes, then the realm as an owned name.
+        let generation = |extra: &str| {
+            let text = format!(
+                "[upstream]\nservers = [\"10.0.0.2\"]\n[health]\nstall_after = \"7s\"\n\
+                 [[name]]\nname = \"a.example\"\nabort_stalled = false\n\
+                 targets = [{{ addr = \"{PRIMARY}\", priority = 1 }}, {{ addr = \"{BACKUP}\", priority = 2 }}]\n\
+                 probes = [{{ kind = \"tcp\", port = 8443, rise = 1, fall = 1 }}, \
+                 {{ kind = \"tcp\", port = 8080, rise = 1, fall = 1 }}]\n{extra}"
+            );
+            let config = Config::parse(&text, "t.toml").expect("valid");
+            Supervisor::new(Arc::new(config.names), supervisor.outputs.clone())
+        };
+        assert_eq!(
+            realms(&generation("")),
+            unanswered,
+            "remembered across the reload"
+        );
+        let owning = generation(
+            "[[name]]\nname = \"auth.a.example\"\ntargets = [\"10.1.0.3\"]\nprobes = []\n",
+        );
+        assert_eq!(realms(&owning), Vec::<String>::new());
+        let groups = metric_lines(&owning, "pathdns_name_answering_group{");
+        assert_eq!(
+            groups,
+            ["pathdns_name_answering_group{name=\"a.example\"} 0"],
+            "a static name has no series"
+        );
     }
 }

@@ -7,12 +7,14 @@
 //! `NOTIFY_SOCKET` every call is silent. Must not: decide health or readiness itself.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use sd_notify::NotifyState;
 
 use crate::dns_client;
+use crate::metrics::Metrics;
 
 fn send(states: &[NotifyState<'_>]) {
     if let Err(err) = sd_notify::notify(states) {
@@ -50,10 +52,21 @@ pub fn watchdog_interval() -> Option<Duration> {
 /// Feeds the watchdog every `interval` while the listener at `listen` (the current first
 /// listen address, which a reload may change) answers a DNS query; stops feeding (and
 /// systemd restarts us) when it does not.
+///
+/// Near misses count in `pathdns_watchdog_late_total`: a ping sent more than 3/4 of
+/// `WATCHDOG_USEC` (1.5 intervals) after the previous one. The gap between pings is what
+/// systemd's timer measures, so it catches every way of coming close: a slow self-query
+/// (the DNS loop busy), a ticker the runtime ran late (starved workers), a self-query that
+/// failed and was answered again one round later. The self-query's own duration alone
+/// would miss the late ticker; it is exported too (`pathdns_watchdog_self_query_seconds`),
+/// to tell the causes apart.
 pub async fn watchdog(
     interval: Duration,
     listen: tokio::sync::watch::Receiver<Option<SocketAddr>>,
+    metrics: Arc<Metrics>,
 ) {
+    let late_after = interval * 3 / 2;
+    let mut last_ping: Option<Instant> = None;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -61,10 +74,23 @@ pub async fn watchdog(
         let Some(listen) = *listen.borrow() else {
             continue;
         };
+        let asked = Instant::now();
         let answered = tokio::task::spawn_blocking(move || self_query(listen, interval))
             .await
             .unwrap_or(false);
+        metrics.watchdog_self_query(asked.elapsed());
         if answered {
+            let now = Instant::now();
+            let gap = last_ping.map(|last| now - last);
+            if let Some(gap) = gap.filter(|gap| *gap > late_after) {
+                metrics.watchdog_late();
+                tracing::warn!(
+                    since_last_ping = ?gap,
+                    timeout = ?(interval * 2),
+                    "watchdog ping late: less than a quarter of WATCHDOG_USEC was left"
+                );
+            }
+            last_ping = Some(now);
             send(&[NotifyState::Watchdog]);
         } else {
             tracing::error!(%listen, "the DNS listener did not answer the watchdog's query; not feeding the watchdog");

@@ -28,14 +28,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::netns::{self, TargetSpec, Topology, BACKUP, PRIMARY};
+use common::registry::{config, BACKUP_ADDR, PRIMARY_ADDR, REALM, REGISTRY};
 use common::*;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 
-const REGISTRY: &str = "xxxxxx-registry-vpc.cn-hangzhou.cr.aliyuncs.com";
-const REALM: &str = "dockerauth-vpc.cn-hangzhou.aliyuncs.com";
-const PRIMARY_ADDR: &str = "10.94.205.198";
-const BACKUP_ADDR: &str = "10.95.0.10";
 /// A host no name points at: another program's connection to it must never be touched.
 const OTHER: TargetSpec<'static> = ("other", "203.0.113.10/24", "203.0.113.1/24");
 const OTHER_ADDR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
@@ -44,33 +41,6 @@ const OTHER_PORT: u16 = 8080;
 /// 4 MiB at 512 KiB/s: an 8 s download.
 const BLOB_SIZE: u64 = 4 * 1024 * 1024;
 const BLOB_RATE: u64 = 512 * 1024;
-
-/// The registry preset with its default probes; only the CA is the test's own. `health`
-/// goes into `[health]`, `registry` into the `[[registry]]` table.
-fn config(topology: &Topology, health: &str, registry: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-
-[upstream]
-servers = ["127.0.0.1:5399"]
-
-[health]
-{health}
-
-[[registry]]
-instance = "xxxxxx"
-region = "cn-hangzhou"
-registry = ["{PRIMARY_ADDR}"]
-oss = ["{PRIMARY_ADDR}"]
-backup = {{ registry = ["{BACKUP_ADDR}"] }}
-ca_file = "{ca}"
-{registry}
-"#,
-        ca = topology.ca_cert.display()
-    )
-}
 
 fn blob_args(size: u64, rate: u64) -> [String; 4] {
     [

@@ -254,7 +254,7 @@ fn healthz_readyz_status_and_the_errors() {
     assert_eq!(registry.answer, "10.94.205.198");
 
     assert_eq!(get(control, "/nope").code, 404);
-    assert_eq!(get(control, "/").code, 404);
+    assert_eq!(get(control, "/status/").code, 404);
     let post = http(control, "POST", "/metrics");
     assert_eq!(post.code, 405);
     assert_eq!(
@@ -265,6 +265,76 @@ fn healthz_readyz_status_and_the_errors() {
     // HEAD is GET without the body.
     let head = http(control, "HEAD", "/healthz");
     assert_eq!((head.code, head.body.as_str()), (200, ""));
+}
+
+/// `GET /`: the status page, one document with nothing from elsewhere, whose script reads
+/// `/status` and writes what it reads as text only. Rendered in a real Chromium by
+/// `status_page::chromium_renders_the_live_state_after_a_failover`.
+#[test]
+fn the_status_page_is_one_self_contained_document_that_reads_status() {
+    let upstream = Dnsmasq::start(&[]);
+    let (_agent, control) = start(&registry_config(upstream.addr, ""));
+    let page = get(control, "/");
+    assert_eq!(page.code, 200, "{}", page.body);
+    let header = |name: &str| page.headers.get(name).map(String::as_str).unwrap_or("");
+    assert_eq!(header("content-type"), "text/html; charset=utf-8");
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    assert_eq!(header("cache-control"), "no-store");
+    let csp = header("content-security-policy");
+    for directive in [
+        "default-src 'none'",
+        "connect-src 'self'",
+        "style-src 'unsafe-inline'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(
+            csp.contains(directive),
+            "no {directive:?} in the CSP {csp:?}"
+        );
+    }
+    assert!(
+        !csp.contains("unsafe-eval") && !csp.contains("http"),
+        "{csp}"
+    );
+
+    let body = &page.body;
+    assert!(body.starts_with("<!DOCTYPE html>"), "{body}");
+    // Readable without the script: the title, and where the data is.
+    assert!(body.contains("<title>pathdns status</title>"), "{body}");
+    assert!(body.contains("<noscript>"), "{body}");
+    // Nothing loaded from anywhere: no URL with a scheme or a host, no src attribute, no
+    // stylesheet or import.
+    for external in [
+        "://", "src=", "<link", "@import", "url(", "<iframe", "<img", "//cdn",
+    ] {
+        assert!(
+            !body.to_ascii_lowercase().contains(external),
+            "the page has {external:?}"
+        );
+    }
+    // It reads /status, and never writes what it read as markup.
+    assert!(
+        body.contains("fetch(\"/status\""),
+        "the page does not read /status"
+    );
+    for sink in [
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+    ] {
+        assert!(!body.contains(sink), "the page uses {sink}");
+    }
+    assert!(body.contains("textContent"), "{body}");
+    // What the script reads is here and carries the page's fields.
+    let status = status(control);
+    assert!(status.host.as_deref().is_some_and(|host| !host.is_empty()));
+    assert!(status.transitions.is_empty(), "{:?}", status.transitions);
+
+    let head = http(control, "HEAD", "/");
+    assert_eq!((head.code, head.body.as_str()), (200, ""));
+    assert!(head.headers.contains_key("content-security-policy"));
 }
 
 /// A TCP port that accepts connections and holds them open without a word: a TLS
@@ -617,6 +687,33 @@ fn probe_metrics_follow_a_target_that_goes_down() {
             > healthy.value("pathdns_probe_runs_total", &runs(BACKUP, "ok")),
         "the backup's probe runs keep counting"
     );
+
+    // The transitions in /status: both targets up at start, then the primary down,
+    // moving the answer to the backup group.
+    let transitions = status(control).transitions;
+    let failover = transitions
+        .iter()
+        .find(|t| t.target == PRIMARY && t.from == "up" && t.to == "down")
+        .unwrap_or_else(|| panic!("no up -> down for the primary: {transitions:#?}"));
+    assert_eq!(failover.name, PROBED);
+    assert_eq!(failover.probe, "tcp");
+    assert!(
+        failover
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("connection refused")),
+        "{failover:?}"
+    );
+    assert_eq!(failover.answer_from.as_deref(), Some("group 1"));
+    assert_eq!(failover.answer_to.as_deref(), Some("group 2 (failed over)"));
+    for target in [PRIMARY, BACKUP] {
+        assert!(
+            transitions
+                .iter()
+                .any(|t| t.target == target && t.from == "unknown" && t.to == "up"),
+            "{target} never came up: {transitions:#?}"
+        );
+    }
 
     // `pathdns status` tells the same story.
     let output = pathdns(&["status", "--control", &control.to_string()]);

@@ -14,36 +14,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::netns::{self, Topology, BACKUP, CLIENT_PRIV_IF, PRIMARY, ROUTER_CLIENT_ADDR};
+use common::registry::{self, BACKUP_ADDR, PRIMARY_ADDR, REALM, REGISTRY};
 use common::*;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 
-const REGISTRY: &str = "xxxxxx-registry-vpc.cn-hangzhou.cr.aliyuncs.com";
-const REALM: &str = "dockerauth-vpc.cn-hangzhou.aliyuncs.com";
-const PRIMARY_ADDR: &str = "10.94.205.198";
-const BACKUP_ADDR: &str = "10.95.0.10";
-
-/// The registry preset with its default probes; only the CA is the test's own.
+/// The registry preset with its default probes; `extra` goes into its `[[registry]]` table.
 fn config(topology: &Topology, extra: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-
-[upstream]
-servers = ["127.0.0.1:5399"]
-
-[[registry]]
-instance = "xxxxxx"
-region = "cn-hangzhou"
-registry = ["{PRIMARY_ADDR}"]
-oss = ["{PRIMARY_ADDR}"]
-backup = {{ registry = ["{BACKUP_ADDR}"] }}
-ca_file = "{ca}"
-{extra}
-"#,
-        ca = topology.ca_cert.display()
-    )
+    registry::config(topology, "", extra)
 }
 
 /// One client query's result.

@@ -3,14 +3,18 @@
 //!
 //! - `promtool check rules` and `promtool test rules` (Debian's `prometheus` package);
 //! - every `pathdns_*` metric the rules and the dashboard name is in a real agent's
-//!   `/metrics` (a target that went down, so the per-target series exist), and a static
-//!   name (`probes = []`) exports no `pathdns_target_up`;
+//!   `/metrics` (a target that went down, so the per-target series exist; a registry
+//!   stand-in whose `/v2/` names a token realm no owned name answers; a watchdog), and a
+//!   static name (`probes = []`) exports no `pathdns_target_up` nor answering group;
 //! - end to end (root): a real Prometheus scrapes two real agents (two "hosts": each in its
 //!   own UTS namespace, so each has its own host name, in one [`Topology`]'s client
 //!   namespace) and sends to a real Alertmanager that both agents also alert directly. One
 //!   agent's primary is blackholed: the per-host rule reaches Alertmanager, inhibited by the
-//!   agent's own alert (one page); then the other's: the fleet rule fires. Every dashboard
-//!   expression returns data from that Prometheus at some point of the run.
+//!   agent's own alert (one page), and `PathdnsFailedOver` fires from
+//!   `pathdns_name_answering_group`; then the other's: the fleet rule fires. Every dashboard
+//!   expression returns data from that Prometheus at some point of the run. Before the
+//!   cut, one agent is killed and started again while Prometheus scrapes it: `up` goes to 0
+//!   and back to 1, and no down or failover rule fires because of it.
 
 use crate::common;
 
@@ -21,7 +25,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::alertmanager::{find_binary, Alertmanager};
-use common::netns::{run_in_ns, spawn_in, TargetSpec, Topology, BACKUP, PRIMARY};
+use common::netns::{
+    run_in_ns, spawn_in, start_loopback_registry, TargetSpec, TestCa, Topology, BACKUP, PRIMARY,
+};
 use common::*;
 use hickory_proto::rr::RecordType;
 use serde_json::Value;
@@ -41,6 +47,12 @@ const DASHBOARD: &str = concat!(
 
 const NAME: &str = "reg.monitoring.test";
 const STATIC: &str = "static.monitoring.test";
+/// An https-probed name (the loopback agent only) whose registry names [`FOREIGN_REALM`].
+const REGISTRY: &str = "registry.monitoring.test";
+const FOREIGN_REALM: &str = "auth.elsewhere.monitoring.test";
+/// The agents' watchdog (no NOTIFY_SOCKET: the pings go nowhere, the self-queries and
+/// their metrics are real).
+const WATCHDOG_USEC: (&str, &str) = ("WATCHDOG_USEC", "2000000");
 /// The second host's primary: its own address, so that its path is cut on its own.
 const PRIMARY2: TargetSpec<'static> = ("primary2", "10.96.0.10/24", "10.96.0.1/24");
 const PROBE_PORT: u16 = 8443;
@@ -162,26 +174,63 @@ probes = []
     )
 }
 
-fn loopback_config(port: u16) -> String {
-    agent_config(("127.0.0.61", "127.0.0.62"), port, "127.0.0.63", "")
+/// [`agent_config`] on loopback, and [`REGISTRY`] probed over https at 127.0.0.64:`https`.
+fn loopback_config(port: u16, https: u16, ca: &TestCa) -> String {
+    let registry = format!(
+        "\n[[name]]\nname = \"{REGISTRY}\"\ntargets = [\"127.0.0.64\"]\n\
+         probes = [{{ kind = \"https\", port = {https}, ca_file = \"{}\", interval = \"1s\", \
+         suspect_interval = \"500ms\", timeout = \"900ms\" }}]\n",
+        ca.cert.display()
+    );
+    agent_config(("127.0.0.61", "127.0.0.62"), port, "127.0.0.63", &registry)
 }
 
-/// `/metrics` of a real agent whose primary went down (a failover counted), after a query.
-fn metrics_after_a_failover() -> String {
+/// `/metrics` of a real agent whose primary went down (a failover counted), after a query,
+/// once its https probe found the foreign realm; and the SHA-256 (cut) of its config file.
+fn metrics_after_a_failover() -> (String, String) {
     let port = free_port();
     let primary = Port::open("127.0.0.61", port);
     let _backup = Port::open("127.0.0.62", port);
-    let mut agent = Agent::start(&loopback_config(port));
+    let ca = TestCa::new();
+    let https = free_port();
+    let _registry =
+        start_loopback_registry(&ca, [127, 0, 0, 64].into(), https, REGISTRY, FOREIGN_REALM);
+    let mut agent = Agent::start_with_env(&loopback_config(port, https, &ca), &[WATCHDOG_USEC]);
     let control = agent
         .process
         .wait_for_line("its control address", control_addr);
     wait_for_metrics(control, "127.0.0.61\"} 1");
+    wait_for_metrics(
+        control,
+        &format!("pathdns_realm_unanswered{{name=\"{REGISTRY}\",realm=\"{FOREIGN_REALM}\"}} 1"),
+    );
     drop(primary);
     ask_udp(agent.addr, &query(NAME, RecordType::A, true));
     wait_for_metrics(
         control,
+        &format!("pathdns_name_answering_group{{name=\"{NAME}\"}} 1"),
+    );
+    wait_for("a watchdog self-query measured", || {
+        let (_, text) = http_get(control, "/metrics")?;
+        let seconds: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("pathdns_watchdog_self_query_seconds "))?
+            .parse()
+            .ok()?;
+        (seconds > 0.0).then_some(())
+    });
+    // What an operator compares it with: `sha256sum` of the file, cut to 16 digits.
+    let sum = Command::new("sha256sum")
+        .arg(&agent.config_path)
+        .output()
+        .expect("run sha256sum");
+    let sum = String::from_utf8_lossy(&sum.stdout);
+    let hash = sum.get(..16).expect("a sha256sum line").to_owned();
+    let metrics = wait_for_metrics(
+        control,
         &format!("pathdns_failovers_total{{name=\"{NAME}\"}} 1"),
-    )
+    );
+    (metrics, hash)
 }
 
 fn wait_for_metrics(control: SocketAddr, line: &str) -> String {
@@ -194,7 +243,7 @@ fn wait_for_metrics(control: SocketAddr, line: &str) -> String {
 
 #[test]
 fn every_metric_the_rules_and_dashboard_use_is_exported() {
-    let metrics = metrics_after_a_failover();
+    let (metrics, hash) = metrics_after_a_failover();
     let have = exported(&metrics);
     let rules = std::fs::read_to_string(RULES).expect("read the rules");
     let dashboard = dashboard_exprs().join("\n");
@@ -220,15 +269,22 @@ fn every_metric_the_rules_and_dashboard_use_is_exported() {
             "{recorded} is not recorded"
         );
     }
+    for metric in ["pathdns_target_up", "pathdns_name_answering_group"] {
+        assert!(
+            !metrics
+                .lines()
+                .any(|l| l.starts_with(metric) && l.contains(STATIC)),
+            "a static name must have no {metric}:\n{metrics}"
+        );
+    }
     assert!(
-        !metrics
-            .lines()
-            .any(|l| l.starts_with("pathdns_target_up") && l.contains(STATIC)),
-        "a static name must have no pathdns_target_up:\n{metrics}"
+        metrics.contains(&format!("pathdns_config_info{{hash=\"{hash}\"}} 1")),
+        "the config's hash is the file's: {hash}\n{metrics}"
     );
     let (total, per_metric) = series_counts(&metrics);
     eprintln!(
-        "series on this agent (1 probed name x 2 targets x 1 tcp probe, 1 static name): {total}"
+        "series on this agent (1 name x 2 targets x 1 tcp probe, 1 name x 1 target x 1 https \
+         probe with a foreign realm, 1 static name): {total}"
     );
     eprintln!(
         "  per 10,000 hosts: {}; per metric: {per_metric:?}",
@@ -254,13 +310,15 @@ fn poll<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
 }
 
 /// One "host": pathdns in the client namespace, in its own UTS namespace named `host`
-/// (the `instance` label of its direct alerts), probing `primary` then the backup.
+/// (the `instance` label of its direct alerts), probing `primary` then the backup. Its
+/// control endpoint has a fixed port, so that it comes back where Prometheus scrapes.
 struct HostAgent {
     host: String,
     dns: SocketAddr,
     control: SocketAddr,
-    _process: Process,
-    _dir: tempfile::TempDir,
+    ns: String,
+    process: Process,
+    dir: tempfile::TempDir,
 }
 
 impl HostAgent {
@@ -272,8 +330,22 @@ impl HostAgent {
     ) -> HostAgent {
         let host = format!("pdmon{}{suffix}", std::process::id());
         let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("pathdns.toml");
-        std::fs::write(&path, host_config(primary, alertmanager)).expect("write config");
+        // The client namespace is new: a port free here is free there.
+        let control = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let config = host_config(primary, alertmanager, control);
+        std::fs::write(dir.path().join("pathdns.toml"), config).expect("write config");
+        let (process, dns) = HostAgent::spawn(&topology.client, &host, &dir);
+        HostAgent {
+            host,
+            dns,
+            control,
+            ns: topology.client.clone(),
+            process,
+            dir,
+        }
+    }
+
+    fn spawn(ns: &str, host: &str, dir: &tempfile::TempDir) -> (Process, SocketAddr) {
         let mut command = Command::new("unshare");
         command
             .args([
@@ -283,28 +355,33 @@ impl HostAgent {
                 "-c",
                 "hostname \"$0\" && exec \"$1\" run --config \"$2\"",
             ])
-            .arg(&host)
+            .arg(host)
             .arg(env!("CARGO_BIN_EXE_pathdns"))
-            .arg(&path)
-            .env("PATHDNS_LOG", "info");
-        let mut process = spawn_in(&topology.client, "pathdns", &command);
+            .arg(dir.path().join("pathdns.toml"))
+            .env("PATHDNS_LOG", "info")
+            .env(WATCHDOG_USEC.0, WATCHDOG_USEC.1);
+        let mut process = spawn_in(ns, "pathdns", &command);
         let dns = process.wait_for_line("its listen address", listening_addr);
-        let control = process.wait_for_line("its control address", control_addr);
-        HostAgent {
-            host,
-            dns,
-            control,
-            _process: process,
-            _dir: dir,
-        }
+        (process, dns)
+    }
+
+    /// SIGKILL (what a crash or `systemctl kill` does), then, once `scraped_down` says the
+    /// scraper saw it gone, the same config again.
+    fn restart(&mut self, scraped_down: impl FnOnce()) {
+        self.process.signal("KILL");
+        wait_until("the killed agent exited", || !self.process.is_running());
+        scraped_down();
+        let (process, dns) = HostAgent::spawn(&self.ns, &self.host, &self.dir);
+        self.process = process;
+        self.dns = dns;
     }
 }
 
-fn host_config(primary: &str, alertmanager: SocketAddr) -> String {
+fn host_config(primary: &str, alertmanager: SocketAddr, control: SocketAddr) -> String {
     let backup = BACKUP.1.split('/').next().expect("an address");
     let extra = format!(
         "\n[[alert]]\nkind = \"alertmanager\"\nurl = \"http://{alertmanager}/\"\n\n\
-         [control]\nlisten = \"127.0.0.1:0\"\n"
+         [control]\nlisten = \"{control}\"\n"
     );
     agent_config((primary, backup), PROBE_PORT, "10.97.0.1", &extra)
 }
@@ -525,6 +602,58 @@ fn firing(prometheus: &Prometheus, alertname: &str) -> bool {
         .any(|a| a["labels"]["alertname"] == alertname)
 }
 
+/// The rules that a restart must not set off: a target, a name or the fleet down or on
+/// backup. (`PathdnsScrapeMissing` and `PathdnsFleetScrapesMissing` are the ones that
+/// should, after their installed 5 min; here every `for:` is 2 s, so they may.)
+const DOWN_RULES: &str = "PathdnsTargetDown|PathdnsAllTargetsDown|PathdnsFailedOver\
+                          |PathdnsPathCheckFailed|PathdnsProbeFlapping|PathdnsFleet.*OnBackup";
+
+/// Bad input: Prometheus scraping a pathdns that is restarting. The agent is killed, seen
+/// down by Prometheus (`up == 0`) and started again; once it has been scraped healthy for
+/// 5 s (longer than every `for:` of the fast rules), no down or failover rule was pending
+/// or firing at any point since the kill, and Alertmanager holds no such alert (the
+/// agent's own direct alerts included).
+fn restart_while_scraped(agent: &mut HostAgent, prometheus: &Prometheus, am: &Alertmanager) {
+    let instance = agent.host.clone();
+    let killed = Instant::now();
+    agent.restart(|| {
+        poll("Prometheus sees the killed agent down", || {
+            let down = prometheus.query(&format!("up{{instance=\"{instance}\"}} == 0"));
+            (!down.is_empty()).then_some(())
+        });
+    });
+    poll(
+        "the restarted agent scraped, its targets up, its primary answering",
+        || {
+            let targets = format!("pathdns_target_up{{instance=\"{instance}\"}} == 1");
+            let group = format!("pathdns_name_answering_group{{instance=\"{instance}\"}} == 0");
+            (prometheus.query(&targets).len() == 2 && prometheus.query(&group).len() == 1)
+                .then_some(())
+        },
+    );
+    poll("5 s of successful scrapes since the restart", || {
+        let up = format!("min_over_time(up{{instance=\"{instance}\"}}[5s]) == 1");
+        (!prometheus.query(&up).is_empty()).then_some(())
+    });
+    let since = killed.elapsed().as_secs() + 2;
+    let alerts = prometheus.query(&format!(
+        "count_over_time(ALERTS{{alertname=~\"{DOWN_RULES}\"}}[{since}s])"
+    ));
+    assert!(alerts.is_empty(), "the restart set off {alerts:?}");
+    let paged: Vec<Value> = am
+        .alerts()
+        .into_iter()
+        .filter(|a| a["labels"]["instance"] == instance.as_str())
+        .filter(|a| {
+            !a["labels"]["alertname"]
+                .as_str()
+                .is_some_and(|n| n.contains("Scrape"))
+        })
+        .collect();
+    assert!(paged.is_empty(), "the restart paged: {paged:?}");
+    eprintln!("restart: no down or failover alert, up again");
+}
+
 #[test]
 fn prometheus_rules_page_once_per_host_and_for_the_fleet() {
     let Some(topology) = Topology::build_with(&[PRIMARY, BACKUP, PRIMARY2]) else {
@@ -537,7 +666,7 @@ fn prometheus_rules_page_once_per_host_and_for_the_fleet() {
         .collect();
     let ns = topology.client.clone();
     let am = Alertmanager::start_with(Some(&ns), ALERTMANAGER_CONFIG);
-    let first = HostAgent::start(
+    let mut first = HostAgent::start(
         &topology,
         "a",
         &topology.target("primary").addr.to_string(),
@@ -549,8 +678,12 @@ fn prometheus_rules_page_once_per_host_and_for_the_fleet() {
         &topology.target("primary2").addr.to_string(),
         am.addr,
     );
+    let prometheus = Prometheus::start(&ns, &[&first, &second], am.addr);
+    poll("both hosts' targets up in Prometheus", || {
+        (prometheus.query("pathdns_target_up == 1").len() == 4).then_some(())
+    });
+    restart_while_scraped(&mut first, &prometheus, &am);
     let agents = [&first, &second];
-    let prometheus = Prometheus::start(&ns, &agents, am.addr);
     let mut panels = Panels::new();
     let mut watch = |what: &str, condition: &mut dyn FnMut() -> bool| {
         poll(what, || {
@@ -559,9 +692,6 @@ fn prometheus_rules_page_once_per_host_and_for_the_fleet() {
             condition().then_some(())
         })
     };
-    watch("both hosts' targets up in Prometheus", &mut || {
-        prometheus.query("pathdns_target_up == 1").len() == 4
-    });
 
     topology.blackhole("primary");
     let primary = topology.target("primary").addr.to_string();
@@ -575,6 +705,32 @@ fn prometheus_rules_page_once_per_host_and_for_the_fleet() {
         &mut || am_alerts(&am, &host_down).len() == 2,
     );
     assert_one_page(&am_alerts(&am, &host_down));
+    let failed_over = [
+        ("alertname", "PathdnsFailedOver"),
+        ("instance", first.host.as_str()),
+        ("name", NAME),
+    ];
+    watch(
+        "PathdnsFailedOver, direct and from Prometheus, for host a in Alertmanager",
+        &mut || am_alerts(&am, &failed_over).len() == 2,
+    );
+    assert_one_page(&am_alerts(&am, &failed_over));
+    let rule = prometheus
+        .alerts()
+        .into_iter()
+        .find(|a| labels_are(a, &failed_over))
+        .expect("the Prometheus PathdnsFailedOver alert");
+    let group = rule["value"].as_str().and_then(|v| v.parse::<f64>().ok());
+    assert_eq!(group, Some(1.0), "the first backup group answers: {rule}");
+    let gauge = prometheus.query(&format!(
+        "pathdns_name_answering_group{{instance=\"{}\", name=\"{NAME}\"}} == 1",
+        first.host
+    ));
+    assert_eq!(
+        gauge.len(),
+        1,
+        "the alert's value is the gauge's: {gauge:?}"
+    );
     assert!(
         !firing(&prometheus, "PathdnsFleetNameOnBackup"),
         "half the fleet is not most of it"
@@ -593,7 +749,11 @@ fn prometheus_rules_page_once_per_host_and_for_the_fleet() {
         panels.pending.is_empty().then_some(())
     });
     eprintln!("{} dashboard expressions all returned data", panels.total);
-    let static_alerts = prometheus.query(&format!("ALERTS{{name=\"{STATIC}\"}}"));
+    // Bad input: a config with no probes. Over the whole run, pending included.
+    let run = started.elapsed().as_secs() + 5;
+    let static_alerts = prometheus.query(&format!(
+        "count_over_time(ALERTS{{name=\"{STATIC}\"}}[{run}s])"
+    ));
     assert!(
         static_alerts.is_empty(),
         "a static name alerted: {static_alerts:?}"

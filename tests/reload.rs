@@ -200,7 +200,8 @@ fn twenty_reloads_half_invalid_lose_no_query_and_switch_exactly_on_valid_ones() 
 }
 
 /// `pathdns reload` checks the file first (an invalid one never reaches the agent), then
-/// signals the agent and returns once the new config serves.
+/// signals the agent and returns once the new config serves; `pathdns_config_info{hash}`
+/// follows the serving config, not the file.
 #[test]
 fn pathdns_reload_validates_then_applies() {
     let listen = vec!["127.0.0.1:0".to_owned()];
@@ -208,8 +209,20 @@ fn pathdns_reload_validates_then_applies() {
     let mut agent = Agent::start(&text);
     let control = agent
         .process
-        .wait_for_line("the control address", control_addr)
-        .to_string();
+        .wait_for_line("the control address", control_addr);
+    let serving_hash = || -> String {
+        let (_, text) = http_get(control, "/metrics").expect("/metrics");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("pathdns_config_info{"))
+            .unwrap_or_else(|| panic!("no pathdns_config_info in:\n{text}"))
+            .to_owned();
+        line.split('"').nth(1).expect("a hash label").to_owned()
+    };
+    let first_hash =
+        pathdns::config::text_hash(&std::fs::read_to_string(&agent.config_path).expect("read"));
+    assert_eq!(serving_hash(), first_hash);
+    let control = control.to_string();
     let reload = |agent: &Agent| {
         std::process::Command::new(env!("CARGO_BIN_EXE_pathdns"))
             .args(["reload", "--control", &control, "--config"])
@@ -225,6 +238,11 @@ fn pathdns_reload_validates_then_applies() {
         0,
         "the agent was not signalled"
     );
+    assert_eq!(
+        serving_hash(),
+        first_hash,
+        "the file changed, the serving config did not"
+    );
 
     std::fs::write(&agent.config_path, text.replace("192.0.2.1", "192.0.2.77")).expect("write");
     let output = reload(&agent);
@@ -232,6 +250,12 @@ fn pathdns_reload_validates_then_applies() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("reloaded"));
     let response = ask_udp(agent.addr, &query(NAME, RecordType::A, false));
     assert_eq!(addresses(&response), vec!["192.0.2.77".to_owned()]);
+    let reloaded_hash =
+        pathdns::config::text_hash(&std::fs::read_to_string(&agent.config_path).expect("read"));
+    assert_ne!(reloaded_hash, first_hash);
+    wait_until("the reloaded config's hash in /metrics", || {
+        serving_hash() == reloaded_hash
+    });
 }
 
 /// The resource caps are sized at start (semaphores, the open-file limit): a reload that

@@ -11,7 +11,7 @@
 #
 #   dnsutils (dig)  dnsmasq-base  unbound  iproute2 (ip)  nftables (nft)  procps  curl
 #   prometheus-alertmanager  prometheus (promtool)  docker.io (dockerd, docker, docker-init)
-#   docker-registry  busybox-static (busybox)
+#   docker-registry  busybox-static (busybox)  chromium  fonts-dejavu-core
 #
 # and those the package steps need:
 #
@@ -226,10 +226,12 @@ disable_new_service() {
     fi
 }
 
-section "Test dependencies (dig, dnsmasq, unbound, ip, nft, pgrep, python3, curl, prometheus-alertmanager, promtool, dockerd, docker, docker-init, docker-registry, busybox)"
-packages=(dnsutils dnsmasq-base unbound iproute2 nftables procps python3 curl prometheus-alertmanager prometheus docker.io docker-registry busybox-static)
+section "Test dependencies (dig, dnsmasq, unbound, ip, nft, pgrep, python3, curl, prometheus-alertmanager, promtool, dockerd, docker, docker-init, docker-registry, busybox, chromium)"
+# chromium and fonts-dejavu-core: tests/status_page.rs renders the status page headless (a
+# font, so that its screenshot has legible text).
+packages=(dnsutils dnsmasq-base unbound iproute2 nftables procps python3 curl prometheus-alertmanager prometheus docker.io docker-registry busybox-static chromium fonts-dejavu-core)
 # docker-registry: the binary of Debian's package (dpkg -L docker-registry) is /usr/bin/docker-registry.
-test_tools=(dig dnsmasq unbound ip nft pgrep python3 curl prometheus-alertmanager promtool dockerd docker docker-init docker-registry busybox)
+test_tools=(dig dnsmasq unbound ip nft pgrep python3 curl prometheus-alertmanager promtool dockerd docker docker-init docker-registry busybox chromium)
 missing_tools=()
 for tool in "${test_tools[@]}"; do
     have "$tool" || missing_tools+=("$tool")

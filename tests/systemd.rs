@@ -1,6 +1,7 @@
 //! systemd's notify protocol, seen from a real unix datagram socket: READY and STATUS at
-//! start, WATCHDOG while the DNS listener answers (and not while it is frozen), RELOADING
-//! then READY on SIGHUP, STOPPING on SIGTERM.
+//! start, WATCHDOG while the DNS listener answers (and not while it is frozen, after which
+//! `pathdns_watchdog_late_total` has counted the late ping), RELOADING then READY on
+//! SIGHUP, STOPPING on SIGTERM.
 
 use crate::common;
 
@@ -109,6 +110,18 @@ fn notify_sequence_ready_status_watchdog_reload_and_stop() {
     let ready_again = notes.wait_for("READY=1", before_reload);
     assert!(ready_again.contains("STATUS="), "{ready_again}");
 
+    let control = agent
+        .process
+        .wait_for_line("its control address", control_addr);
+    let late = || -> Option<u64> {
+        let (_, text) = http_get(control, "/metrics")?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("pathdns_watchdog_late_total "))?
+            .parse()
+            .ok()
+    };
+    let late_before = wait_for("pathdns_watchdog_late_total", late);
+
     // Freeze the DNS listener: the watchdog stops being fed.
     agent.process.signal("USR2");
     agent.process.wait_for_line("the freeze", |line| {
@@ -128,6 +141,16 @@ fn notify_sequence_ready_status_watchdog_reload_and_stop() {
     agent.process.signal("USR2");
     let thawed = Instant::now();
     notes.wait_for("WATCHDOG=1", thawed);
+    // The first ping after the freeze came over 2 s after the last one: a near miss.
+    let late_after = wait_for("the late ping counted", || {
+        late().filter(|count| *count > late_before)
+    });
+    agent
+        .process
+        .wait_for_line("the late ping's warning", |line| {
+            line.contains("watchdog ping late").then_some(())
+        });
+    eprintln!("late watchdog pings: {late_before} before the freeze, {late_after} after");
 
     let before_stop = Instant::now();
     agent.process.signal("TERM");

@@ -40,6 +40,7 @@ mod serve_stale;
 mod sock_diag;
 mod socket_activation;
 mod spoofing;
+mod status_page;
 mod systemd;
 mod truncation;
 mod wildcard_listen;

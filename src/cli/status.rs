@@ -160,6 +160,7 @@ fn write_table(out: &mut impl Write, status: &StatusReport, now_ms: u64) -> std:
     }
     write_host_reads(out, status, now_ms)?;
     write_aborts(out, status, now_ms)?;
+    write_discovery(out, status, now_ms)?;
     writeln!(out)?;
 
     let rows: Vec<[String; 4]> = status
@@ -225,6 +226,56 @@ fn write_host_reads(
             Ok(())
         }
     }
+}
+
+/// `discover`: per asked name, the last good addresses and where they come from, the last
+/// answer when it differs, the addresses not used and why, a silent server.
+fn write_discovery(
+    out: &mut impl Write,
+    status: &StatusReport,
+    now_ms: u64,
+) -> std::io::Result<()> {
+    let Some(discovery) = &status.discovery else {
+        return Ok(());
+    };
+    if let Some(error) = &discovery.state_error {
+        writeln!(out, "discover: state file: {}", clean(error))?;
+    }
+    for name in &discovery.names {
+        let addresses = if name.addresses.is_empty() {
+            "none yet (forwarded until discovered)".to_owned()
+        } else {
+            clean(&name.addresses.join(" "))
+        };
+        let asked = name.last_round_unix_ms.map_or_else(
+            || "not asked yet".to_owned(),
+            |at| format!("asked {} ago", ago(now_ms, at)),
+        );
+        writeln!(
+            out,
+            "discover {}: {addresses} (from {}; {asked} of {})",
+            clean(&name.name),
+            clean(&name.source),
+            clean(&name.servers.join(", "))
+        )?;
+        if let Some(error) = &name.last_error {
+            writeln!(
+                out,
+                "  no usable answer for {} rounds: {}",
+                name.failed_rounds,
+                clean(error)
+            )?;
+        }
+        for unused in &name.not_used {
+            writeln!(
+                out,
+                "  not used {}: {}",
+                clean(&unused.addr),
+                clean(&unused.reason)
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// `abort_stalled`: whether it works here, and the connections it ended last (nothing from
@@ -373,7 +424,8 @@ pub(super) fn clean(text: &str) -> String {
 mod tests {
     use super::*;
     use pathdns::status::{
-        AbortStatus, AbortedConnection, ForwardingStatus, HostReadFailure, NameStatus, ProbeStatus,
+        AbortStatus, AbortedConnection, DiscoveredName, DiscoveryStatus, ForwardingStatus,
+        HostReadFailure, NameStatus, ProbeStatus, UnusedAddress,
     };
 
     #[test]
@@ -459,6 +511,26 @@ mod tests {
                     owner_comm: Some("dockerd".into()),
                 }],
             }),
+            host: Some("idc-host-1".into()),
+            transitions: Vec::new(),
+            discovery: Some(DiscoveryStatus {
+                state_file: "/var/lib/pathdns/discovered.json".into(),
+                state_error: None,
+                names: vec![DiscoveredName {
+                    name: "reg.example".into(),
+                    servers: vec!["10.0.5.53:53".into()],
+                    interval_s: 300,
+                    source: "discovered".into(),
+                    addresses: vec!["10.0.0.1".into()],
+                    last_round_unix_ms: Some(3_725_000 - 2_000),
+                    last_answer: vec!["100.118.28.50".into()],
+                    not_used: vec![UnusedAddress {
+                        addr: "100.118.28.50".into(),
+                        reason: "its https probe failed (timeout)".into(),
+                    }],
+                    ..DiscoveredName::default()
+                }],
+            }),
         };
         let mut out = Vec::new();
         write_table(&mut out, &status, 3_725_000).expect("write");
@@ -474,6 +546,16 @@ mod tests {
         assert!(lines
             .contains(&"HOST READ FAILING: routes: netlink socket: permission denied (for 1m01s)"));
         assert!(lines.contains(&"abort_stalled: available"), "{text}");
+        assert!(
+            lines.contains(
+                &"discover reg.example: 10.0.0.1 (from discovered; asked 2s ago of 10.0.5.53:53)"
+            ),
+            "{text}"
+        );
+        assert!(
+            lines.contains(&"  not used 100.118.28.50: its https probe failed (timeout)"),
+            "{text}"
+        );
         assert!(
             lines.iter().any(|l| l.starts_with(
                 "  aborted reg.example: 10.0.0.9:40000 -> 10.0.0.1:443 ESTABLISHED, peer silent by dockerd (77)"

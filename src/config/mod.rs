@@ -115,6 +115,7 @@ fn from_raw(raw: &RawConfig, facts: &HostFacts, site: &Site) -> Result<Config, C
     let control = validate::operations::control(raw.control.as_ref(), &server.listen, site)?;
     Ok(Config {
         source: site.path.to_owned(),
+        hash: text_hash(site.text),
         server,
         upstream,
         names,
@@ -123,6 +124,21 @@ fn from_raw(raw: &RawConfig, facts: &HostFacts, site: &Site) -> Result<Config, C
         alerts: validate::operations::alerts(&raw.alert, site)?,
         stall_after: validate::probes::stall_after(&raw.health, site)?,
     })
+}
+
+/// A config's identity for `pathdns_config_info`: the first 16 hex digits of the SHA-256 of
+/// its text, what `sha256sum pathdns.toml | cut -c1-16` prints, so configuration management
+/// can compute the expected value. The file's bytes, not the validated settings: those
+/// hold host facts (a `"system"` upstream is the host's resolv.conf), which differ between
+/// hosts running one file, and hashing Rust values would change with pathdns's own types
+/// (std's `DefaultHasher` is not even stable across Rust releases). ring is rustls's crypto
+/// provider, already linked, so SHA-256 costs no new crate.
+pub fn text_hash(text: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    digest.as_ref()[..8]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// Every owned name: the presets expanded, then the `[[name]]`s, then the whole table

@@ -21,6 +21,8 @@ pub const DEFAULT_CONTROL: &str = "127.0.0.1:9253";
 pub struct Config {
     /// Where it came from, for messages.
     pub source: String,
+    /// The text's identity ([`super::text_hash`]): `pathdns_config_info{hash}`.
+    pub hash: String,
     pub server: ServerSettings,
     pub upstream: UpstreamSettings,
     /// Every owned name, presets expanded, in file order.

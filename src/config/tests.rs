@@ -635,3 +635,18 @@ fn node_local_mistakes_name_the_field_and_the_default() {
     .expect("an explicit allow is taken as written");
     assert_eq!(written.server.allow.len(), 1);
 }
+
+#[test]
+fn the_hash_is_sha256sum_of_the_text_cut_to_16_digits() {
+    // `printf abc | sha256sum`: ba7816bf8f01cfea414140de5dae2223...
+    assert_eq!(super::text_hash("abc"), "ba7816bf8f01cfea");
+    let text = config("");
+    let loaded = Config::parse(&text, "t.toml").expect("valid");
+    assert_eq!(loaded.hash, super::text_hash(&text));
+    let commented = format!("{text}# a comment\n");
+    let other = Config::parse(&commented, "t.toml").expect("valid");
+    assert_ne!(
+        other.hash, loaded.hash,
+        "the file's bytes, comments included"
+    );
+}

@@ -574,6 +574,7 @@ pub mod fake_upstream;
 pub mod mutate;
 pub mod netns;
 pub mod packets;
+pub mod registry;
 pub mod slow_upstream;
 pub mod upstream;
 pub mod webhook;

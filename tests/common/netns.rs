@@ -137,9 +137,105 @@ pub struct Topology {
     client_routes: Vec<(String, Ipv4Addr)>,
     /// Every namespace created, in creation order.
     namespaces: Vec<String>,
+    ca: TestCa,
+}
+
+/// A test CA in a temporary directory, and the certificates it issued.
+pub struct TestCa {
+    /// The CA's certificate (PEM): pathdns's `ca_file`.
+    pub cert: PathBuf,
     issuer: Issuer<'static, KeyPair>,
     issued: AtomicUsize,
     dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        let dir = tempfile::tempdir().expect("temp dir for the test CA");
+        let (ca_pem, issuer) = new_ca();
+        let cert = dir.path().join("ca.pem");
+        std::fs::write(&cert, ca_pem).expect("write CA certificate");
+        TestCa {
+            cert,
+            issuer,
+            issued: AtomicUsize::new(0),
+            dir,
+        }
+    }
+
+    /// A certificate for `dns_names` (DNS or IP SANs) signed by this CA, written as PEM
+    /// files: `(certificate, private key)`.
+    pub fn issue_cert(&self, dns_names: &[&str]) -> (PathBuf, PathBuf) {
+        let names: Vec<String> = dns_names.iter().map(|name| name.to_string()).collect();
+        let mut params = CertificateParams::new(names).expect("certificate names");
+        params.distinguished_name.push(
+            DnType::CommonName,
+            dns_names.first().copied().unwrap_or("test"),
+        );
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.use_authority_key_identifier_extension = true;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let key = KeyPair::generate().expect("generate key");
+        let cert = params.signed_by(&key, &self.issuer).expect("sign cert");
+        let n = self.issued.fetch_add(1, Ordering::Relaxed);
+        let cert_path = self.dir.path().join(format!("cert{n}.pem"));
+        let key_path = self.dir.path().join(format!("key{n}.pem"));
+        std::fs::write(&cert_path, cert.pem()).expect("write cert");
+        std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+        (cert_path, key_path)
+    }
+}
+
+/// `tests/support/registry_v2.py` serving HTTPS on `addr:port` with `cert` and `key`,
+/// naming `realm` as its token service; `extra` goes to the script.
+fn registry_command(
+    (cert, key): (PathBuf, PathBuf),
+    addr: IpAddr,
+    port: u16,
+    realm: &str,
+    extra: &[&str],
+) -> Command {
+    let mut command = Command::new(python3());
+    command
+        .arg(support_script("registry_v2.py"))
+        .args(["--addr", &addr.to_string(), "--port", &port.to_string()])
+        .arg("--cert")
+        .arg(cert)
+        .arg("--key")
+        .arg(key)
+        .args(["--realm", realm])
+        .args(extra);
+    command
+}
+
+fn wait_for_https(mut process: Process) -> Process {
+    process.wait_for_line("that it listens", |line| {
+        line.contains("serving https on").then_some(())
+    });
+    process
+}
+
+/// A registry stand-in on a loopback address (no namespace, no root), with a certificate
+/// for `server_name` from `ca`: `GET /v2/` answers 401 naming `realm`. Returns once it
+/// listens.
+pub fn start_loopback_registry(
+    ca: &TestCa,
+    addr: Ipv4Addr,
+    port: u16,
+    server_name: &str,
+    realm: &str,
+) -> Process {
+    assert!(
+        addr.is_loopback(),
+        "{addr}: outside a namespace, loopback only"
+    );
+    let mut command =
+        registry_command(ca.issue_cert(&[server_name]), addr.into(), port, realm, &[]);
+    wait_for_https(Process::spawn("registry_v2.py", &mut command))
 }
 
 impl Topology {
@@ -193,17 +289,13 @@ impl Topology {
             std::process::id(),
             TOPOLOGY_COUNTER.fetch_add(1, Ordering::Relaxed)
         );
-        let dir = tempfile::tempdir().expect("temp dir for the test CA");
-        let (ca_pem, issuer) = new_ca();
-        let ca_cert = dir.path().join("ca.pem");
-        std::fs::write(&ca_cert, ca_pem).expect("write CA certificate");
-
+        let ca = TestCa::new();
         let mut topology = Topology {
             client: format!("{id}-client"),
             router: format!("{id}-router"),
             public: two_uplinks.then(|| format!("{id}-public")),
             targets: Vec::new(),
-            ca_cert,
+            ca_cert: ca.cert.clone(),
             client_ifs: match uplinks {
                 Uplinks::One => vec![CLIENT_PRIV_IF],
                 Uplinks::Public => vec![CLIENT_PRIV_IF, CLIENT_PUB_IF],
@@ -211,9 +303,7 @@ impl Topology {
             },
             client_routes: Vec::new(),
             namespaces: Vec::new(),
-            issuer,
-            issued: AtomicUsize::new(0),
-            dir,
+            ca,
         };
         // From here on a panic drops `topology`, which removes what exists so far.
         let client = topology.client.clone();
@@ -484,27 +574,7 @@ impl Topology {
     /// A certificate for `dns_names` (DNS or IP SANs) signed by the test CA, written as
     /// PEM files: `(certificate, private key)`.
     pub fn issue_cert(&self, dns_names: &[&str]) -> (PathBuf, PathBuf) {
-        let names: Vec<String> = dns_names.iter().map(|name| name.to_string()).collect();
-        let mut params = CertificateParams::new(names).expect("certificate names");
-        params.distinguished_name.push(
-            DnType::CommonName,
-            dns_names.first().copied().unwrap_or("test"),
-        );
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.use_authority_key_identifier_extension = true;
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let key = KeyPair::generate().expect("generate key");
-        let cert = params.signed_by(&key, &self.issuer).expect("sign cert");
-        let n = self.issued.fetch_add(1, Ordering::Relaxed);
-        let cert_path = self.dir.path().join(format!("cert{n}.pem"));
-        let key_path = self.dir.path().join(format!("key{n}.pem"));
-        std::fs::write(&cert_path, cert.pem()).expect("write cert");
-        std::fs::write(&key_path, key.serialize_pem()).expect("write key");
-        (cert_path, key_path)
+        self.ca.issue_cert(dns_names)
     }
 
     /// A registry stand-in (`tests/support/registry_v2.py`) on `target`'s address, port
@@ -525,23 +595,10 @@ impl Topology {
         realm: &str,
         extra: &[&str],
     ) -> Process {
-        let (cert, key) = self.issue_cert(&[server_name]);
+        let cert = self.issue_cert(&[server_name]);
         let target = self.target(target);
-        let mut command = Command::new(python3());
-        command
-            .arg(support_script("registry_v2.py"))
-            .args(["--addr", &target.addr.to_string(), "--port", "443"])
-            .arg("--cert")
-            .arg(cert)
-            .arg("--key")
-            .arg(key)
-            .args(["--realm", realm])
-            .args(extra);
-        let mut process = spawn_in(&target.ns, "registry_v2.py", &command);
-        process.wait_for_line("that it listens", |line| {
-            line.contains("serving https on").then_some(())
-        });
-        process
+        let command = registry_command(cert, target.addr.into(), 443, realm, extra);
+        wait_for_https(spawn_in(&target.ns, "registry_v2.py", &command))
     }
 
     /// A plain-HTTP listener (the same script with `--plain`) on `target`'s address and

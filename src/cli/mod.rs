@@ -391,6 +391,11 @@ fn print_table(config: &Config) -> anyhow::Result<()> {
             }
             AnswerSpec::Cname(target) => format!("CNAME {}", display_name(target)),
         };
+        let answer = match (&name.discover, answer.is_empty()) {
+            (None, _) => answer,
+            (Some(_), true) => "discovered".to_owned(),
+            (Some(_), false) => format!("{answer} + discovered"),
+        };
         writeln!(
             out,
             "{:width$}  {:12}  {:>5}  {answer:28}  {}",

@@ -650,3 +650,73 @@ fn the_hash_is_sha256sum_of_the_text_cut_to_16_digits() {
         "the file's bytes, comments included"
     );
 }
+
+#[test]
+fn discover_errors_name_the_field_and_line() {
+    let registry = |discover: &str| {
+        config(&format!(
+            "[[registry]]\ninstance = \"x\"\nregion = \"cn-hangzhou\"\n{discover}\n"
+        ))
+    };
+    assert!(error_of(&registry("discover = { servers = [] }"))
+        .starts_with("t.toml:6:24: registry[0].discover.servers: give 1 to 8 resolvers"));
+    assert!(
+        error_of(&registry("discover = { servers = [\"10.0.5\"] }")).starts_with(
+            "t.toml:6:25: registry[0].discover.servers[0]: `10.0.5` is not an IP address"
+        )
+    );
+    assert!(error_of(&registry(
+        "discover = { servers = [\"10.0.5.53\"], interval = \"2d\" }"
+    ))
+    .contains("registry[0].discover.interval: must be between 1s and 1day"));
+    assert!(error_of(&registry(
+        "discover = { servers = [\"10.0.5.53\"], interval = \"5s\", timeout = \"6s\" }"
+    ))
+    .contains("registry[0].discover.timeout: must be shorter than `interval`"));
+    assert!(error_of(&registry(
+        "discover = { servers = [\"10.0.5.53\"], every = \"5s\" }"
+    ))
+    .contains("unknown field `every`"));
+    // Without discover, the addresses are still required.
+    assert!(error_of(&registry("oss = [\"100.118.28.43\"]"))
+        .contains("registry[0].registry: needs at least one address"));
+    let cname = config(
+        "[[name]]\nname = \"a.example\"\ncname = \"b.example\"\n\
+         discover = { servers = [\"10.0.5.53\"] }\n",
+    );
+    assert!(error_of(&cname).contains("name[0].discover: a CNAME name has no addresses to learn"));
+}
+
+#[test]
+fn with_discover_the_lists_may_be_empty_and_auth_left_out_stays_out() {
+    let text = config(
+        "[[registry]]\ninstance = \"x\"\nregion = \"cn-hangzhou\"\n\
+         discover = { servers = [\"10.0.5.53\", \"10.0.6.53:5353\"] }\n",
+    );
+    let parsed = Config::parse(&text, "t.toml").expect("valid");
+    let names: Vec<String> = parsed.names.iter().map(|n| n.display()).collect();
+    assert_eq!(
+        names,
+        [
+            "x-registry-vpc.cn-hangzhou.cr.aliyuncs.com",
+            "oss-cn-hangzhou-internal.aliyuncs.com"
+        ]
+    );
+    let discovery = parsed.names[0].discover.as_ref().expect("discover");
+    assert_eq!(discovery.interval, Duration::from_secs(300));
+    assert_eq!(discovery.timeout, Duration::from_secs(2));
+    assert_eq!(
+        discovery.servers,
+        [
+            "10.0.5.53:53".parse().unwrap(),
+            "10.0.6.53:5353".parse().unwrap()
+        ]
+    );
+    assert!(parsed.names[0].addresses().is_empty());
+    let with_auth = text.replace("discover =", "auth = []\ndiscover =");
+    let parsed = Config::parse(&with_auth, "t.toml").expect("valid");
+    assert!(parsed
+        .names
+        .iter()
+        .any(|n| n.display() == "dockerauth-vpc.cn-hangzhou.aliyuncs.com"));
+}

@@ -2,7 +2,7 @@
 //! answers them before the first discovery (and while the discovery server is silent).
 //!
 //! Owns: the state file's format ([`FORMAT`]), where it lives ([`default_path`]: systemd's
-//! `StateDirectory=`, else `/var/lib/pathdns`), reading it leniently ([`load`]: a missing
+//! `StateDirectory=`, else `/var/lib/pathdns/discovery`), reading it leniently ([`load`]: a missing
 //! file is an empty state, a corrupt one or one from a newer pathdns is an error the caller
 //! warns about and ignores) and writing it atomically ([`save`]: a temporary file renamed
 //! over the old one, so a crash leaves the old file or the new one, never half of one).
@@ -24,9 +24,9 @@ pub const FORMAT: u32 = 1;
 /// The file's name in the state directory.
 pub const FILE_NAME: &str = "discovered.json";
 
-/// Where systemd's `StateDirectory=pathdns` puts the state, and the path pathdns uses
-/// without systemd.
-pub const DEFAULT_DIR: &str = "/var/lib/pathdns";
+/// Where the unit's `StateDirectory=pathdns/discovery` is reached, and the directory
+/// pathdns uses without systemd (`pathdns check` and `doctor` read it from here).
+pub const DEFAULT_DIR: &str = "/var/lib/pathdns/discovery";
 
 /// One asked name's last good addresses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,7 +63,7 @@ pub enum StateError {
 }
 
 /// `$STATE_DIRECTORY/discovered.json` (systemd sets it for `StateDirectory=`; the first
-/// entry if it lists several), else `/var/lib/pathdns/discovered.json`.
+/// entry if it lists several), else `/var/lib/pathdns/discovery/discovered.json`.
 pub fn default_path() -> PathBuf {
     let dir = std::env::var_os("STATE_DIRECTORY")
         .and_then(|dirs| {

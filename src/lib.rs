@@ -19,7 +19,9 @@
 //!    file:line)
 //!
 //!   at the side: supervisor (probe reports -> health -> failover -> new table, events,
-//!   status), daemon (start-up, reload, shutdown), systemd and activation (socket
+//!   status), discover (the owned names' addresses learned over the private path,
+//!   verified by probes, kept on disk; the daemon overlays them on the config), daemon
+//!   (start-up, reload, shutdown), systemd and activation (socket
 //!   activation, fd store), control (HTTP), metrics, alert
 //!   (webhook, Alertmanager), events, status, host (routes, links, addresses and the host
 //!   name from the kernel; 100.x conflicts), wire (DNS wire format)
@@ -44,6 +46,9 @@
 //!   own answer cache, which serves expired answers when the upstreams fail (serve-stale,
 //!   RFC 8767, [`dns::stale`]).
 //! - [`supervisor`]: the loop from probe reports to answer tables, events and status.
+//! - [`discover`]: beside the config, `discover`'s addresses: asked of a resolver inside the
+//!   VPC, checked, verified by the name's probes, kept on disk as the last good ones; the
+//!   daemon applies config + learned addresses as a new generation, as a reload does.
 //! - [`abort`]: at the side of the supervisor, ending this host's stalled TCP connections
 //!   to a target that is down and answered away from (`abort_stalled`), so clients retry.
 //! - [`daemon`]: start-up order, live reload on SIGHUP, readiness, shutdown.

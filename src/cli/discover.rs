@@ -70,11 +70,7 @@ pub fn run(request: &Request) -> CommandResult {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;
     out.flush()?;
-    let complete = learned
-        .iter()
-        .filter(|l| !l.name.starts_with("dockerauth-"))
-        .all(|l| l.result.is_ok());
-    Ok(if complete {
+    Ok(if complete(&learned) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -139,7 +135,26 @@ fn render(
     learned: &[Learned],
     runtime: &tokio::runtime::Runtime,
 ) {
-    let server = request.server;
+    render_findings(out, request.server, learned, runtime);
+    let _ = writeln!(
+        out,
+        "\n[server]\nlisten = [\"127.0.0.1:53\"]\nallow = [\"127.0.0.0/8\", \"::1/128\"]\n\n\
+         [upstream]\n# The resolvers in /etc/resolv.conf at start; once resolv.conf points at\n\
+         # pathdns, list the previous ones here instead.\nservers = [\"system\"]\n\n\
+         [[registry]]\ninstance = \"{}\"\nregion = \"{}\"",
+        request.instance, request.region
+    );
+    render_discover_line(out, request.server, learned);
+    render_addresses(out, request, learned);
+}
+
+/// The header: what was asked, and per address how this host reaches it.
+fn render_findings(
+    out: &mut String,
+    server: SocketAddr,
+    learned: &[Learned],
+    runtime: &tokio::runtime::Runtime,
+) {
     let _ = writeln!(
         out,
         "# pathdns config from `pathdns discover`: asked {server} for the instance's names\n\
@@ -151,12 +166,8 @@ fn render(
         match &found.result {
             Ok(addrs) => {
                 for addr in addrs {
-                    let _ = writeln!(
-                        out,
-                        "#   {}  {addr}  {}",
-                        found.name,
-                        reachability(*addr, runtime)
-                    );
+                    let reach = reachability(*addr, runtime);
+                    let _ = writeln!(out, "#   {}  {addr}  {reach}", found.name);
                 }
             }
             Err(reason) => {
@@ -164,14 +175,40 @@ fn render(
             }
         }
     }
-    let _ = writeln!(
-        out,
-        "\n[server]\nlisten = [\"127.0.0.1:53\"]\nallow = [\"127.0.0.0/8\", \"::1/128\"]\n\n\
-         [upstream]\n# The resolvers in /etc/resolv.conf at start; once resolv.conf points at\n\
-         # pathdns, list the previous ones here instead.\nservers = [\"system\"]\n\n\
-         [[registry]]\ninstance = \"{}\"\nregion = \"{}\"",
-        request.instance, request.region
+}
+
+/// `discover`: commented out when every needed name was learned, in force when not (the
+/// empty lists are then learned by the agent).
+fn render_discover_line(out: &mut String, server: SocketAddr, learned: &[Learned]) {
+    let line = format!(
+        "discover = {{ servers = [\"{}\"], interval = \"5m\" }}",
+        server_text(server)
     );
+    let _ = if complete(learned) {
+        writeln!(
+            out,
+            "# Keep learning them over the private path: new addresses are used once their\n\
+             # probes pass, the last good ones are kept across restarts.\n# {line}"
+        )
+    } else {
+        writeln!(
+            out,
+            "# Some names were not learned now: the agent keeps asking (an empty list is \
+             learned).\n{line}"
+        )
+    };
+}
+
+/// Every name a config needs was learned; the auth name may be missing on purpose (the
+/// instance took over the auth domain).
+fn complete(learned: &[Learned]) -> bool {
+    learned
+        .iter()
+        .filter(|l| !l.name.starts_with("dockerauth-"))
+        .all(|l| l.result.is_ok())
+}
+
+fn render_addresses(out: &mut String, request: &Request, learned: &[Learned]) {
     let list = |index: usize| match learned.get(index).map(|l| &l.result) {
         Some(Ok(addrs)) => Some(
             addrs
@@ -182,40 +219,15 @@ fn render(
         ),
         _ => None,
     };
-    // The auth name may be missing on purpose (the instance took over the auth domain).
-    let all_learned = learned
-        .iter()
-        .filter(|l| !l.name.starts_with("dockerauth-"))
-        .all(|l| l.result.is_ok());
-    let discover_line = format!(
-        "discover = {{ servers = [\"{}\"], interval = \"5m\" }}",
-        server_text(server)
-    );
-    if all_learned {
-        let _ = writeln!(
-            out,
-            "# Keep learning them over the private path: new addresses are used once their\n\
-             # probes pass, the last good ones are kept across restarts.\n# {discover_line}"
-        );
-    } else {
-        let _ = writeln!(
-            out,
-            "# Some names were not learned now: the agent keeps asking (an empty list is learned).\n{discover_line}"
-        );
-    }
     let _ = writeln!(out, "registry = [{}]", list(0).unwrap_or_default());
-    match list(1) {
-        Some(addrs) => {
-            let _ = writeln!(out, "auth = [{addrs}]");
-        }
-        None => {
-            let _ = writeln!(
-                out,
-                "# No dockerauth address: if the instance took over the auth domain, leave\n\
-                 # `auth` out; else write `auth = []` to learn it."
-            );
-        }
-    }
+    let _ = match list(1) {
+        Some(addrs) => writeln!(out, "auth = [{addrs}]"),
+        None => writeln!(
+            out,
+            "# No dockerauth address: if the instance took over the auth domain, leave\n\
+             # `auth` out; else write `auth = []` to learn it."
+        ),
+    };
     let _ = writeln!(out, "oss = [{}]", list(2).unwrap_or_default());
     if let Some(bucket) = &request.bucket {
         let _ = writeln!(out, "bucket = \"{bucket}\"");

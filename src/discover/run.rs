@@ -1,7 +1,7 @@
 //! One task per asked name: ask, check, verify, and keep the last good addresses; tell
 //! the log, the metrics, the alert sinks and `/status` what happened.
 //!
-//! Owns: the round ([`Runner::round`]) and what each outcome changes: only a usable answer
+//! Owns: the round (`Runner::round`) and what each outcome changes: only a usable answer
 //! whose new addresses passed their probes changes the learned addresses (and then the
 //! state file, and through the daemon the answers); a silent server, garbage, or an
 //! address that fails its probes changes nothing but what is reported. Must not: wait on

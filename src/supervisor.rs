@@ -333,8 +333,8 @@ impl Supervisor {
             reason: (!report.outcome.ok)
                 .then(|| report.outcome.detail.clone())
                 .flatten(),
-            answer_from: moved.then(|| reason_text(answer_from)),
-            answer_to: moved.then(|| reason_text(answer_to)),
+            answer_from: moved.then(|| reason_text(&self.names[index], answer_from)),
+            answer_to: moved.then(|| reason_text(&self.names[index], answer_to)),
         });
     }
 
@@ -366,8 +366,7 @@ impl Supervisor {
     fn close_cleared_problems(&self) {
         for (name, (_, reason)) in self.names.iter().zip(&self.selections) {
             let labels = [("name", name.display())];
-            let on_backup = matches!(reason, Reason::Group(group) if *group > 1);
-            if !on_backup {
+            if !on_backup(name, *reason) {
                 self.emit(Event::new(
                     events::FAILED_OVER,
                     false,
@@ -559,12 +558,13 @@ impl Supervisor {
     /// FAILED_OVER is open while a backup group answers, ALL_TARGETS_DOWN while the
     /// `when_all_down` policy does (labels: name).
     fn emit_failover(&self, index: usize, old: Reason, new: Reason, answer: &str) {
-        let name = self.names[index].display();
+        let owned = &self.names[index];
+        let name = owned.display();
         let labels = [("name", name.clone())];
-        let backup = |reason: Reason| matches!(reason, Reason::Group(group) if group > 1);
+        let backup = |reason: Reason| on_backup(owned, reason);
         if backup(old) != backup(new) {
             let summary = match new {
-                Reason::Group(group) if group > 1 => {
+                Reason::Group(group) if backup(new) => {
                     format!("{name} failed over to priority group {group}: {answer}")
                 }
                 _ => format!("{name} no longer answers from a backup group: {answer}"),
@@ -657,7 +657,7 @@ impl Supervisor {
                 name: name.display(),
                 role: name.role.to_string(),
                 answer: selection.describe(),
-                reason: reason_text(*reason),
+                reason: reason_text(name, *reason),
                 ttl: name.ttl,
             })
             .collect();
@@ -720,14 +720,22 @@ impl Supervisor {
     }
 }
 
-/// Why a name answers what it answers, as `/status` words it.
-fn reason_text(reason: Reason) -> String {
+/// Why a name answers what it answers, as `/status` words it: a group by its priority,
+/// "(failed over)" when it is not the name's first group.
+fn reason_text(name: &OwnedName, reason: Reason) -> String {
     match reason {
         Reason::Static => "static".to_owned(),
-        Reason::Group(1) => "group 1".to_owned(),
-        Reason::Group(g) => format!("group {g} (failed over)"),
+        Reason::Group(g) if on_backup(name, reason) => format!("group {g} (failed over)"),
+        Reason::Group(g) => format!("group {g}"),
         Reason::AllDown => "all targets down".to_owned(),
     }
+}
+
+/// A backup group answers: not the name's first priority group, whatever its number (the
+/// same reading as `pathdns_name_answering_group > 0`, so the direct alert and the
+/// Prometheus rule agree).
+fn on_backup(name: &OwnedName, reason: Reason) -> bool {
+    failover::group_index(name, reason).is_some_and(|index| index > 0)
 }
 
 /// The addresses a selection answers (none for a CNAME, forward or SERVFAIL).
@@ -754,10 +762,18 @@ mod tests {
 
     /// A name on a primary and a backup, two TCP probes each that decide at once.
     fn supervisor(abort_stalled: bool) -> (Supervisor, mpsc::Receiver<Request>) {
+        supervisor_with(abort_stalled, (1, 2))
+    }
+
+    /// [`supervisor`] with the primary's and the backup's priority numbers.
+    fn supervisor_with(
+        abort_stalled: bool,
+        (primary, backup): (u8, u8),
+    ) -> (Supervisor, mpsc::Receiver<Request>) {
         let text = format!(
             "[upstream]\nservers = [\"10.0.0.2\"]\n[health]\nstall_after = \"7s\"\n\
              [[name]]\nname = \"a.example\"\nabort_stalled = {abort_stalled}\n\
-             targets = [{{ addr = \"{PRIMARY}\", priority = 1 }}, {{ addr = \"{BACKUP}\", priority = 2 }}]\n\
+             targets = [{{ addr = \"{PRIMARY}\", priority = {primary} }}, {{ addr = \"{BACKUP}\", priority = {backup} }}]\n\
              probes = [{{ kind = \"tcp\", port = 8443, rise = 1, fall = 1 }}, \
              {{ kind = \"tcp\", port = 8080, rise = 1, fall = 1 }}]\n"
         );
@@ -913,6 +929,24 @@ mod tests {
             group(&supervisor),
             ["pathdns_name_answering_group{name=\"a.example\"} 0"]
         );
+    }
+
+    #[test]
+    fn the_first_group_is_primary_whatever_its_priority_number() {
+        let (mut supervisor, _rx) = supervisor_with(false, (2, 3));
+        let mut events = supervisor.outputs.events.subscribe();
+        report(&mut supervisor, PRIMARY, true);
+        report(&mut supervisor, BACKUP, true);
+        assert_eq!(supervisor.status().names[0].reason, "group 2");
+        let fired = |events: &mut tokio::sync::broadcast::Receiver<Event>| {
+            std::iter::from_fn(|| events.try_recv().ok())
+                .filter(|e| e.alertname == events::FAILED_OVER && e.firing)
+                .count()
+        };
+        assert_eq!(fired(&mut events), 0, "the primary group is not a backup");
+        report(&mut supervisor, PRIMARY, false);
+        assert_eq!(supervisor.status().names[0].reason, "group 3 (failed over)");
+        assert_eq!(fired(&mut events), 1);
     }
 
     /// One report of the primary's first probe that found `realm`.

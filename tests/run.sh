@@ -11,7 +11,7 @@
 #
 #   dnsutils (dig)  dnsmasq-base  unbound  iproute2 (ip)  nftables (nft)  procps  curl
 #   prometheus-alertmanager  prometheus (promtool)  docker.io (dockerd, docker, docker-init)
-#   docker-registry  busybox-static (busybox)  chromium  fonts-dejavu-core
+#   docker-registry  busybox-static (busybox)  chromium  fonts-dejavu-core  nsd
 #
 # and those the package steps need:
 #
@@ -226,12 +226,13 @@ disable_new_service() {
     fi
 }
 
-section "Test dependencies (dig, dnsmasq, unbound, ip, nft, pgrep, python3, curl, prometheus-alertmanager, promtool, dockerd, docker, docker-init, docker-registry, busybox, chromium)"
+section "Test dependencies (dig, dnsmasq, unbound, ip, nft, pgrep, python3, curl, prometheus-alertmanager, promtool, dockerd, docker, docker-init, docker-registry, busybox, chromium, nsd)"
 # chromium and fonts-dejavu-core: tests/status_page.rs renders the status page headless (a
-# font, so that its screenshot has legible text).
-packages=(dnsutils dnsmasq-base unbound iproute2 nftables procps python3 curl prometheus-alertmanager prometheus docker.io docker-registry busybox-static chromium fonts-dejavu-core)
+# font, so that its screenshot has legible text). nsd: the VPC-side resolver of
+# tests/discovery.rs.
+packages=(dnsutils dnsmasq-base unbound iproute2 nftables procps python3 curl prometheus-alertmanager prometheus docker.io docker-registry busybox-static chromium fonts-dejavu-core nsd)
 # docker-registry: the binary of Debian's package (dpkg -L docker-registry) is /usr/bin/docker-registry.
-test_tools=(dig dnsmasq unbound ip nft pgrep python3 curl prometheus-alertmanager promtool dockerd docker docker-init docker-registry busybox chromium)
+test_tools=(dig dnsmasq unbound ip nft pgrep python3 curl prometheus-alertmanager promtool dockerd docker docker-init docker-registry busybox chromium nsd)
 missing_tools=()
 for tool in "${test_tools[@]}"; do
     have "$tool" || missing_tools+=("$tool")
@@ -258,6 +259,8 @@ else
     have dockerd && had_docker=true
     had_registry=false
     have docker-registry && had_registry=true
+    had_nsd=false
+    have nsd && had_nsd=true
     apt_install_quietly "${packages[@]}"
     # Not a new resolver on 127.0.0.1:53 left behind, nor an Alertmanager or a Prometheus.
     disable_new_service "$had_unbound" unbound.service "installed for the tests only"
@@ -270,6 +273,8 @@ else
     disable_new_service "$had_docker" docker.socket "installed for the tests only"
     disable_new_service "$had_docker" containerd.service "installed for the tests only"
     disable_new_service "$had_registry" docker-registry.service "installed for the tests only"
+    # tests/discovery.rs starts its own NSD inside a namespace.
+    disable_new_service "$had_nsd" nsd.service "installed for the tests only"
     require_installed "${packages[@]}" -- "${missing_tools[@]}"
 fi
 

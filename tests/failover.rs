@@ -119,17 +119,23 @@ fn all_down(policy: &str) -> (Setup, hickory_proto::op::Message) {
     drop(backup);
     let agent = &setup.agent;
     let started = Instant::now();
-    // Wait for the policy to take effect: the answer stops being the plain backup, or
-    // (for "keep") stays it while the log reports every target down.
+    // Wait for the policy to take effect: the log reports every target down, and then the
+    // answer stops being the plain backup (or, for "keep", stays it). The query is sent only
+    // after the log line: one sent before it may still get the backup's table.
+    let keeps = policy.contains("keep");
     let response = loop {
-        let response = ask_udp(agent.addr, &query(NAME, RecordType::A, false));
         let logged = agent
             .process
             .lines()
             .iter()
             .any(|line| line.contains("every target is down"));
         if logged {
-            break response;
+            let response = ask_udp(agent.addr, &query(NAME, RecordType::A, false));
+            let plain_backup = response.metadata.authoritative
+                && addresses(&response) == vec![BACKUP.to_owned()];
+            if keeps || !plain_backup {
+                break response;
+            }
         }
         assert!(started.elapsed() < READY_DEADLINE, "never all down");
         std::thread::sleep(Duration::from_millis(20));

@@ -131,8 +131,8 @@ fn all_down(policy: &str) -> (Setup, hickory_proto::op::Message) {
             .any(|line| line.contains("every target is down"));
         if logged {
             let response = ask_udp(agent.addr, &query(NAME, RecordType::A, false));
-            let plain_backup = response.metadata.authoritative
-                && addresses(&response) == vec![BACKUP.to_owned()];
+            let plain_backup =
+                response.metadata.authoritative && addresses(&response) == vec![BACKUP.to_owned()];
             if keeps || !plain_backup {
                 break response;
             }

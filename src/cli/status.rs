@@ -200,7 +200,44 @@ fn write_table(out: &mut impl Write, status: &StatusReport, now_ms: u64) -> std:
             "LAST ERROR",
         ],
         &rows,
-    )
+    )?;
+    write_transitions(out, status, now_ms)
+}
+
+/// How many of `/status`'s transitions the table shows (all of them are in `--json`).
+const SHOWN_TRANSITIONS: usize = 5;
+
+/// The last target state changes, newest last, with the answer change they caused.
+fn write_transitions(
+    out: &mut impl Write,
+    status: &StatusReport,
+    now_ms: u64,
+) -> std::io::Result<()> {
+    let skip = status.transitions.len().saturating_sub(SHOWN_TRANSITIONS);
+    let shown = status.transitions.get(skip..).unwrap_or_default();
+    if shown.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "\nrecent transitions:")?;
+    for t in shown {
+        let mut line = format!(
+            "  {} ago  {} {}: {} -> {} ({})",
+            ago(now_ms, t.unix_ms),
+            clean(&t.name),
+            clean(&t.target),
+            clean(&t.from),
+            clean(&t.to),
+            clean(&t.probe)
+        );
+        if let Some(reason) = &t.reason {
+            line.push_str(&format!(": {}", clean(reason)));
+        }
+        if let (Some(from), Some(to)) = (&t.answer_from, &t.answer_to) {
+            line.push_str(&format!("; answer {} -> {}", clean(from), clean(to)));
+        }
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
 }
 
 /// Host reads: one line when all work, one line per failing read otherwise (nothing from
@@ -425,7 +462,7 @@ mod tests {
     use super::*;
     use pathdns::status::{
         AbortStatus, AbortedConnection, DiscoveredName, DiscoveryStatus, ForwardingStatus,
-        HostReadFailure, NameStatus, ProbeStatus, UnusedAddress,
+        HostReadFailure, NameStatus, ProbeStatus, Transition, UnusedAddress,
     };
 
     #[test]
@@ -512,7 +549,17 @@ mod tests {
                 }],
             }),
             host: Some("idc-host-1".into()),
-            transitions: Vec::new(),
+            transitions: vec![Transition {
+                unix_ms: 3_725_000 - 5_000,
+                name: "reg.example".into(),
+                target: "10.0.0.1".into(),
+                from: "up".into(),
+                to: "down".into(),
+                probe: "tcp".into(),
+                reason: Some("connection refused".into()),
+                answer_from: Some("group 1".into()),
+                answer_to: Some("group 2 (failed over)".into()),
+            }],
             discovery: Some(DiscoveryStatus {
                 state_file: "/var/lib/pathdns/discovered.json".into(),
                 state_error: None,
@@ -554,6 +601,11 @@ mod tests {
         );
         assert!(
             lines.contains(&"  not used 100.118.28.50: its https probe failed (timeout)"),
+            "{text}"
+        );
+        assert_eq!(
+            lines.last(),
+            Some(&"  5s ago  reg.example 10.0.0.1: up -> down (tcp): connection refused; answer group 1 -> group 2 (failed over)"),
             "{text}"
         );
         assert!(

@@ -19,7 +19,7 @@ fi
 if [ "$1" -eq 0 ]; then
     rm -rf /var/lib/pathdns /var/lib/private/pathdns
     # Directories the payload implies but does not own (cargo-generate-rpm lists files only).
-    rmdir /usr/share/doc/pathdns/examples /usr/share/doc/pathdns /usr/share/licenses/pathdns \
+    rmdir /usr/share/doc/pathdns/examples /usr/share/doc/pathdns/docs /usr/share/doc/pathdns /usr/share/licenses/pathdns \
         /usr/lib/systemd/system/pathdns.service.d /usr/share/pathdns/prometheus \
         /usr/share/pathdns/grafana /usr/share/pathdns /etc/pathdns 2>/dev/null || :
 fi

@@ -306,35 +306,29 @@ impl Runner {
                 }
             }
         }
+        self.close_gone(unreachable, conflicting);
+        (usable, not_used)
+    }
+
+    /// Resolves the unreachable and conflict alerts of addresses this round no longer has
+    /// (used now, or no longer discovered); the sets become this round's.
+    fn close_gone(&mut self, unreachable: BTreeSet<IpAddr>, conflicting: BTreeSet<IpAddr>) {
+        let key = self.asked.key.clone();
         for addr in std::mem::replace(&mut self.unreachable, unreachable.clone()) {
             if !unreachable.contains(&addr) {
-                let summary = format!(
-                    "{}: discovered address {addr} is used or no longer discovered",
-                    self.asked.key
-                );
-                self.emit(
-                    events::DISCOVERED_UNREACHABLE,
-                    false,
-                    &[("target", addr.to_string())],
-                    summary,
-                );
+                let summary =
+                    format!("{key}: discovered address {addr} is used or no longer discovered");
+                let target = [("target", addr.to_string())];
+                self.emit(events::DISCOVERED_UNREACHABLE, false, &target, summary);
             }
         }
         for addr in std::mem::replace(&mut self.conflicting, conflicting.clone()) {
             if !conflicting.contains(&addr) {
-                let summary = format!(
-                    "{}: discovered address {addr} is no longer discovered",
-                    self.asked.key
-                );
-                self.emit(
-                    events::DISCOVERED_CONFLICT,
-                    false,
-                    &[("target", addr.to_string())],
-                    summary,
-                );
+                let summary = format!("{key}: discovered address {addr} is no longer discovered");
+                let target = [("target", addr.to_string())];
+                self.emit(events::DISCOVERED_CONFLICT, false, &target, summary);
             }
         }
-        (usable, not_used)
     }
 
     /// A local network `addr` falls into (the 100.x conflict), reported once while it lasts.

@@ -240,6 +240,25 @@ fn step_two_in_one_command(client: &str, dir: &Path, env: &[(&str, &str)]) {
     eprintln!("pathdns discover printed:\n{printed}");
 }
 
+/// The status page (in Debian's headless Chromium, from the client namespace) lists the
+/// registry name's last good address and the discovered address not used, with why.
+fn the_status_page_shows_it(client: &str, control: SocketAddr) {
+    use crate::status_page::{chromium, element, run_chromium};
+    let Some(chromium) = chromium() else {
+        return;
+    };
+    let profile = tempfile::tempdir().expect("chromium profile");
+    let url = format!("http://{control}/");
+    let dom = run_chromium(&chromium, client, profile.path(), &["--dump-dom"], &url);
+    let row = element(&dom, "tr", &format!("data-name=\"{REGISTRY}\""))
+        .unwrap_or_else(|| panic!("no discovery row for {REGISTRY}:\n{dom}"));
+    assert!(row.contains(MOVED) && row.contains("discovered"), "{row}");
+    assert!(
+        row.contains(NO_ROUTE) && row.contains("probe failed"),
+        "{row}"
+    );
+}
+
 /// The registry name's first `alertname` delivery with `status` (and `target`, unless
 /// empty); the OSS name is discovered beside it and alerts on its own.
 fn alert(hook: &Hook, alertname: &str, status: &str, target: &str) -> Value {
@@ -367,6 +386,7 @@ fn addresses_are_learned_verified_kept_on_disk_and_their_moves_alerted() {
         "{entry}"
     );
     assert_eq!(entry["not_used"][0]["addr"], NO_ROUTE, "{entry}");
+    the_status_page_shows_it(&client, control);
 
     // It moves into a local network (the 100.x conflict): reported with the remedy, not used.
     nsd.move_registry(IN_LOCAL_NET);

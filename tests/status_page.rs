@@ -28,7 +28,7 @@ const WINDOW: (u32, u32) = (1280, 900);
 const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Debian's Chromium; `None` (after a loud SKIPPED line) when it is missing outside CI.
-fn chromium() -> Option<PathBuf> {
+pub(crate) fn chromium() -> Option<PathBuf> {
     if let Some(path) = which("chromium") {
         return Some(path);
     }
@@ -93,7 +93,13 @@ fn reason(status: &StatusReport) -> String {
 }
 
 /// Chromium, headless, in the client namespace, on `url` with `args`: its stdout.
-fn run_chromium(chromium: &Path, ns: &str, profile: &Path, args: &[&str], url: &str) -> String {
+pub(crate) fn run_chromium(
+    chromium: &Path,
+    ns: &str,
+    profile: &Path,
+    args: &[&str],
+    url: &str,
+) -> String {
     let profile = format!("--user-data-dir={}", profile.display());
     let timeout = CHROMIUM_TIMEOUT.as_secs().to_string();
     let mut command = vec![
@@ -148,7 +154,7 @@ fn elements<'a>(dom: &'a str, tag: &str, marker: &str) -> Vec<&'a str> {
 }
 
 /// The first of [`elements`].
-fn element<'a>(dom: &'a str, tag: &str, marker: &str) -> Option<&'a str> {
+pub(crate) fn element<'a>(dom: &'a str, tag: &str, marker: &str) -> Option<&'a str> {
     elements(dom, tag, marker).into_iter().next()
 }
 

@@ -184,31 +184,12 @@ impl Metrics {
             failovers.clone(),
         );
         let (answering_group, realms) = register_names(&mut registry);
-        let reloads = Family::<ReloadLabels, Counter>::default();
-        // Both series exist from the start, so that an alert on `rejected` can use rate().
-        for result in ["ok", "rejected"] {
-            drop(reloads.get_or_create(&ReloadLabels { result }));
-        }
-        registry.register(
-            "pathdns_config_reloads",
-            "Config reloads (SIGHUP) by result: ok, or rejected (the previous config kept \
-             serving)",
-            reloads.clone(),
-        );
+        let reloads = register_reloads(&mut registry);
         let config = ConfigMetrics::register(&mut registry);
         let watchdog = WatchdogMetrics::register(&mut registry);
-        let path_changes = Family::<EffectLabels, Counter>::default();
-        for effect in ["probed", "none"] {
-            drop(path_changes.get_or_create(&EffectLabels { effect }));
-        }
-        registry.register(
-            "pathdns_path_changes",
-            "Bursts of kernel link, route and address notifications, by effect: probed (a \
-             probed target's local path changed and its probes ran at once) or none",
-            path_changes.clone(),
-        );
+        let path_changes = register_path_changes(&mut registry);
         let (aborted, abort_available) = register_aborts(&mut registry);
-        let discovery = register_discovery(&mut registry);
+        let discovery = DiscoveryMetrics::register(&mut registry);
         registry.register(
             "pathdns_build",
             "The running pathdns version (always 1)",
@@ -532,26 +513,57 @@ fn register_aborts(registry: &mut Registry) -> (Family<AbortLabels, Counter>, Ga
     (aborted, abort_available)
 }
 
-fn register_discovery(registry: &mut Registry) -> DiscoveryMetrics {
-    let metrics = DiscoveryMetrics::default();
+fn register_reloads(registry: &mut Registry) -> Family<ReloadLabels, Counter> {
+    let reloads = Family::<ReloadLabels, Counter>::default();
+    // Both series exist from the start, so that an alert on `rejected` can use rate().
+    for result in ["ok", "rejected"] {
+        drop(reloads.get_or_create(&ReloadLabels { result }));
+    }
     registry.register(
-        "pathdns_discovery_rounds",
-        "Discovery rounds per asked name (discover): ok when a discovery server gave a \
-         usable answer, fail when none did",
-        metrics.rounds.clone(),
+        "pathdns_config_reloads",
+        "Config reloads (SIGHUP) by result: ok, or rejected (the previous config kept \
+         serving)",
+        reloads.clone(),
     );
+    reloads
+}
+
+fn register_path_changes(registry: &mut Registry) -> Family<EffectLabels, Counter> {
+    let path_changes = Family::<EffectLabels, Counter>::default();
+    for effect in ["probed", "none"] {
+        drop(path_changes.get_or_create(&EffectLabels { effect }));
+    }
     registry.register(
-        "pathdns_discovered_address_changes",
-        "Times a name's discovered (and verified) addresses changed",
-        metrics.changes.clone(),
+        "pathdns_path_changes",
+        "Bursts of kernel link, route and address notifications, by effect: probed (a \
+         probed target's local path changed and its probes ran at once) or none",
+        path_changes.clone(),
     );
-    registry.register(
-        "pathdns_discovered_addresses",
-        "How many last good discovered addresses a name has (from discovery or the state \
-         file)",
-        metrics.addresses.clone(),
-    );
-    metrics
+    path_changes
+}
+
+impl DiscoveryMetrics {
+    fn register(registry: &mut Registry) -> DiscoveryMetrics {
+        let metrics = DiscoveryMetrics::default();
+        registry.register(
+            "pathdns_discovery_rounds",
+            "Discovery rounds per asked name (discover): ok when a discovery server gave a \
+             usable answer, fail when none did",
+            metrics.rounds.clone(),
+        );
+        registry.register(
+            "pathdns_discovered_address_changes",
+            "Times a name's discovered (and verified) addresses changed",
+            metrics.changes.clone(),
+        );
+        registry.register(
+            "pathdns_discovered_addresses",
+            "How many last good discovered addresses a name has (from discovery or the state \
+             file)",
+            metrics.addresses.clone(),
+        );
+        metrics
+    }
 }
 
 /// Reads the DNS counters at scrape time.

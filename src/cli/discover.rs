@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use hickory_proto::rr::Name;
@@ -14,6 +14,7 @@ use hickory_proto::rr::Name;
 use pathdns::config::{self, Config};
 use pathdns::discover::{self, ask::ask_servers, state};
 use pathdns::host::{self, Lookup};
+use pathdns::probe::{PreparedProbe, ProbeTarget};
 
 use super::exit::CommandResult;
 
@@ -107,19 +108,18 @@ fn reachability(addr: IpAddr, runtime: &tokio::runtime::Runtime) -> String {
         Ok(Lookup::NoRoute { reason, .. }) => format!("NO ROUTE ({reason})"),
         Err(err) => format!("route unknown ({err})"),
     };
-    let started = Instant::now();
-    let connect = runtime.block_on(async {
-        tokio::time::timeout(STEP, tokio::net::TcpStream::connect((addr, 443))).await
-    });
-    let tcp = match connect {
-        Ok(Ok(_)) => format!("tcp 443 ok ({} ms)", started.elapsed().as_millis()),
-        Ok(Err(err)) => format!(
+    // The agent's own tcp probe.
+    let target = ProbeTarget {
+        addr,
+        server_name: Name::root(),
+    };
+    let probe = PreparedProbe::Tcp { port: 443 };
+    let outcome = runtime.block_on(probe.run_bounded(&target, STEP));
+    let tcp = match (outcome.ok, outcome.rtt) {
+        (true, Some(rtt)) => format!("tcp 443 ok ({} ms)", rtt.as_millis()),
+        _ => format!(
             "tcp 443 FAILED ({})",
-            pathdns::reason::io_reason(&err).to_lowercase()
-        ),
-        Err(_) => format!(
-            "tcp 443 FAILED (no answer within {})",
-            humantime::format_duration(STEP)
+            outcome.detail.unwrap_or_else(|| "failed".into())
         ),
     };
     let mut line = format!("{route}; {tcp}");
@@ -245,7 +245,7 @@ fn server_text(server: SocketAddr) -> String {
 /// `pathdns check`'s discovery lines: what each asked name is asked of, what is written,
 /// and the last good addresses in the state file (a file that cannot be used is named).
 pub fn print_check(config: &Config) -> anyhow::Result<()> {
-    let asked = discover::asked_names(config);
+    let asked = discover::asked(config);
     if asked.is_empty() {
         return Ok(());
     }
@@ -258,17 +258,12 @@ pub fn print_check(config: &Config) -> anyhow::Result<()> {
             Default::default()
         }
     };
-    for key in asked {
-        let Some(name) = config.names.iter().find(|n| {
-            n.discover
-                .as_ref()
-                .is_some_and(|d| discover::key(&d.ask) == key)
-        }) else {
-            continue;
-        };
-        let Some(discovery) = &name.discover else {
-            continue;
-        };
+    for discover::Asked {
+        key,
+        name,
+        discovery,
+    } in asked
+    {
         let servers: Vec<String> = discovery.servers.iter().map(ToString::to_string).collect();
         let written: Vec<String> = name.addresses().iter().map(ToString::to_string).collect();
         let last = learned.get(&key).map_or_else(

@@ -31,7 +31,7 @@ pub mod verify;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use crate::config::{AnswerSpec, Config, Target};
+use crate::config::{AnswerSpec, Config, Discovery, OwnedName, Target};
 use crate::status::{DiscoveredName, DiscoveryStatus};
 
 pub use run::{start, Context, Running};
@@ -76,16 +76,38 @@ pub fn overlay(config: &Config, learned: &LearnedMap) -> Config {
     effective
 }
 
-/// The asked names of `config`, each once (the OSS wildcard asks as the OSS name).
+/// One name asked of the discovery servers, with the first owned name asked that way: a
+/// preset's OSS name, bucket and wildcard share one question (the wildcard asks as the OSS
+/// name) and their probes.
+#[derive(Debug, Clone)]
+pub struct Asked<'a> {
+    /// [`key`] of the asked name.
+    pub key: String,
+    pub name: &'a OwnedName,
+    pub discovery: &'a Discovery,
+}
+
+/// Every name `config` asks, each once, by key: what the runners, `check` and `doctor`
+/// all go by.
+pub fn asked(config: &Config) -> Vec<Asked<'_>> {
+    let mut keys: BTreeMap<String, (&OwnedName, &Discovery)> = BTreeMap::new();
+    for name in &config.names {
+        if let Some(discovery) = &name.discover {
+            keys.entry(key(&discovery.ask)).or_insert((name, discovery));
+        }
+    }
+    keys.into_iter()
+        .map(|(key, (name, discovery))| Asked {
+            key,
+            name,
+            discovery,
+        })
+        .collect()
+}
+
+/// The asked names of `config`, each once, sorted.
 pub fn asked_names(config: &Config) -> Vec<String> {
-    let mut names: Vec<String> = config
-        .names
-        .iter()
-        .filter_map(|name| name.discover.as_ref().map(|d| key(&d.ask)))
-        .collect();
-    names.sort();
-    names.dedup();
-    names
+    asked(config).into_iter().map(|a| a.key).collect()
 }
 
 /// What discovery shows in `/status`: updated by the runners, read by the control

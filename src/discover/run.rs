@@ -20,7 +20,7 @@ use super::advice::{local_conflicts, route_advice};
 use super::ask::{ask_servers, Answered};
 use super::state::{self, Learned, LearnedMap};
 use super::verify::{verify, Verified};
-use super::{key, Board};
+use super::Board;
 use crate::config::{AnswerSpec, Config, Discovery, ProbeSpec};
 use crate::events::{self, Event, EventSender};
 use crate::metrics::Metrics;
@@ -61,37 +61,30 @@ struct Asked {
     written: Vec<IpAddr>,
 }
 
-/// The asked names of `config`, each once.
-fn asked(config: &Config) -> Vec<Asked> {
-    let mut out: Vec<Asked> = Vec::new();
-    for name in &config.names {
-        let (Some(discovery), AnswerSpec::Targets(targets)) = (&name.discover, &name.answer) else {
-            continue;
-        };
-        let key = key(&discovery.ask);
-        if out.iter().any(|a| a.key == key) {
-            continue;
-        }
-        let best = targets.iter().map(|t| t.priority).min();
-        out.push(Asked {
-            key,
-            discovery: discovery.clone(),
-            probes: name.health.probes.clone(),
-            role: name.role.to_string(),
-            written: targets
-                .iter()
-                .filter(|t| Some(t.priority) == best)
-                .map(|t| t.addr)
-                .collect(),
-        });
+/// The runner's own copy of what [`super::asked`] found, for its task.
+fn owned(asked: super::Asked<'_>) -> Asked {
+    let targets = match &asked.name.answer {
+        AnswerSpec::Targets(targets) => targets.as_slice(),
+        AnswerSpec::Cname(_) => &[],
+    };
+    let best = targets.iter().map(|t| t.priority).min();
+    Asked {
+        written: targets
+            .iter()
+            .filter(|t| Some(t.priority) == best)
+            .map(|t| t.addr)
+            .collect(),
+        key: asked.key,
+        discovery: asked.discovery.clone(),
+        probes: asked.name.health.probes.clone(),
+        role: asked.name.role.to_string(),
     }
-    out
 }
 
 /// Starts one runner per asked name of `config`. What was learned for names this config
 /// no longer asks is forgotten; the rest is kept (a reload does not forget).
 pub fn start(config: &Config, context: &Context) -> Running {
-    let asked = asked(config);
+    let asked: Vec<Asked> = super::asked(config).into_iter().map(owned).collect();
     let keys: BTreeSet<&str> = asked.iter().map(|a| a.key.as_str()).collect();
     context.learned.send_if_modified(|learned| {
         let before = learned.len();

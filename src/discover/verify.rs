@@ -53,14 +53,7 @@ pub async fn verify(
             if run > 0 {
                 tokio::time::sleep(spec.suspect_interval).await;
             }
-            let outcome = tokio::time::timeout(spec.timeout, probe.run(&target, spec.timeout))
-                .await
-                .unwrap_or_else(|_| {
-                    crate::probe::ProbeOutcome::fail(format!(
-                        "no answer within {}",
-                        humantime::format_duration(spec.timeout)
-                    ))
-                });
+            let outcome = probe.run_bounded(&target, spec.timeout).await;
             if !outcome.ok {
                 return failed(outcome.detail.unwrap_or_else(|| "failed".into()));
             }

@@ -4,12 +4,12 @@
 //! Owns: [`discovery_checks`]. Must not: ask a discovery server for anything but the
 //! config's own asked names, or change the state file (only the agent writes it).
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use super::resolve::join;
 use super::{remedy, Check, Verdict, NO_TARGET};
-use crate::config::{Config, Discovery};
+use crate::config::Config;
 use crate::discover::{self, ask::ask_servers, LearnedMap};
 
 /// One check per asked name and server: OK with the addresses (WARN when they differ from
@@ -20,16 +20,8 @@ pub async fn discovery_checks(
     learned: &LearnedMap,
     timeout: Duration,
 ) -> Vec<Check> {
-    let mut asked: BTreeMap<String, Discovery> = BTreeMap::new();
-    for name in &config.names {
-        if let Some(discovery) = &name.discover {
-            asked
-                .entry(discover::key(&discovery.ask))
-                .or_insert_with(|| discovery.clone());
-        }
-    }
     let mut checks = Vec::new();
-    for (key, discovery) in asked {
+    for discover::Asked { key, discovery, .. } in discover::asked(config) {
         let last_good = learned.get(&key).map(|l| l.addresses.clone());
         for server in &discovery.servers {
             let target = server.to_string();
@@ -91,12 +83,4 @@ fn answer_check(key: &str, server: &str, found: &[IpAddr], last_good: Option<&[I
             format!("answers {shown}"),
         ),
     }
-}
-
-fn join(addrs: &[IpAddr]) -> String {
-    addrs
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -136,6 +136,19 @@ impl PreparedProbe {
         })
     }
 
+    /// One run that ends within `timeout`: past it, a failed outcome saying so. For the
+    /// one-off runs (verifying a discovered address, `pathdns discover`).
+    pub async fn run_bounded(&self, target: &ProbeTarget, timeout: Duration) -> ProbeOutcome {
+        tokio::time::timeout(timeout, self.run(target, timeout))
+            .await
+            .unwrap_or_else(|_| {
+                ProbeOutcome::fail(format!(
+                    "no answer within {}",
+                    humantime::format_duration(timeout)
+                ))
+            })
+    }
+
     /// One run; the scheduler bounds it with the probe's timeout.
     pub async fn run(&self, target: &ProbeTarget, timeout: Duration) -> ProbeOutcome {
         match self {
